@@ -1,0 +1,57 @@
+//! Reading the settings layers from their sources: the settings file (or stdin) and userdata.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::settings::Source;
+use crate::userdata::{self, Userdata};
+
+/// Where the settings file comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingsInput {
+    /// Given with `--settings` or as `check FILE`: it must exist.
+    Required(PathBuf),
+    /// The default path: a missing file means "no file layer".
+    Optional(PathBuf),
+    /// `check -`.
+    Stdin,
+}
+
+/// Reads the file layer. `Ok(None)` when an optional file is absent.
+pub fn read_settings_file(input: &SettingsInput) -> Result<Option<(Source, String)>, String> {
+    match input {
+        SettingsInput::Stdin => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| format!("reading settings from standard input: {e}"))?;
+            Ok(Some((Source::File("-".into()), text)))
+        }
+        SettingsInput::Required(path) => {
+            read_text(path).map(|text| Some((Source::File(path.clone()), text)))
+        }
+        SettingsInput::Optional(path) => match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            _ => read_text(path).map(|text| Some((Source::File(path.clone()), text))),
+        },
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("reading settings file {}: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "settings file {} is not UTF-8 text (byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// Reads and decodes a userdata blob from a file (for `check --userdata`).
+pub fn read_userdata_file(path: &Path) -> Result<Userdata, String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("reading userdata file {}: {e}", path.display()))?;
+    userdata::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -1,0 +1,57 @@
+//! One module per command; each returns the process exit code.
+
+mod check;
+mod inputs;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+use crate::host_paths::HostPaths;
+
+pub use inputs::{SettingsInput, read_settings_file};
+
+/// Exit codes: 0 success, 1 failure or invalid input, 2 usage error or not implemented.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const NOT_IMPLEMENTED: u8 = 2;
+}
+
+/// What every command shares: the host paths under `--root` and where the settings file is.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub paths: HostPaths,
+    pub settings: SettingsInput,
+}
+
+impl Context {
+    pub fn from_cli(cli: &Cli) -> Self {
+        let paths = HostPaths::new(&cli.root);
+        let settings = match &cli.settings {
+            Some(path) => SettingsInput::Required(path.clone()),
+            None => SettingsInput::Optional(paths.settings_file()),
+        };
+        Context { paths, settings }
+    }
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let context = Context::from_cli(&cli);
+    let code = match cli.command {
+        Command::Check { file, userdata } => {
+            check::run(&context, file.as_deref(), userdata.as_deref())
+        }
+        Command::Run => not_implemented("run"),
+        Command::Setup { .. } => not_implemented("setup"),
+        Command::Status { .. } => not_implemented("status"),
+        Command::Gc { .. } => not_implemented("gc"),
+        Command::Drain => not_implemented("drain"),
+        Command::Undrain => not_implemented("undrain"),
+    };
+    ExitCode::from(code)
+}
+
+fn not_implemented(command: &str) -> u8 {
+    eprintln!("nodewarden {command}: not yet implemented in this version");
+    exit::NOT_IMPLEMENTED
+}

@@ -1,0 +1,81 @@
+//! Every host path nodewarden reads or writes, taken under `--root` the way `systemctl --root`
+//! does, so tests and the demo run against a temporary root.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPaths {
+    root: PathBuf,
+}
+
+impl HostPaths {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        HostPaths { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `absolute` (a host path such as `/etc/ecs`) under the root.
+    pub fn host(&self, absolute: impl AsRef<Path>) -> PathBuf {
+        let relative = absolute
+            .as_ref()
+            .strip_prefix("/")
+            .unwrap_or(absolute.as_ref());
+        self.root.join(relative)
+    }
+
+    pub fn settings_file(&self) -> PathBuf {
+        self.host("/etc/nodewarden/settings.toml")
+    }
+
+    pub fn ecs_config(&self) -> PathBuf {
+        self.host("/etc/ecs/ecs.config")
+    }
+
+    pub fn docker_daemon_json(&self) -> PathBuf {
+        self.host("/etc/docker/daemon.json")
+    }
+
+    pub fn systemd_dir(&self) -> PathBuf {
+        self.host("/etc/systemd/system")
+    }
+
+    /// nodewarden's own state, on the root disk (never on Docker's disk).
+    pub fn state_dir(&self) -> PathBuf {
+        self.host("/var/lib/nodewarden")
+    }
+
+    pub fn docker_data_root(&self) -> PathBuf {
+        self.host("/var/lib/docker")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_live_under_the_root() {
+        let default = HostPaths::new("/");
+        assert_eq!(default.ecs_config(), PathBuf::from("/etc/ecs/ecs.config"));
+        let test = HostPaths::new("/tmp/root");
+        assert_eq!(
+            test.ecs_config(),
+            PathBuf::from("/tmp/root/etc/ecs/ecs.config")
+        );
+        assert_eq!(
+            test.docker_daemon_json(),
+            PathBuf::from("/tmp/root/etc/docker/daemon.json")
+        );
+        assert_eq!(
+            test.state_dir(),
+            PathBuf::from("/tmp/root/var/lib/nodewarden")
+        );
+        assert_eq!(
+            test.host("relative/x"),
+            PathBuf::from("/tmp/root/relative/x")
+        );
+    }
+}

@@ -1,0 +1,329 @@
+//! The `ECS_*` keys `[ecs] config` accepts for `/etc/ecs/ecs.config`, and how the ECS agent
+//! reads each value. A value the agent would reject makes it exit 1 and restart forever, so we
+//! reject it at `check` time instead. Sources: amazon-ecs-agent `agent/config` (see
+//! shared/reference/ecs-agent.md §2).
+
+/// How the agent parses a key's value.
+#[derive(Debug, Clone, Copy)]
+pub enum ValueKind {
+    /// Go `strconv.ParseBool`.
+    Bool,
+    /// Go `time.ParseDuration`.
+    Duration,
+    /// A decimal integer within bounds.
+    Integer { min: i64, max: i64 },
+    /// One of a fixed set of words.
+    OneOf(&'static [&'static str]),
+    /// A JSON array of strings, each from a fixed set (logging drivers).
+    JsonStringsOf(&'static [&'static str]),
+    /// A JSON array of port numbers.
+    JsonPorts,
+    /// A JSON object of string values (tags, attributes).
+    JsonObject,
+    /// Free text (one line).
+    Text,
+    /// Owned by another nodewarden setting or by the agent container's layout.
+    Reserved(&'static str),
+}
+
+pub const LOGGING_DRIVERS: &[&str] = &[
+    "json-file",
+    "syslog",
+    "journald",
+    "gelf",
+    "fluentd",
+    "awslogs",
+    "splunk",
+    "logentries",
+    "sumologic",
+    "none",
+    "awsfirelens",
+];
+
+const LAYOUT: &str = "it is fixed by the agent container's layout (ecs-init's defaults)";
+
+/// Known keys, sorted by name.
+pub const KEYS: &[(&str, ValueKind)] = &[
+    ("ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS", ValueKind::Bool),
+    ("ECS_APPARMOR_CAPABLE", ValueKind::Bool),
+    (
+        "ECS_AVAILABLE_LOGGING_DRIVERS",
+        ValueKind::JsonStringsOf(LOGGING_DRIVERS),
+    ),
+    ("ECS_AWSVPC_BLOCK_IMDS", ValueKind::Bool),
+    ("ECS_CGROUP_PATH", ValueKind::Text),
+    ("ECS_CHECKPOINT", ValueKind::Bool),
+    (
+        "ECS_CLUSTER",
+        ValueKind::Reserved("set [ecs] cluster instead"),
+    ),
+    ("ECS_CONTAINER_CREATE_TIMEOUT", ValueKind::Duration),
+    (
+        "ECS_CONTAINER_INSTANCE_PROPAGATE_TAGS_FROM",
+        ValueKind::OneOf(&["none", "ec2_instance"]),
+    ),
+    ("ECS_CONTAINER_INSTANCE_TAGS", ValueKind::JsonObject),
+    ("ECS_CONTAINER_START_TIMEOUT", ValueKind::Duration),
+    ("ECS_CONTAINER_STOP_TIMEOUT", ValueKind::Duration),
+    ("ECS_DATADIR", ValueKind::Reserved(LAYOUT)),
+    ("ECS_DISABLE_IMAGE_CLEANUP", ValueKind::Bool),
+    ("ECS_DISABLE_METRICS", ValueKind::Bool),
+    ("ECS_DISABLE_PRIVILEGED", ValueKind::Bool),
+    ("ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE", ValueKind::Bool),
+    ("ECS_ENABLE_CONTAINER_METADATA", ValueKind::Bool),
+    ("ECS_ENABLE_GPU_SUPPORT", ValueKind::Bool),
+    ("ECS_ENABLE_HIGH_DENSITY_ENI", ValueKind::Bool),
+    ("ECS_ENABLE_RUNTIME_STATS", ValueKind::Bool),
+    ("ECS_ENABLE_SPOT_INSTANCE_DRAINING", ValueKind::Bool),
+    ("ECS_ENABLE_TASK_CPU_MEM_LIMIT", ValueKind::Bool),
+    ("ECS_ENABLE_TASK_ENI", ValueKind::Bool),
+    ("ECS_ENABLE_TASK_IAM_ROLE", ValueKind::Bool),
+    ("ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", ValueKind::Bool),
+    ("ECS_ENABLE_UNTRACKED_IMAGE_CLEANUP", ValueKind::Bool),
+    (
+        "ECS_ENGINE_AUTH_DATA",
+        ValueKind::Reserved("set [ecs] engine-auth-data instead (it is kept secret)"),
+    ),
+    (
+        "ECS_ENGINE_AUTH_TYPE",
+        ValueKind::Reserved("set [ecs] engine-auth-type instead"),
+    ),
+    ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", ValueKind::Duration),
+    (
+        "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER",
+        ValueKind::Duration,
+    ),
+    ("ECS_EXCLUDE_UNTRACKED_IMAGE", ValueKind::Text),
+    ("ECS_EXTERNAL", ValueKind::Bool),
+    ("ECS_IMAGE_CLEANUP_INTERVAL", ValueKind::Duration),
+    ("ECS_IMAGE_MINIMUM_CLEANUP_AGE", ValueKind::Duration),
+    (
+        "ECS_IMAGE_PULL_BEHAVIOR",
+        ValueKind::OneOf(&["default", "always", "once", "prefer-cached"]),
+    ),
+    ("ECS_IMAGE_PULL_INACTIVITY_TIMEOUT", ValueKind::Duration),
+    ("ECS_IMAGE_PULL_TIMEOUT", ValueKind::Duration),
+    ("ECS_INSTANCE_ATTRIBUTES", ValueKind::JsonObject),
+    ("ECS_LOGFILE", ValueKind::Reserved(LAYOUT)),
+    (
+        "ECS_LOGLEVEL",
+        ValueKind::OneOf(&["debug", "info", "warn", "error", "crit"]),
+    ),
+    (
+        "ECS_LOGLEVEL_ON_INSTANCE",
+        ValueKind::OneOf(&["debug", "info", "warn", "error", "crit", "none"]),
+    ),
+    (
+        "ECS_LOG_MAX_FILE_SIZE_MB",
+        ValueKind::Integer { min: 1, max: 1024 },
+    ),
+    (
+        "ECS_LOG_MAX_ROLL_COUNT",
+        ValueKind::Integer { min: 1, max: 1000 },
+    ),
+    (
+        "ECS_LOG_OUTPUT_FORMAT",
+        ValueKind::OneOf(&["logfmt", "json"]),
+    ),
+    (
+        "ECS_LOG_ROLLOVER_TYPE",
+        ValueKind::OneOf(&["hourly", "size"]),
+    ),
+    ("ECS_MANIFEST_PULL_TIMEOUT", ValueKind::Duration),
+    (
+        "ECS_NUM_IMAGES_DELETE_PER_CYCLE",
+        ValueKind::Integer { min: 1, max: 1000 },
+    ),
+    ("ECS_POLLING_METRICS_WAIT_DURATION", ValueKind::Duration),
+    ("ECS_POLL_METRICS", ValueKind::Bool),
+    ("ECS_PULL_DEPENDENT_CONTAINERS_UPFRONT", ValueKind::Bool),
+    (
+        "ECS_RESERVED_MEMORY",
+        ValueKind::Integer { min: 0, max: 65535 },
+    ),
+    ("ECS_RESERVED_PORTS", ValueKind::JsonPorts),
+    ("ECS_RESERVED_PORTS_UDP", ValueKind::JsonPorts),
+    ("ECS_SELINUX_CAPABLE", ValueKind::Bool),
+    ("ECS_SHARED_VOLUME_MATCH_FULL_CONFIG", ValueKind::Bool),
+    ("ECS_SKIP_LOCALHOST_TRAFFIC_FILTER", ValueKind::Bool),
+    ("ECS_TASK_METADATA_RPS_LIMIT", ValueKind::Text),
+    ("ECS_UPDATES_ENABLED", ValueKind::Bool),
+    ("ECS_WARM_POOLS_CHECK", ValueKind::Bool),
+];
+
+pub fn lookup(key: &str) -> Option<ValueKind> {
+    KEYS.binary_search_by(|(name, _)| name.cmp(&key))
+        .ok()
+        .map(|i| KEYS[i].1)
+}
+
+/// Checks `value` for `key` the way the agent would read it. `Err` says what was expected.
+pub fn check(key: &str, value: &str) -> Result<(), String> {
+    let Some(kind) = lookup(key) else {
+        return Err(if key.starts_with("ECS_") {
+            "a known ECS agent setting (this one is unknown to nodewarden; check its spelling)"
+                .into()
+        } else {
+            "an ECS agent setting (names start with ECS_)".into()
+        });
+    };
+    // ecs.config is KEY=VALUE per line: a newline would inject another key.
+    if value.contains(['\n', '\r', '\0']) {
+        return Err("a single-line value".into());
+    }
+    match kind {
+        ValueKind::Bool => go_parse_bool(value)
+            .map(drop)
+            .ok_or_else(|| "a boolean (true or false)".into()),
+        ValueKind::Duration => go_parse_duration(value)
+            .map(drop)
+            .map_err(|_| "a Go duration such as \"30m\" or \"1h30m\"".into()),
+        ValueKind::Integer { min, max } => match value.parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(()),
+            _ => Err(format!("an integer from {min} to {max}")),
+        },
+        ValueKind::OneOf(words) => {
+            if words.contains(&value) {
+                Ok(())
+            } else {
+                Err(format!("one of: {}", words.join(", ")))
+            }
+        }
+        ValueKind::JsonStringsOf(allowed) => {
+            let expected = || format!("a JSON array of: {}", allowed.join(", "));
+            let items: Vec<String> = serde_json::from_str(value).map_err(|_| expected())?;
+            if items.iter().all(|i| allowed.contains(&i.as_str())) {
+                Ok(())
+            } else {
+                Err(expected())
+            }
+        }
+        ValueKind::JsonPorts => serde_json::from_str::<Vec<u16>>(value)
+            .map(drop)
+            .map_err(|_| "a JSON array of port numbers such as [22, 2375]".into()),
+        ValueKind::JsonObject => {
+            serde_json::from_str::<std::collections::BTreeMap<String, String>>(value)
+                .map(drop)
+                .map_err(|_| "a JSON object of strings such as {\"team\": \"web\"}".into())
+        }
+        ValueKind::Text => Ok(()),
+        ValueKind::Reserved(why) => Err(format!("no value here: {why}")),
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+pub fn go_parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Go's `time.ParseDuration` grammar: `[-+]?([0-9]*(\.[0-9]*)?[a-z]+)+`, or `0`. Returns
+/// nanoseconds.
+pub fn go_parse_duration(value: &str) -> Result<f64, ()> {
+    let (sign, mut rest) = match value.as_bytes().first() {
+        Some(b'-') => (-1.0, &value[1..]),
+        Some(b'+') => (1.0, &value[1..]),
+        _ => (1.0, value),
+    };
+    if rest == "0" {
+        return Ok(0.0);
+    }
+    if rest.is_empty() {
+        return Err(());
+    }
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number = &rest[..number_end];
+        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+            return Err(());
+        }
+        let amount: f64 = number.parse().map_err(|_| ())?;
+        rest = &rest[number_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let nanos = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(()),
+        };
+        rest = &rest[unit_end..];
+        total += amount * nanos;
+    }
+    Ok(sign * total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_sorted_for_lookup() {
+        assert!(
+            KEYS.windows(2).all(|w| w[0].0 < w[1].0),
+            "KEYS must stay sorted"
+        );
+        assert!(lookup("ECS_ENABLE_TASK_IAM_ROLE").is_some());
+        assert!(lookup("ECS_NOPE").is_none());
+    }
+
+    #[test]
+    fn values_are_checked_like_the_agent() {
+        let table: &[(&str, &str, bool)] = &[
+            ("ECS_ENABLE_TASK_IAM_ROLE", "true", true),
+            ("ECS_ENABLE_TASK_IAM_ROLE", "T", true),
+            ("ECS_ENABLE_TASK_IAM_ROLE", "0", true),
+            ("ECS_ENABLE_TASK_IAM_ROLE", "maybe", false),
+            ("ECS_ENABLE_TASK_IAM_ROLE", "yes", false),
+            ("ECS_IMAGE_CLEANUP_INTERVAL", "30m", true),
+            ("ECS_IMAGE_CLEANUP_INTERVAL", "1h30m", true),
+            ("ECS_IMAGE_CLEANUP_INTERVAL", "1.5h", true),
+            ("ECS_IMAGE_CLEANUP_INTERVAL", "0", true),
+            ("ECS_IMAGE_CLEANUP_INTERVAL", "30", false),
+            ("ECS_IMAGE_CLEANUP_INTERVAL", "30 m", false),
+            ("ECS_IMAGE_CLEANUP_INTERVAL", "1d", false),
+            (
+                "ECS_AVAILABLE_LOGGING_DRIVERS",
+                "[\"json-file\",\"awslogs\"]",
+                true,
+            ),
+            (
+                "ECS_AVAILABLE_LOGGING_DRIVERS",
+                "[\"json-file\",\"loki\"]",
+                false,
+            ),
+            ("ECS_AVAILABLE_LOGGING_DRIVERS", "json-file", false),
+            ("ECS_RESERVED_PORTS", "[22, 2375]", true),
+            ("ECS_RESERVED_PORTS", "[70000]", false),
+            ("ECS_CONTAINER_INSTANCE_TAGS", "{\"team\":\"web\"}", true),
+            ("ECS_CONTAINER_INSTANCE_TAGS", "[1]", false),
+            ("ECS_RESERVED_MEMORY", "256", true),
+            ("ECS_RESERVED_MEMORY", "70000", false),
+            ("ECS_IMAGE_PULL_BEHAVIOR", "prefer-cached", true),
+            ("ECS_IMAGE_PULL_BEHAVIOR", "sometimes", false),
+            ("ECS_LOGLEVEL", "info\nECS_CLUSTER=evil", false),
+            ("ECS_CLUSTER", "prod", false),
+            ("ECS_ENGINE_AUTH_DATA", "{}", false),
+            ("ECS_TYPO_KEY", "1", false),
+            ("PATH", "/bin", false),
+        ];
+        for (key, value, ok) in table {
+            assert_eq!(
+                check(key, value).is_ok(),
+                *ok,
+                "{key}={value:?}: {:?}",
+                check(key, value)
+            );
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Settings, staged like zincati's: raw documents (every key optional, unknown keys refused)
+//! → merged (defaults < `/etc/nodewarden/settings.toml` < userdata) → validated [`Settings`].
+//! Every problem names its source, line, column and key; all of them are reported at once.
+
+mod document;
+mod ecs_keys;
+mod merge;
+mod render;
+mod schema;
+mod source;
+mod validate;
+pub mod values;
+
+pub use document::{RawEntry, RawValue};
+pub use ecs_keys::go_parse_bool;
+pub use merge::Merged;
+pub use schema::DEFAULTS_TOML;
+pub use source::{Origin, Position, Problem, Source};
+pub use validate::{
+    DiskSettings, DockerSettings, DrainSettings, EcsSettings, EngineAuth, EngineAuthType,
+    GcSettings, HealthSettings, Settings,
+};
+
+/// The layers above the built-in defaults, as text. Either may be absent.
+#[derive(Debug, Default)]
+pub struct Layers<'a> {
+    /// The settings file: its source (path) and text.
+    pub file: Option<(Source, &'a str)>,
+    /// Decoded userdata TOML.
+    pub userdata: Option<&'a str>,
+}
+
+/// Settings that passed validation, with the merged view kept for `check` and `/status`.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub merged: Merged,
+}
+
+impl Loaded {
+    /// The merged settings as annotated TOML, secrets redacted.
+    pub fn render(&self) -> String {
+        render::render(&self.merged)
+    }
+}
+
+/// Parses, merges and validates. On failure returns every problem, in source order.
+pub fn load(layers: &Layers<'_>) -> Result<Loaded, Vec<Problem>> {
+    let mut merged = Merged::new();
+    let mut problems = Vec::new();
+    let mut syntax_broken = false;
+    let file = layers
+        .file
+        .as_ref()
+        .map(|(source, text)| (source.clone(), *text));
+    let userdata = layers.userdata.map(|text| (Source::Userdata, text));
+    for (source, text) in [Some((Source::Default, DEFAULTS_TOML)), file, userdata]
+        .into_iter()
+        .flatten()
+    {
+        let (doc, found) = document::parse(text, &source);
+        syntax_broken |= found.iter().any(|p| p.key.is_none());
+        problems.extend(found);
+        merged.apply(source, doc);
+    }
+    // After a TOML syntax error the document is partial; "missing key" noise would mislead.
+    if !syntax_broken {
+        match validate::validate(&merged) {
+            Ok(settings) if problems.is_empty() => return Ok(Loaded { settings, merged }),
+            Ok(_) => {}
+            Err(found) => problems.extend(found),
+        }
+    }
+    Err(problems)
+}
+
+#[cfg(test)]
+mod tests;
