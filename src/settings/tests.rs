@@ -5,46 +5,8 @@ use super::*;
 use proptest::prelude::*;
 use std::time::Duration;
 
-const BRIEF_EXAMPLE: &str = r#"
-[ecs]
-cluster = "prod-web"                               # required
-agent-image = "amazon/amazon-ecs-agent:v1.105.1"   # pinned tag or @sha256 digest; "latest" refused
-agent-tarball = "/var/cache/ecs/ecs-agent.tar"     # docker-loaded when the image is absent
-config = { ECS_ENABLE_TASK_IAM_ROLE = "true" }     # extra ecs.config keys: known ECS_* keys, values checked
-engine-auth-type = "docker"                        # with engine-auth-data: secret, never printed
-engine-auth-data = '{"https://index.docker.io/v1/":{"username":"u","password":"hunter2-secret","email":"e@x"}}'
-
-[docker]
-data-device = "xvdcz"          # "none", a /dev path, an EBS volume id (vol-...), or a launch name
-filesystem = "xfs"             # xfs | ext4
-log-max-size = "16MiB"
-log-max-files = 4
-container-disk-limit = "10GiB" # overlay2.size where supported
-
-[disk]
-check-interval = "1s"
-gc-start = "85%"
-gc-stop = "80%"
-drain-at = "92%"
-drain-if-full-within = "10m"
-recover-below = "75%"
-recover-after = "5m"
-
-[gc]
-min-image-age = "2m"
-exited-container-min-age = "10m"
-keep-images = ["amazon/amazon-ecs-agent:*"]
-
-[drain]
-enabled = true
-max-draining-fraction = "20%"
-on-spot-interruption = true
-on-termination = true
-lifecycle-hook = "nodewarden-drain"
-
-[health]
-listen = "127.0.0.1:51690"
-"#;
+/// The settings example from the brief (with a JSON engine-auth-data so it validates).
+const BRIEF_EXAMPLE: &str = include_str!("../../tests/fixtures/brief-example.toml");
 
 fn file() -> Source {
     Source::File("/etc/nodewarden/settings.toml".into())
@@ -265,7 +227,7 @@ fn rendering_redacts_secrets_names_sources_and_reparses_to_the_same_settings() {
     assert!(!rendered.contains("hunter2-secret"), "{rendered}");
     assert!(
         rendered.contains(
-            "engine-auth-data = \"<redacted>\"  # file /etc/nodewarden/settings.toml:8:20"
+            "engine-auth-data = \"<redacted>\"  # file /etc/nodewarden/settings.toml:7:20"
         ),
         "{rendered}"
     );

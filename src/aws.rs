@@ -1,0 +1,53 @@
+//! AWS SDK clients built from [`Environment`], so endpoint overrides (moto in tests and the
+//! demo, VPC endpoints in production), region and static credentials come from one place.
+//! Without static credentials the SDK's default chain applies (the instance role via IMDS).
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+use crate::environment::{AwsService, Environment};
+
+/// Shared SDK configuration; `region` is used when the environment names none (from IMDS).
+pub async fn sdk_config(environment: &Environment, region: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = environment.aws_region.as_deref().or(region) {
+        loader = loader.region(Region::new(region.to_string()));
+    }
+    if let Some(credentials) = &environment.aws_credentials {
+        loader = loader.credentials_provider(aws_sdk_ecs::config::Credentials::new(
+            credentials.access_key_id.clone(),
+            credentials.secret_access_key.expose().to_string(),
+            credentials.session_token.as_ref().map(|t| t.expose().to_string()),
+            None,
+            "environment",
+        ));
+    }
+    loader.load().await
+}
+
+fn endpoint(environment: &Environment, service: AwsService) -> Option<String> {
+    environment.aws_endpoint(service).map(|uri| uri.to_string().trim_end_matches('/').to_string())
+}
+
+pub fn ecs_client(environment: &Environment, config: &SdkConfig) -> aws_sdk_ecs::Client {
+    let mut builder = aws_sdk_ecs::config::Builder::from(config);
+    if let Some(url) = endpoint(environment, AwsService::Ecs) {
+        builder = builder.endpoint_url(url);
+    }
+    aws_sdk_ecs::Client::from_conf(builder.build())
+}
+
+pub fn ec2_client(environment: &Environment, config: &SdkConfig) -> aws_sdk_ec2::Client {
+    let mut builder = aws_sdk_ec2::config::Builder::from(config);
+    if let Some(url) = endpoint(environment, AwsService::Ec2) {
+        builder = builder.endpoint_url(url);
+    }
+    aws_sdk_ec2::Client::from_conf(builder.build())
+}
+
+pub fn autoscaling_client(environment: &Environment, config: &SdkConfig) -> aws_sdk_autoscaling::Client {
+    let mut builder = aws_sdk_autoscaling::config::Builder::from(config);
+    if let Some(url) = endpoint(environment, AwsService::AutoScaling) {
+        builder = builder.endpoint_url(url);
+    }
+    aws_sdk_autoscaling::Client::from_conf(builder.build())
+}

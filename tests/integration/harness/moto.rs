@@ -1,0 +1,130 @@
+//! moto's server on a free loopback port, from the virtualenv scripts/install-test-deps made,
+//! with the real aws-sdk clients pointed at it through nodewarden's own Environment.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper::Method;
+use nodewarden::environment::Environment;
+use nodewarden::http::HttpClient;
+
+use super::system;
+
+pub const REGION: &str = "us-east-1";
+const DEFAULT_MOTO: &str = "/opt/nodewarden-test/venv/bin/moto_server";
+
+pub struct Moto {
+    pub port: u16,
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        let binary = PathBuf::from(std::env::var("NODEWARDEN_MOTO_SERVER").unwrap_or_else(|_| DEFAULT_MOTO.into()));
+        assert!(
+            binary.is_file(),
+            "moto_server not found at {}: run scripts/install-test-deps (it installs moto[server] in a virtualenv) \
+             or set NODEWARDEN_MOTO_SERVER",
+            binary.display()
+        );
+        let port = free_port();
+        let log = tempfile::NamedTempFile::new().expect("creating moto's log file");
+        let child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.reopen().expect("reopening the log"))
+            .stderr(log.reopen().expect("reopening the log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        let mut moto = Moto { port, child, log };
+        moto.wait_ready().await;
+        moto
+    }
+
+    async fn wait_ready(&mut self) {
+        let http = HttpClient::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("moto_server exited with {status}; its log:\n{}", self.log());
+            }
+            let uri = format!("{}/moto-api/data.json", self.endpoint()).parse().expect("a valid URL");
+            if http.get(uri, &[], Duration::from_secs(2)).await.is_ok_and(|r| r.status.is_success()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "moto_server did not answer within 60 s; its log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The variables that point nodewarden (binary or library) at this moto.
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL".into(), self.endpoint()),
+            ("AWS_REGION".into(), REGION.into()),
+            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+        ]
+    }
+
+    pub fn environment(&self) -> Environment {
+        let vars = self.env_vars();
+        Environment::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .expect("moto's variables are valid")
+    }
+
+    pub async fn ecs(&self) -> aws_sdk_ecs::Client {
+        let environment = self.environment();
+        let config = nodewarden::aws::sdk_config(&environment, None).await;
+        nodewarden::aws::ecs_client(&environment, &config)
+    }
+
+    pub async fn ec2(&self) -> aws_sdk_ec2::Client {
+        let environment = self.environment();
+        let config = nodewarden::aws::sdk_config(&environment, None).await;
+        nodewarden::aws::ec2_client(&environment, &config)
+    }
+
+    /// Stops moto (the "AWS unreachable" case); `start_again` brings it back on the same port.
+    pub fn pause(&mut self) {
+        system::signal(self.child.id(), "STOP");
+    }
+
+    pub fn resume(&mut self) {
+        system::signal(self.child.id(), "CONT");
+    }
+
+    /// Forgets every resource, between scenarios in one test.
+    pub async fn reset(&self) {
+        let uri = format!("{}/moto-api/reset", self.endpoint()).parse().expect("a valid URL");
+        let response = HttpClient::new().send(Method::POST, uri, &[], Duration::from_secs(10)).await;
+        assert!(response.is_ok_and(|r| r.status.is_success()), "resetting moto failed");
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding a free loopback port")
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let pid = self.child.id();
+        system::signal(pid, "CONT");
+        system::signal(pid, "TERM");
+        if !system::wait_gone(pid, Duration::from_secs(10)) {
+            system::signal(pid, "KILL");
+        }
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,36 @@
+//! A cross-process limit on heavy fixtures (dockerd + a loop device each): the machine has
+//! 8 loop devices and 2 cores, and test binaries or nextest processes may run side by side.
+
+use std::fs::{File, OpenOptions};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const SLOTS: usize = 3;
+const WAIT: Duration = Duration::from_secs(900);
+
+/// Held while a fixture runs; the file lock is released when dropped (or the process dies).
+pub struct Slot {
+    _file: File,
+}
+
+pub fn acquire(kind: &str) -> Slot {
+    let dir = PathBuf::from("/tmp/nodewarden-test-slots");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        for index in 0..SLOTS {
+            let path = dir.join(format!("{kind}-{index}.lock"));
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+            if file.try_lock().is_ok() {
+                return Slot { _file: file };
+            }
+        }
+        assert!(Instant::now() < deadline, "no free {kind} slot after {WAIT:?}: a stuck test holds them");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
