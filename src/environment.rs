@@ -41,9 +41,7 @@ pub struct StaticCredentials {
 
 impl fmt::Debug for StaticCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StaticCredentials")
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
+        f.debug_struct("StaticCredentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
     }
 }
 
@@ -81,9 +79,7 @@ impl Environment {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, EnvironmentError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let url = |name: &'static str| -> Result<Option<Uri>, EnvironmentError> {
-            get(name)
-                .map(|value| parse_http_url(name, &value))
-                .transpose()
+            get(name).map(|value| parse_http_url(name, &value)).transpose()
         };
         let docker_host = get("DOCKER_HOST").unwrap_or_else(|| DEFAULT_DOCKER_HOST.into());
         if !(docker_host.starts_with("unix://") || docker_host.starts_with("tcp://")) {
@@ -133,11 +129,7 @@ impl Environment {
 }
 
 fn parse_http_url(name: &'static str, value: &str) -> Result<Uri, EnvironmentError> {
-    let error = || EnvironmentError {
-        name,
-        expected: "an http:// or https:// URL",
-        found: value.to_string(),
-    };
+    let error = || EnvironmentError { name, expected: "an http:// or https:// URL", found: value.to_string() };
     let uri: Uri = value.trim_end_matches('/').parse().map_err(|_| error())?;
     match (uri.scheme_str(), uri.host()) {
         (Some("http" | "https"), Some(_)) => Ok(uri),
@@ -151,10 +143,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> Result<Environment, EnvironmentError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Environment::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -177,18 +166,9 @@ mod tests {
             ("DOCKER_HOST", "unix:///tmp/d.sock"),
         ])
         .unwrap();
-        assert_eq!(
-            e.aws_endpoint(AwsService::Ecs).unwrap().port_u16(),
-            Some(6000)
-        );
-        assert_eq!(
-            e.aws_endpoint(AwsService::Ec2).unwrap().port_u16(),
-            Some(5000)
-        );
-        assert_eq!(
-            e.aws_endpoint(AwsService::AutoScaling).unwrap().port_u16(),
-            Some(5000)
-        );
+        assert_eq!(e.aws_endpoint(AwsService::Ecs).unwrap().port_u16(), Some(6000));
+        assert_eq!(e.aws_endpoint(AwsService::Ec2).unwrap().port_u16(), Some(5000));
+        assert_eq!(e.aws_endpoint(AwsService::AutoScaling).unwrap().port_u16(), Some(5000));
         assert_eq!(e.aws_region.as_deref(), Some("eu-west-1"));
         assert_eq!(e.docker_socket(), Some("/tmp/d.sock"));
     }
@@ -203,15 +183,8 @@ mod tests {
 
     #[test]
     fn credentials_never_print_their_secret() {
-        let e = env(&[
-            ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
-            ("AWS_SECRET_ACCESS_KEY", "sup3rs3cret"),
-        ])
-        .unwrap();
+        let e = env(&[("AWS_ACCESS_KEY_ID", "AKIDTEST"), ("AWS_SECRET_ACCESS_KEY", "sup3rs3cret")]).unwrap();
         let printed = format!("{e:?}");
-        assert!(
-            printed.contains("AKIDTEST") && !printed.contains("sup3rs3cret"),
-            "{printed}"
-        );
+        assert!(printed.contains("AKIDTEST") && !printed.contains("sup3rs3cret"), "{printed}");
     }
 }

@@ -19,10 +19,7 @@ impl HostPaths {
 
     /// `absolute` (a host path such as `/etc/ecs`) under the root.
     pub fn host(&self, absolute: impl AsRef<Path>) -> PathBuf {
-        let relative = absolute
-            .as_ref()
-            .strip_prefix("/")
-            .unwrap_or(absolute.as_ref());
+        let relative = absolute.as_ref().strip_prefix("/").unwrap_or(absolute.as_ref());
         self.root.join(relative)
     }
 
@@ -61,21 +58,9 @@ mod tests {
         let default = HostPaths::new("/");
         assert_eq!(default.ecs_config(), PathBuf::from("/etc/ecs/ecs.config"));
         let test = HostPaths::new("/tmp/root");
-        assert_eq!(
-            test.ecs_config(),
-            PathBuf::from("/tmp/root/etc/ecs/ecs.config")
-        );
-        assert_eq!(
-            test.docker_daemon_json(),
-            PathBuf::from("/tmp/root/etc/docker/daemon.json")
-        );
-        assert_eq!(
-            test.state_dir(),
-            PathBuf::from("/tmp/root/var/lib/nodewarden")
-        );
-        assert_eq!(
-            test.host("relative/x"),
-            PathBuf::from("/tmp/root/relative/x")
-        );
+        assert_eq!(test.ecs_config(), PathBuf::from("/tmp/root/etc/ecs/ecs.config"));
+        assert_eq!(test.docker_daemon_json(), PathBuf::from("/tmp/root/etc/docker/daemon.json"));
+        assert_eq!(test.state_dir(), PathBuf::from("/tmp/root/var/lib/nodewarden"));
+        assert_eq!(test.host("relative/x"), PathBuf::from("/tmp/root/relative/x"));
     }
 }

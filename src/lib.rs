@@ -5,23 +5,23 @@
 //! Decisions are pure functions over plain data (`settings`, `userdata`); I/O lives at the
 //! edges (`imds`, `http`, Docker, AWS, systemd).
 
+/// AWS SDK clients with endpoint overrides from the environment.
+pub mod aws;
 /// Exponential backoff with jitter for every retry loop.
 pub mod backoff;
 pub mod cli;
-/// AWS SDK clients with endpoint overrides from the environment.
-pub mod aws;
-/// Connecting to the Docker Engine API.
-pub mod docker;
 /// One module per command.
 pub mod commands;
+/// Connecting to the Docker Engine API.
+pub mod docker;
 /// The standard environment variables, parsed in one place.
 pub mod environment;
+/// Host paths under `--root`.
+pub mod host_paths;
 /// A small HTTP/1.1 client for IMDS, introspection and our health endpoint.
 pub mod http;
 /// The IMDSv2 client.
 pub mod imds;
-/// Host paths under `--root`.
-pub mod host_paths;
 /// Settings: raw → merged → validated.
 pub mod settings;
 /// EC2 userdata decoding (plain, gzip, multipart MIME).

@@ -24,17 +24,13 @@ pub enum Userdata {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UserdataError {
-    #[error(
-        "userdata is larger than {MAX_DECODED_BYTES} bytes after decompression; settings must be small"
-    )]
+    #[error("userdata is larger than {MAX_DECODED_BYTES} bytes after decompression; settings must be small")]
     TooLarge,
     #[error("userdata starts like gzip but does not decompress: {0}")]
     Gzip(String),
     #[error("userdata settings are not UTF-8 text (byte {0}); save the TOML as UTF-8")]
     NotUtf8(usize),
-    #[error(
-        "userdata looks like a MIME message but cannot be parsed; check the boundary and headers"
-    )]
+    #[error("userdata looks like a MIME message but cannot be parsed; check the boundary and headers")]
     Mime,
     #[error("userdata has {0} application/toml parts; put all nodewarden settings in one part")]
     SeveralTomlParts(usize),
@@ -78,16 +74,12 @@ fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, UserdataError> {
 }
 
 fn utf8(bytes: &[u8]) -> Result<String, UserdataError> {
-    String::from_utf8(bytes.to_vec())
-        .map_err(|e| UserdataError::NotUtf8(e.utf8_error().valid_up_to()))
+    String::from_utf8(bytes.to_vec()).map_err(|e| UserdataError::NotUtf8(e.utf8_error().valid_up_to()))
 }
 
 /// A MIME message starts with a header line; TOML never has `Name: value` at the top.
 fn looks_like_mime(bytes: &[u8]) -> bool {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(0);
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
     let head = &bytes[start..bytes.len().min(start + 64)];
     let head = String::from_utf8_lossy(head).to_ascii_lowercase();
     head.starts_with("content-type:") || head.starts_with("mime-version:")
@@ -103,16 +95,11 @@ fn other_consumer(bytes: &[u8]) -> Option<&'static str> {
         (b"#part-handler", "userdata is a cloud-init part handler"),
         (b"#upstart-job", "userdata is an upstart job"),
     ];
-    prefixes
-        .iter()
-        .find(|(prefix, _)| bytes.starts_with(prefix))
-        .map(|(_, reason)| *reason)
+    prefixes.iter().find(|(prefix, _)| bytes.starts_with(prefix)).map(|(_, reason)| *reason)
 }
 
 fn from_mime(bytes: &[u8]) -> Result<Userdata, UserdataError> {
-    let message = MessageParser::default()
-        .parse(bytes)
-        .ok_or(UserdataError::Mime)?;
+    let message = MessageParser::default().parse(bytes).ok_or(UserdataError::Mime)?;
     let toml_parts: Vec<&[u8]> = message
         .parts
         .iter()
@@ -126,9 +113,7 @@ fn from_mime(bytes: &[u8]) -> Result<Userdata, UserdataError> {
         .map(|part| part.contents())
         .collect();
     match toml_parts.as_slice() {
-        [] => Ok(Userdata::NoSettings(
-            "multipart userdata has no application/toml part",
-        )),
+        [] => Ok(Userdata::NoSettings("multipart userdata has no application/toml part")),
         [one] if one.starts_with(&GZIP_MAGIC) => utf8(&gunzip(one)?).map(Userdata::Toml),
         [one] => utf8(one).map(Userdata::Toml),
         many => Err(UserdataError::SeveralTomlParts(many.len())),
@@ -144,22 +129,16 @@ mod tests {
 
     pub fn gzip(bytes: &[u8]) -> Vec<u8> {
         let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-        encoder
-            .write_all(bytes)
-            .expect("writing to a Vec cannot fail");
+        encoder.write_all(bytes).expect("writing to a Vec cannot fail");
         encoder.finish().expect("writing to a Vec cannot fail")
     }
 
     const SETTINGS: &str = "[ecs]\ncluster = \"prod-web\"\n";
 
     fn multipart(parts: &[(&str, &str)]) -> String {
-        let mut out = String::from(
-            "Content-Type: multipart/mixed; boundary=\"==BOUNDARY==\"\nMIME-Version: 1.0\n\n",
-        );
+        let mut out = String::from("Content-Type: multipart/mixed; boundary=\"==BOUNDARY==\"\nMIME-Version: 1.0\n\n");
         for (content_type, body) in parts {
-            out.push_str(&format!(
-                "--==BOUNDARY==\nContent-Type: {content_type}\nMIME-Version: 1.0\n\n{body}\n"
-            ));
+            out.push_str(&format!("--==BOUNDARY==\nContent-Type: {content_type}\nMIME-Version: 1.0\n\n{body}\n"));
         }
         out.push_str("--==BOUNDARY==--\n");
         out
@@ -167,14 +146,8 @@ mod tests {
 
     #[test]
     fn plain_and_gzip_toml() {
-        assert_eq!(
-            decode(SETTINGS.as_bytes()),
-            Ok(Userdata::Toml(SETTINGS.into()))
-        );
-        assert_eq!(
-            decode(&gzip(SETTINGS.as_bytes())),
-            Ok(Userdata::Toml(SETTINGS.into()))
-        );
+        assert_eq!(decode(SETTINGS.as_bytes()), Ok(Userdata::Toml(SETTINGS.into())));
+        assert_eq!(decode(&gzip(SETTINGS.as_bytes())), Ok(Userdata::Toml(SETTINGS.into())));
     }
 
     #[test]
@@ -182,47 +155,23 @@ mod tests {
         assert!(matches!(decode(b""), Ok(Userdata::NoSettings(_))));
         assert!(matches!(decode(b" \n\t"), Ok(Userdata::NoSettings(_))));
         assert!(matches!(decode(&gzip(b"")), Ok(Userdata::NoSettings(_))));
-        assert!(matches!(
-            decode(b"#!/bin/bash\necho hi\n"),
-            Ok(Userdata::NoSettings("userdata is a script"))
-        ));
-        assert!(matches!(
-            decode(b"#cloud-config\nruncmd: []\n"),
-            Ok(Userdata::NoSettings(_))
-        ));
+        assert!(matches!(decode(b"#!/bin/bash\necho hi\n"), Ok(Userdata::NoSettings("userdata is a script"))));
+        assert!(matches!(decode(b"#cloud-config\nruncmd: []\n"), Ok(Userdata::NoSettings(_))));
     }
 
     #[test]
     fn multipart_takes_the_toml_part_and_ignores_the_rest() {
         let text = multipart(&[
-            (
-                "text/cloud-config; charset=\"us-ascii\"",
-                "#cloud-config\nbootcmd:\n  - echo hi",
-            ),
+            ("text/cloud-config; charset=\"us-ascii\"", "#cloud-config\nbootcmd:\n  - echo hi"),
             ("application/toml", SETTINGS.trim_end()),
             ("text/x-shellscript", "#!/bin/sh\necho [ecs]"),
         ]);
-        assert_eq!(
-            decode(text.as_bytes()),
-            Ok(Userdata::Toml(SETTINGS.trim_end().into()))
-        );
-        assert_eq!(
-            decode(&gzip(text.as_bytes())),
-            Ok(Userdata::Toml(SETTINGS.trim_end().into()))
-        );
+        assert_eq!(decode(text.as_bytes()), Ok(Userdata::Toml(SETTINGS.trim_end().into())));
+        assert_eq!(decode(&gzip(text.as_bytes())), Ok(Userdata::Toml(SETTINGS.trim_end().into())));
         let none = multipart(&[("text/x-shellscript", "#!/bin/sh\necho hi")]);
-        assert!(matches!(
-            decode(none.as_bytes()),
-            Ok(Userdata::NoSettings(_))
-        ));
-        let two = multipart(&[
-            ("application/toml", SETTINGS),
-            ("application/toml", SETTINGS),
-        ]);
-        assert_eq!(
-            decode(two.as_bytes()),
-            Err(UserdataError::SeveralTomlParts(2))
-        );
+        assert!(matches!(decode(none.as_bytes()), Ok(Userdata::NoSettings(_))));
+        let two = multipart(&[("application/toml", SETTINGS), ("application/toml", SETTINGS)]);
+        assert_eq!(decode(two.as_bytes()), Err(UserdataError::SeveralTomlParts(2)));
     }
 
     #[test]
@@ -246,10 +195,7 @@ mod tests {
 
     #[test]
     fn broken_gzip_and_binary_are_errors() {
-        assert!(matches!(
-            decode(&[0x1f, 0x8b, 0, 1, 2]),
-            Err(UserdataError::Gzip(_))
-        ));
+        assert!(matches!(decode(&[0x1f, 0x8b, 0, 1, 2]), Err(UserdataError::Gzip(_))));
         assert_eq!(decode(b"[ecs]\n\xff\xfe"), Err(UserdataError::NotUtf8(6)));
     }
 

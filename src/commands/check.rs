@@ -28,9 +28,7 @@ pub fn run(context: &Context, file: Option<&str>, userdata: Option<&Path>) -> u8
         Err(message) => return fail(&message),
     };
     let layers = Layers {
-        file: file_layer
-            .as_ref()
-            .map(|(source, text)| (source.clone(), text.as_str())),
+        file: file_layer.as_ref().map(|(source, text)| (source.clone(), text.as_str())),
         userdata: userdata_text.as_deref(),
     };
     match settings::load(&layers) {
@@ -43,10 +41,7 @@ pub fn run(context: &Context, file: Option<&str>, userdata: Option<&Path>) -> u8
                 eprintln!("error: {problem}");
             }
             let count = problems.len();
-            eprintln!(
-                "settings are invalid: {count} problem{}",
-                if count == 1 { "" } else { "s" }
-            );
+            eprintln!("settings are invalid: {count} problem{}", if count == 1 { "" } else { "s" });
             exit::FAILED
         }
     }

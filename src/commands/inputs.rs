@@ -27,9 +27,7 @@ pub fn read_settings_file(input: &SettingsInput) -> Result<Option<(Source, Strin
                 .map_err(|e| format!("reading settings from standard input: {e}"))?;
             Ok(Some((Source::File("-".into()), text)))
         }
-        SettingsInput::Required(path) => {
-            read_text(path).map(|text| Some((Source::File(path.clone()), text)))
-        }
+        SettingsInput::Required(path) => read_text(path).map(|text| Some((Source::File(path.clone()), text))),
         SettingsInput::Optional(path) => match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             _ => read_text(path).map(|text| Some((Source::File(path.clone()), text))),
@@ -38,20 +36,14 @@ pub fn read_settings_file(input: &SettingsInput) -> Result<Option<(Source, Strin
 }
 
 fn read_text(path: &Path) -> Result<String, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("reading settings file {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("reading settings file {}: {e}", path.display()))?;
     String::from_utf8(bytes).map_err(|e| {
-        format!(
-            "settings file {} is not UTF-8 text (byte {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        )
+        format!("settings file {} is not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to())
     })
 }
 
 /// Reads and decodes a userdata blob from a file (for `check --userdata`).
 pub fn read_userdata_file(path: &Path) -> Result<Userdata, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("reading userdata file {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("reading userdata file {}: {e}", path.display()))?;
     userdata::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }

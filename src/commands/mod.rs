@@ -38,9 +38,7 @@ impl Context {
 pub fn run(cli: Cli) -> ExitCode {
     let context = Context::from_cli(&cli);
     let code = match cli.command {
-        Command::Check { file, userdata } => {
-            check::run(&context, file.as_deref(), userdata.as_deref())
-        }
+        Command::Check { file, userdata } => check::run(&context, file.as_deref(), userdata.as_deref()),
         Command::Run => not_implemented("run"),
         Command::Setup { .. } => not_implemented("setup"),
         Command::Status { .. } => not_implemented("status"),

@@ -33,21 +33,12 @@ pub struct RawDocument {
 
 /// Parses `text` from `source`. Returns what could be read plus every problem found.
 pub fn parse(text: &str, source: &Source) -> (RawDocument, Vec<Problem>) {
-    let mut parser = Parser {
-        text,
-        source,
-        document: RawDocument::default(),
-        problems: Vec::new(),
-    };
+    let mut parser = Parser { text, source, document: RawDocument::default(), problems: Vec::new() };
     let (table, syntax_errors) = DeTable::parse_recoverable(text);
     for error in syntax_errors {
         let position = error.span().map(|span| Position::at(text, span.start));
         let message = format!("invalid TOML: {}", error.message().trim_end());
-        parser.problems.push(Problem::new(
-            Origin::new(source.clone(), position),
-            None,
-            message,
-        ));
+        parser.problems.push(Problem::new(Origin::new(source.clone(), position), None, message));
     }
     parser.walk_root(table.get_ref());
     (parser.document, parser.problems)
@@ -77,10 +68,7 @@ impl Parser<'_> {
                 self.problem(
                     name.span().start,
                     section.to_string(),
-                    format!(
-                        "unknown section; expected one of: {}",
-                        schema::SECTIONS.join(", ")
-                    ),
+                    format!("unknown section; expected one of: {}", schema::SECTIONS.join(", ")),
                 );
                 continue;
             }
@@ -101,11 +89,7 @@ impl Parser<'_> {
             let path = format!("{section}.{key}");
             let Some(spec) = schema::lookup(section, key) else {
                 let known: Vec<&str> = schema::keys_of(section).map(|k| k.key).collect();
-                self.problem(
-                    name.span().start,
-                    path,
-                    format!("unknown key; expected one of: {}", known.join(", ")),
-                );
+                self.problem(name.span().start, path, format!("unknown key; expected one of: {}", known.join(", ")));
                 continue;
             };
             let offset = value.span().start;
@@ -116,9 +100,7 @@ impl Parser<'_> {
             match convert(value.get_ref(), spec.kind) {
                 Ok(raw) => {
                     let origin = self.origin(offset);
-                    self.document
-                        .entries
-                        .insert(path, RawEntry { value: raw, origin });
+                    self.document.entries.insert(path, RawEntry { value: raw, origin });
                 }
                 Err(found) => {
                     let message = format!("expected {}, found {found}", spec.kind.describe());
@@ -132,11 +114,7 @@ impl Parser<'_> {
     /// accepted and kept as the text the ECS agent will read.
     fn walk_string_map(&mut self, path: &str, value: &DeValue<'_>, offset: usize) {
         let DeValue::Table(table) = value else {
-            let message = format!(
-                "expected {}, found {}",
-                Kind::StringMap.describe(),
-                value.type_str()
-            );
+            let message = format!("expected {}, found {}", Kind::StringMap.describe(), value.type_str());
             return self.problem(offset, path.to_string(), message);
         };
         for (name, item) in table.iter() {
@@ -161,13 +139,7 @@ impl Parser<'_> {
                 }
             };
             let origin = self.origin(item.span().start);
-            self.document.entries.insert(
-                item_path,
-                RawEntry {
-                    value: RawValue::String(text),
-                    origin,
-                },
-            );
+            self.document.entries.insert(item_path, RawEntry { value: RawValue::String(text), origin });
         }
     }
 }
@@ -180,9 +152,9 @@ fn integer(value: &toml::de::DeInteger<'_>) -> Option<i64> {
 fn convert(value: &DeValue<'_>, kind: Kind) -> Result<RawValue, String> {
     match (kind, value) {
         (Kind::String, DeValue::String(s)) => Ok(RawValue::String(s.to_string())),
-        (Kind::Integer, DeValue::Integer(i)) => integer(i)
-            .map(RawValue::Integer)
-            .ok_or_else(|| format!("{} (out of range)", i.as_str())),
+        (Kind::Integer, DeValue::Integer(i)) => {
+            integer(i).map(RawValue::Integer).ok_or_else(|| format!("{} (out of range)", i.as_str()))
+        }
         (Kind::Bool, DeValue::Boolean(b)) => Ok(RawValue::Bool(*b)),
         (Kind::StringList, DeValue::Array(items)) => {
             let mut strings = Vec::with_capacity(items.len());
@@ -233,22 +205,18 @@ mod tests {
         let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 4, "{rendered:#?}");
         assert!(
-            rendered.iter().any(
-                |p| p.starts_with("/etc/nodewarden/settings.toml:2:1: ecs.colour: unknown key")
-            ),
+            rendered.iter().any(|p| p.starts_with("/etc/nodewarden/settings.toml:2:1: ecs.colour: unknown key")),
             "{rendered:#?}"
         );
-        assert!(rendered.iter().any(|p| {
-            p.contains(":4:17: docker.log-max-files: expected an integer, found the string \"4\"")
-        }));
-        assert!(rendered.iter().any(|p| {
-            p.contains(":5:14: docker.filesystem: expected a string, found the integer 3")
-        }));
         assert!(
             rendered
                 .iter()
-                .any(|p| p.contains(":6:2: nope: unknown section"))
+                .any(|p| { p.contains(":4:17: docker.log-max-files: expected an integer, found the string \"4\"") })
         );
+        assert!(
+            rendered.iter().any(|p| { p.contains(":5:14: docker.filesystem: expected a string, found the integer 3") })
+        );
+        assert!(rendered.iter().any(|p| p.contains(":6:2: nope: unknown section")));
     }
 
     #[test]
@@ -264,33 +232,18 @@ mod tests {
     fn ecs_config_entries_are_flattened_and_scalars_become_text() {
         let text = "[ecs.config]\nECS_ENABLE_TASK_IAM_ROLE = true\nECS_RESERVED_MEMORY = 256\nECS_LOGLEVEL = \"info\"\nECS_RESERVED_PORTS = [22]\n";
         let (doc, problems) = parse_file(text);
-        assert_eq!(
-            doc.entries["ecs.config.ECS_ENABLE_TASK_IAM_ROLE"].value,
-            RawValue::String("true".into())
-        );
-        assert_eq!(
-            doc.entries["ecs.config.ECS_RESERVED_MEMORY"].value,
-            RawValue::String("256".into())
-        );
+        assert_eq!(doc.entries["ecs.config.ECS_ENABLE_TASK_IAM_ROLE"].value, RawValue::String("true".into()));
+        assert_eq!(doc.entries["ecs.config.ECS_RESERVED_MEMORY"].value, RawValue::String("256".into()));
         assert_eq!(problems.len(), 1);
-        assert_eq!(
-            problems[0].key.as_deref(),
-            Some("ecs.config.ECS_RESERVED_PORTS")
-        );
+        assert_eq!(problems[0].key.as_deref(), Some("ecs.config.ECS_RESERVED_PORTS"));
     }
 
     #[test]
     fn inline_tables_and_dotted_keys_are_the_same_as_sections() {
-        let (a, pa) =
-            parse_file("ecs = { cluster = \"a\", config = { ECS_LOGLEVEL = \"info\" } }\n");
+        let (a, pa) = parse_file("ecs = { cluster = \"a\", config = { ECS_LOGLEVEL = \"info\" } }\n");
         let (b, pb) = parse_file("ecs.cluster = \"a\"\necs.config.ECS_LOGLEVEL = \"info\"\n");
         assert!(pa.is_empty() && pb.is_empty());
-        let values = |d: &RawDocument| {
-            d.entries
-                .iter()
-                .map(|(k, v)| (k.clone(), v.value.clone()))
-                .collect::<Vec<_>>()
-        };
+        let values = |d: &RawDocument| d.entries.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect::<Vec<_>>();
         assert_eq!(values(&a), values(&b));
     }
 }

@@ -46,22 +46,13 @@ const LAYOUT: &str = "it is fixed by the agent container's layout (ecs-init's de
 pub const KEYS: &[(&str, ValueKind)] = &[
     ("ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS", ValueKind::Bool),
     ("ECS_APPARMOR_CAPABLE", ValueKind::Bool),
-    (
-        "ECS_AVAILABLE_LOGGING_DRIVERS",
-        ValueKind::JsonStringsOf(LOGGING_DRIVERS),
-    ),
+    ("ECS_AVAILABLE_LOGGING_DRIVERS", ValueKind::JsonStringsOf(LOGGING_DRIVERS)),
     ("ECS_AWSVPC_BLOCK_IMDS", ValueKind::Bool),
     ("ECS_CGROUP_PATH", ValueKind::Text),
     ("ECS_CHECKPOINT", ValueKind::Bool),
-    (
-        "ECS_CLUSTER",
-        ValueKind::Reserved("set [ecs] cluster instead"),
-    ),
+    ("ECS_CLUSTER", ValueKind::Reserved("set [ecs] cluster instead")),
     ("ECS_CONTAINER_CREATE_TIMEOUT", ValueKind::Duration),
-    (
-        "ECS_CONTAINER_INSTANCE_PROPAGATE_TAGS_FROM",
-        ValueKind::OneOf(&["none", "ec2_instance"]),
-    ),
+    ("ECS_CONTAINER_INSTANCE_PROPAGATE_TAGS_FROM", ValueKind::OneOf(&["none", "ec2_instance"])),
     ("ECS_CONTAINER_INSTANCE_TAGS", ValueKind::JsonObject),
     ("ECS_CONTAINER_START_TIMEOUT", ValueKind::Duration),
     ("ECS_CONTAINER_STOP_TIMEOUT", ValueKind::Duration),
@@ -80,67 +71,31 @@ pub const KEYS: &[(&str, ValueKind)] = &[
     ("ECS_ENABLE_TASK_IAM_ROLE", ValueKind::Bool),
     ("ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", ValueKind::Bool),
     ("ECS_ENABLE_UNTRACKED_IMAGE_CLEANUP", ValueKind::Bool),
-    (
-        "ECS_ENGINE_AUTH_DATA",
-        ValueKind::Reserved("set [ecs] engine-auth-data instead (it is kept secret)"),
-    ),
-    (
-        "ECS_ENGINE_AUTH_TYPE",
-        ValueKind::Reserved("set [ecs] engine-auth-type instead"),
-    ),
+    ("ECS_ENGINE_AUTH_DATA", ValueKind::Reserved("set [ecs] engine-auth-data instead (it is kept secret)")),
+    ("ECS_ENGINE_AUTH_TYPE", ValueKind::Reserved("set [ecs] engine-auth-type instead")),
     ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", ValueKind::Duration),
-    (
-        "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER",
-        ValueKind::Duration,
-    ),
+    ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER", ValueKind::Duration),
     ("ECS_EXCLUDE_UNTRACKED_IMAGE", ValueKind::Text),
     ("ECS_EXTERNAL", ValueKind::Bool),
     ("ECS_IMAGE_CLEANUP_INTERVAL", ValueKind::Duration),
     ("ECS_IMAGE_MINIMUM_CLEANUP_AGE", ValueKind::Duration),
-    (
-        "ECS_IMAGE_PULL_BEHAVIOR",
-        ValueKind::OneOf(&["default", "always", "once", "prefer-cached"]),
-    ),
+    ("ECS_IMAGE_PULL_BEHAVIOR", ValueKind::OneOf(&["default", "always", "once", "prefer-cached"])),
     ("ECS_IMAGE_PULL_INACTIVITY_TIMEOUT", ValueKind::Duration),
     ("ECS_IMAGE_PULL_TIMEOUT", ValueKind::Duration),
     ("ECS_INSTANCE_ATTRIBUTES", ValueKind::JsonObject),
     ("ECS_LOGFILE", ValueKind::Reserved(LAYOUT)),
-    (
-        "ECS_LOGLEVEL",
-        ValueKind::OneOf(&["debug", "info", "warn", "error", "crit"]),
-    ),
-    (
-        "ECS_LOGLEVEL_ON_INSTANCE",
-        ValueKind::OneOf(&["debug", "info", "warn", "error", "crit", "none"]),
-    ),
-    (
-        "ECS_LOG_MAX_FILE_SIZE_MB",
-        ValueKind::Integer { min: 1, max: 1024 },
-    ),
-    (
-        "ECS_LOG_MAX_ROLL_COUNT",
-        ValueKind::Integer { min: 1, max: 1000 },
-    ),
-    (
-        "ECS_LOG_OUTPUT_FORMAT",
-        ValueKind::OneOf(&["logfmt", "json"]),
-    ),
-    (
-        "ECS_LOG_ROLLOVER_TYPE",
-        ValueKind::OneOf(&["hourly", "size"]),
-    ),
+    ("ECS_LOGLEVEL", ValueKind::OneOf(&["debug", "info", "warn", "error", "crit"])),
+    ("ECS_LOGLEVEL_ON_INSTANCE", ValueKind::OneOf(&["debug", "info", "warn", "error", "crit", "none"])),
+    ("ECS_LOG_MAX_FILE_SIZE_MB", ValueKind::Integer { min: 1, max: 1024 }),
+    ("ECS_LOG_MAX_ROLL_COUNT", ValueKind::Integer { min: 1, max: 1000 }),
+    ("ECS_LOG_OUTPUT_FORMAT", ValueKind::OneOf(&["logfmt", "json"])),
+    ("ECS_LOG_ROLLOVER_TYPE", ValueKind::OneOf(&["hourly", "size"])),
     ("ECS_MANIFEST_PULL_TIMEOUT", ValueKind::Duration),
-    (
-        "ECS_NUM_IMAGES_DELETE_PER_CYCLE",
-        ValueKind::Integer { min: 1, max: 1000 },
-    ),
+    ("ECS_NUM_IMAGES_DELETE_PER_CYCLE", ValueKind::Integer { min: 1, max: 1000 }),
     ("ECS_POLLING_METRICS_WAIT_DURATION", ValueKind::Duration),
     ("ECS_POLL_METRICS", ValueKind::Bool),
     ("ECS_PULL_DEPENDENT_CONTAINERS_UPFRONT", ValueKind::Bool),
-    (
-        "ECS_RESERVED_MEMORY",
-        ValueKind::Integer { min: 0, max: 65535 },
-    ),
+    ("ECS_RESERVED_MEMORY", ValueKind::Integer { min: 0, max: 65535 }),
     ("ECS_RESERVED_PORTS", ValueKind::JsonPorts),
     ("ECS_RESERVED_PORTS_UDP", ValueKind::JsonPorts),
     ("ECS_SELINUX_CAPABLE", ValueKind::Bool),
@@ -152,17 +107,14 @@ pub const KEYS: &[(&str, ValueKind)] = &[
 ];
 
 pub fn lookup(key: &str) -> Option<ValueKind> {
-    KEYS.binary_search_by(|(name, _)| name.cmp(&key))
-        .ok()
-        .map(|i| KEYS[i].1)
+    KEYS.binary_search_by(|(name, _)| name.cmp(&key)).ok().map(|i| KEYS[i].1)
 }
 
 /// Checks `value` for `key` the way the agent would read it. `Err` says what was expected.
 pub fn check(key: &str, value: &str) -> Result<(), String> {
     let Some(kind) = lookup(key) else {
         return Err(if key.starts_with("ECS_") {
-            "a known ECS agent setting (this one is unknown to nodewarden; check its spelling)"
-                .into()
+            "a known ECS agent setting (this one is unknown to nodewarden; check its spelling)".into()
         } else {
             "an ECS agent setting (names start with ECS_)".into()
         });
@@ -172,12 +124,10 @@ pub fn check(key: &str, value: &str) -> Result<(), String> {
         return Err("a single-line value".into());
     }
     match kind {
-        ValueKind::Bool => go_parse_bool(value)
-            .map(drop)
-            .ok_or_else(|| "a boolean (true or false)".into()),
-        ValueKind::Duration => go_parse_duration(value)
-            .map(drop)
-            .map_err(|_| "a Go duration such as \"30m\" or \"1h30m\"".into()),
+        ValueKind::Bool => go_parse_bool(value).map(drop).ok_or_else(|| "a boolean (true or false)".into()),
+        ValueKind::Duration => {
+            go_parse_duration(value).map(drop).map_err(|_| "a Go duration such as \"30m\" or \"1h30m\"".into())
+        }
         ValueKind::Integer { min, max } => match value.parse::<i64>() {
             Ok(n) if (min..=max).contains(&n) => Ok(()),
             _ => Err(format!("an integer from {min} to {max}")),
@@ -192,20 +142,14 @@ pub fn check(key: &str, value: &str) -> Result<(), String> {
         ValueKind::JsonStringsOf(allowed) => {
             let expected = || format!("a JSON array of: {}", allowed.join(", "));
             let items: Vec<String> = serde_json::from_str(value).map_err(|_| expected())?;
-            if items.iter().all(|i| allowed.contains(&i.as_str())) {
-                Ok(())
-            } else {
-                Err(expected())
-            }
+            if items.iter().all(|i| allowed.contains(&i.as_str())) { Ok(()) } else { Err(expected()) }
         }
         ValueKind::JsonPorts => serde_json::from_str::<Vec<u16>>(value)
             .map(drop)
             .map_err(|_| "a JSON array of port numbers such as [22, 2375]".into()),
-        ValueKind::JsonObject => {
-            serde_json::from_str::<std::collections::BTreeMap<String, String>>(value)
-                .map(drop)
-                .map_err(|_| "a JSON object of strings such as {\"team\": \"web\"}".into())
-        }
+        ValueKind::JsonObject => serde_json::from_str::<std::collections::BTreeMap<String, String>>(value)
+            .map(drop)
+            .map_err(|_| "a JSON object of strings such as {\"team\": \"web\"}".into()),
         ValueKind::Text => Ok(()),
         ValueKind::Reserved(why) => Err(format!("no value here: {why}")),
     }
@@ -236,18 +180,14 @@ pub fn go_parse_duration(value: &str) -> Result<f64, ()> {
     }
     let mut total = 0.0;
     while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let number_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         let number = &rest[..number_end];
         if number.is_empty() || number == "." || number.matches('.').count() > 1 {
             return Err(());
         }
         let amount: f64 = number.parse().map_err(|_| ())?;
         rest = &rest[number_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let nanos = match &rest[..unit_end] {
             "ns" => 1.0,
             "us" | "µs" | "μs" => 1e3,
@@ -269,10 +209,7 @@ mod tests {
 
     #[test]
     fn keys_are_sorted_for_lookup() {
-        assert!(
-            KEYS.windows(2).all(|w| w[0].0 < w[1].0),
-            "KEYS must stay sorted"
-        );
+        assert!(KEYS.windows(2).all(|w| w[0].0 < w[1].0), "KEYS must stay sorted");
         assert!(lookup("ECS_ENABLE_TASK_IAM_ROLE").is_some());
         assert!(lookup("ECS_NOPE").is_none());
     }
@@ -292,16 +229,8 @@ mod tests {
             ("ECS_IMAGE_CLEANUP_INTERVAL", "30", false),
             ("ECS_IMAGE_CLEANUP_INTERVAL", "30 m", false),
             ("ECS_IMAGE_CLEANUP_INTERVAL", "1d", false),
-            (
-                "ECS_AVAILABLE_LOGGING_DRIVERS",
-                "[\"json-file\",\"awslogs\"]",
-                true,
-            ),
-            (
-                "ECS_AVAILABLE_LOGGING_DRIVERS",
-                "[\"json-file\",\"loki\"]",
-                false,
-            ),
+            ("ECS_AVAILABLE_LOGGING_DRIVERS", "[\"json-file\",\"awslogs\"]", true),
+            ("ECS_AVAILABLE_LOGGING_DRIVERS", "[\"json-file\",\"loki\"]", false),
             ("ECS_AVAILABLE_LOGGING_DRIVERS", "json-file", false),
             ("ECS_RESERVED_PORTS", "[22, 2375]", true),
             ("ECS_RESERVED_PORTS", "[70000]", false),
@@ -318,12 +247,7 @@ mod tests {
             ("PATH", "/bin", false),
         ];
         for (key, value, ok) in table {
-            assert_eq!(
-                check(key, value).is_ok(),
-                *ok,
-                "{key}={value:?}: {:?}",
-                check(key, value)
-            );
+            assert_eq!(check(key, value).is_ok(), *ok, "{key}={value:?}: {:?}", check(key, value));
         }
     }
 }

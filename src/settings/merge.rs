@@ -31,9 +31,7 @@ impl Merged {
 
     /// The `ecs.config` entries, keyed by ECS key.
     pub fn ecs_config(&self) -> impl Iterator<Item = (&str, &RawEntry)> {
-        self.entries
-            .iter()
-            .filter_map(|(path, entry)| path.strip_prefix("ecs.config.").map(|key| (key, entry)))
+        self.entries.iter().filter_map(|(path, entry)| path.strip_prefix("ecs.config.").map(|key| (key, entry)))
     }
 }
 
@@ -47,42 +45,21 @@ mod tests {
         let file = Source::File("/etc/nodewarden/settings.toml".into());
         let mut merged = Merged::new();
         for (source, text) in [
-            (
-                Source::Default,
-                "[disk]\ngc-start = \"85%\"\ngc-stop = \"80%\"\n[gc]\nkeep-images = [\"a\", \"b\"]\n",
-            ),
+            (Source::Default, "[disk]\ngc-start = \"85%\"\ngc-stop = \"80%\"\n[gc]\nkeep-images = [\"a\", \"b\"]\n"),
             (
                 file.clone(),
                 "[disk]\ngc-start = \"90%\"\n[ecs.config]\nECS_LOGLEVEL = \"info\"\nECS_RESERVED_MEMORY = \"1\"\n",
             ),
-            (
-                Source::Userdata,
-                "[ecs.config]\nECS_LOGLEVEL = \"debug\"\n[gc]\nkeep-images = [\"c\"]\n",
-            ),
+            (Source::Userdata, "[ecs.config]\nECS_LOGLEVEL = \"debug\"\n[gc]\nkeep-images = [\"c\"]\n"),
         ] {
             let (doc, problems) = document::parse(text, &source);
             assert!(problems.is_empty());
             merged.apply(source, doc);
         }
         assert_eq!(merged.get("disk.gc-start").unwrap().origin.source, file);
-        assert_eq!(
-            merged.get("disk.gc-stop").unwrap().origin.source,
-            Source::Default
-        );
-        assert_eq!(
-            merged.get("gc.keep-images").unwrap().value,
-            RawValue::StringList(vec!["c".into()])
-        );
-        let config: Vec<(&str, &Source)> = merged
-            .ecs_config()
-            .map(|(k, e)| (k, &e.origin.source))
-            .collect();
-        assert_eq!(
-            config,
-            vec![
-                ("ECS_LOGLEVEL", &Source::Userdata),
-                ("ECS_RESERVED_MEMORY", &file)
-            ]
-        );
+        assert_eq!(merged.get("disk.gc-stop").unwrap().origin.source, Source::Default);
+        assert_eq!(merged.get("gc.keep-images").unwrap().value, RawValue::StringList(vec!["c".into()]));
+        let config: Vec<(&str, &Source)> = merged.ecs_config().map(|(k, e)| (k, &e.origin.source)).collect();
+        assert_eq!(config, vec![("ECS_LOGLEVEL", &Source::Userdata), ("ECS_RESERVED_MEMORY", &file)]);
     }
 }

@@ -17,8 +17,8 @@ pub use merge::Merged;
 pub use schema::DEFAULTS_TOML;
 pub use source::{Origin, Position, Problem, Source};
 pub use validate::{
-    DiskSettings, DockerSettings, DrainSettings, EcsSettings, EngineAuth, EngineAuthType,
-    GcSettings, HealthSettings, Settings,
+    DiskSettings, DockerSettings, DrainSettings, EcsSettings, EngineAuth, EngineAuthType, GcSettings, HealthSettings,
+    Settings,
 };
 
 /// The layers above the built-in defaults, as text. Either may be absent.
@@ -49,15 +49,9 @@ pub fn load(layers: &Layers<'_>) -> Result<Loaded, Vec<Problem>> {
     let mut merged = Merged::new();
     let mut problems = Vec::new();
     let mut syntax_broken = false;
-    let file = layers
-        .file
-        .as_ref()
-        .map(|(source, text)| (source.clone(), *text));
+    let file = layers.file.as_ref().map(|(source, text)| (source.clone(), *text));
     let userdata = layers.userdata.map(|text| (Source::Userdata, text));
-    for (source, text) in [Some((Source::Default, DEFAULTS_TOML)), file, userdata]
-        .into_iter()
-        .flatten()
-    {
+    for (source, text) in [Some((Source::Default, DEFAULTS_TOML)), file, userdata].into_iter().flatten() {
         let (doc, found) = document::parse(text, &source);
         syntax_broken |= found.iter().any(|p| p.key.is_none());
         problems.extend(found);

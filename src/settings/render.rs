@@ -20,11 +20,7 @@ pub fn render(merged: &Merged) -> String {
             }
             let path = format!("{section}.{}", spec.key);
             if let Some(entry) = merged.get(&path) {
-                let value = if spec.secret {
-                    toml_string(Secret::REDACTED)
-                } else {
-                    toml_value(&entry.value)
-                };
+                let value = if spec.secret { toml_string(Secret::REDACTED) } else { toml_value(&entry.value) };
                 line(&mut out, spec.key, &value, entry);
             }
         }

@@ -33,12 +33,7 @@ pub struct KeySpec {
 }
 
 const fn key(section: &'static str, key: &'static str, kind: Kind) -> KeySpec {
-    KeySpec {
-        section,
-        key,
-        kind,
-        secret: false,
-    }
+    KeySpec { section, key, kind, secret: false }
 }
 
 /// Sections in the order `check` prints them.
@@ -50,12 +45,7 @@ pub const KEYS: &[KeySpec] = &[
     key("ecs", "agent-image", Kind::String),
     key("ecs", "agent-tarball", Kind::String),
     key("ecs", "engine-auth-type", Kind::String),
-    KeySpec {
-        section: "ecs",
-        key: "engine-auth-data",
-        kind: Kind::String,
-        secret: true,
-    },
+    KeySpec { section: "ecs", key: "engine-auth-data", kind: Kind::String, secret: true },
     key("ecs", "config", Kind::StringMap),
     key("docker", "data-device", Kind::String),
     key("docker", "filesystem", Kind::String),
@@ -138,10 +128,7 @@ mod tests {
     fn every_key_belongs_to_a_known_section_once() {
         for spec in KEYS {
             assert!(SECTIONS.contains(&spec.section), "{}", spec.section);
-            let same = KEYS
-                .iter()
-                .filter(|k| k.section == spec.section && k.key == spec.key)
-                .count();
+            let same = KEYS.iter().filter(|k| k.section == spec.section && k.key == spec.key).count();
             assert_eq!(same, 1, "{}.{} listed twice", spec.section, spec.key);
         }
     }

@@ -94,11 +94,7 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(origin: Origin, key: Option<String>, message: impl Into<String>) -> Self {
-        Problem {
-            origin,
-            key,
-            message: message.into(),
-        }
+        Problem { origin, key, message: message.into() }
     }
 }
 
@@ -121,21 +117,9 @@ mod tests {
         assert_eq!(Position::at(text, 0), Position { line: 1, column: 1 });
         assert_eq!(Position::at(text, 6), Position { line: 2, column: 1 });
         let value = text.find('"').unwrap();
-        assert_eq!(
-            Position::at(text, value),
-            Position {
-                line: 3,
-                column: 12
-            }
-        );
+        assert_eq!(Position::at(text, value), Position { line: 3, column: 12 });
         // After a multi-byte character the column counts characters, not bytes.
-        assert_eq!(
-            Position::at(text, value + 3),
-            Position {
-                line: 3,
-                column: 14
-            }
-        );
+        assert_eq!(Position::at(text, value + 3), Position { line: 3, column: 14 });
         // Offsets inside a character or past the end do not panic.
         assert_eq!(Position::at(text, value + 2).line, 3);
         assert_eq!(Position::at(text, 10_000).line, 4);
@@ -144,13 +128,7 @@ mod tests {
     #[test]
     fn problems_name_source_line_and_key() {
         let p = Problem::new(
-            Origin::new(
-                Source::File("/etc/x.toml".into()),
-                Some(Position {
-                    line: 4,
-                    column: 11,
-                }),
-            ),
+            Origin::new(Source::File("/etc/x.toml".into()), Some(Position { line: 4, column: 11 })),
             Some("disk.gc-start".into()),
             "expected a percentage such as \"85%\", found \"85\"",
         );

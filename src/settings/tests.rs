@@ -13,18 +13,11 @@ fn file() -> Source {
 }
 
 fn load_file(text: &str) -> Result<Loaded, Vec<Problem>> {
-    load(&Layers {
-        file: Some((file(), text)),
-        userdata: None,
-    })
+    load(&Layers { file: Some((file(), text)), userdata: None })
 }
 
 fn problems_of(text: &str) -> Vec<String> {
-    load_file(text)
-        .expect_err("settings should be invalid")
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+    load_file(text).expect_err("settings should be invalid").iter().map(ToString::to_string).collect()
 }
 
 #[test]
@@ -32,21 +25,9 @@ fn the_brief_example_is_valid() {
     let loaded = load_file(BRIEF_EXAMPLE).unwrap_or_else(|p| panic!("{p:#?}"));
     let s = &loaded.settings;
     assert_eq!(s.ecs.cluster.as_str(), "prod-web");
-    assert_eq!(
-        s.ecs.agent_image.to_string(),
-        "amazon/amazon-ecs-agent:v1.105.1"
-    );
-    assert_eq!(
-        s.ecs
-            .config
-            .get("ECS_ENABLE_TASK_IAM_ROLE")
-            .map(String::as_str),
-        Some("true")
-    );
-    assert_eq!(
-        s.ecs.engine_auth.as_ref().map(|a| a.kind),
-        Some(EngineAuthType::Docker)
-    );
+    assert_eq!(s.ecs.agent_image.to_string(), "amazon/amazon-ecs-agent:v1.105.1");
+    assert_eq!(s.ecs.config.get("ECS_ENABLE_TASK_IAM_ROLE").map(String::as_str), Some("true"));
+    assert_eq!(s.ecs.engine_auth.as_ref().map(|a| a.kind), Some(EngineAuthType::Docker));
     assert_eq!(s.docker.log_max_size.bytes(), 16 << 20);
     assert_eq!(s.disk.check_interval, Duration::from_secs(1));
     assert_eq!(s.disk.gc_start.value(), 85.0);
@@ -59,10 +40,7 @@ fn the_brief_example_is_valid() {
 fn a_file_with_only_the_cluster_is_valid_and_takes_defaults() {
     let loaded = load_file("[ecs]\ncluster = \"prod-web\"\n").unwrap_or_else(|p| panic!("{p:#?}"));
     assert_eq!(loaded.settings.disk.gc_stop.value(), 80.0);
-    assert_eq!(
-        loaded.settings.ecs.agent_image.tag.as_deref(),
-        Some("v1.105.1")
-    );
+    assert_eq!(loaded.settings.ecs.agent_image.tag.as_deref(), Some("v1.105.1"));
     assert!(loaded.settings.ecs.engine_auth.is_none());
 }
 
@@ -77,36 +55,16 @@ fn the_cluster_is_required() {
 #[test]
 fn each_listed_rejection_names_source_line_and_key() {
     let cases: &[(&str, &str, &str)] = &[
-        (
-            "[ecs]\ncluster = \"c\"\ncolour = \"red\"\n",
-            ":3:1: ecs.colour:",
-            "unknown key",
-        ),
+        ("[ecs]\ncluster = \"c\"\ncolour = \"red\"\n", ":3:1: ecs.colour:", "unknown key"),
         (
             "[ecs]\ncluster = \"c\"\nagent-image = \"amazon/amazon-ecs-agent:latest\"\n",
             ":3:15: ecs.agent-image:",
             "latest",
         ),
-        (
-            "[ecs]\ncluster = \"c\"\nagent-image = \"amazon/amazon-ecs-agent\"\n",
-            ":3:15: ecs.agent-image:",
-            "pinned",
-        ),
-        (
-            "[ecs]\ncluster = \"c\"\n[disk]\ngc-stop = \"90%\"\n",
-            ":4:11: disk.gc-stop:",
-            "below disk.gc-start (85%)",
-        ),
-        (
-            "[ecs]\ncluster = \"c\"\n[disk]\ngc-start = \"85\"\n",
-            ":4:12: disk.gc-start:",
-            "expected a percentage",
-        ),
-        (
-            "[ecs]\ncluster = \"c\"\n[docker]\nlog-max-size = \"sixteen\"\n",
-            ":4:16: docker.log-max-size:",
-            "sixteen",
-        ),
+        ("[ecs]\ncluster = \"c\"\nagent-image = \"amazon/amazon-ecs-agent\"\n", ":3:15: ecs.agent-image:", "pinned"),
+        ("[ecs]\ncluster = \"c\"\n[disk]\ngc-stop = \"90%\"\n", ":4:11: disk.gc-stop:", "below disk.gc-start (85%)"),
+        ("[ecs]\ncluster = \"c\"\n[disk]\ngc-start = \"85\"\n", ":4:12: disk.gc-start:", "expected a percentage"),
+        ("[ecs]\ncluster = \"c\"\n[docker]\nlog-max-size = \"sixteen\"\n", ":4:16: docker.log-max-size:", "sixteen"),
         (
             "[ecs]\ncluster = \"c\"\n[ecs.config]\nECS_ENABLE_TASK_IAM_ROLE = \"maybe\"\n",
             ":4:28: ecs.config.ECS_ENABLE_TASK_IAM_ROLE:",
@@ -117,10 +75,7 @@ fn each_listed_rejection_names_source_line_and_key() {
         let problems = problems_of(text);
         assert_eq!(problems.len(), 1, "{text}: {problems:#?}");
         let problem = &problems[0];
-        assert!(
-            problem.starts_with("/etc/nodewarden/settings.toml:"),
-            "{problem}"
-        );
+        assert!(problem.starts_with("/etc/nodewarden/settings.toml:"), "{problem}");
         assert!(problem.contains(location), "{problem} lacks {location}");
         assert!(problem.contains(detail), "{problem} lacks {detail}");
     }
@@ -131,9 +86,9 @@ fn a_threshold_conflict_blames_the_key_the_higher_layer_set() {
     // The file lowers gc-start below the default gc-stop: gc-start is the one to fix.
     let problems = problems_of("[ecs]\ncluster = \"c\"\n[disk]\ngc-start = \"70%\"\n");
     assert!(
-        problems.iter().any(|p| p.contains(
-            ":4:12: disk.gc-start: expected disk.gc-stop (80%) to be below disk.gc-start (70%)"
-        )),
+        problems
+            .iter()
+            .any(|p| p.contains(":4:12: disk.gc-start: expected disk.gc-stop (80%) to be below disk.gc-start (70%)")),
         "{problems:#?}"
     );
 }
@@ -142,17 +97,8 @@ fn a_threshold_conflict_blames_the_key_the_higher_layer_set() {
 fn every_problem_is_reported_not_only_the_first() {
     let text = "[ecs]\ncluster = \"has space\"\ncolour = 1\n[disk]\ngc-start = \"85\"\ncheck-interval = \"0s\"\n[docker]\nlog-max-files = 0\n";
     let problems = problems_of(text);
-    for key in [
-        "ecs.cluster",
-        "ecs.colour",
-        "disk.gc-start",
-        "disk.check-interval",
-        "docker.log-max-files",
-    ] {
-        assert!(
-            problems.iter().any(|p| p.contains(&format!(" {key}: "))),
-            "{key} missing from {problems:#?}"
-        );
+    for key in ["ecs.cluster", "ecs.colour", "disk.gc-start", "disk.check-interval", "docker.log-max-files"] {
+        assert!(problems.iter().any(|p| p.contains(&format!(" {key}: "))), "{key} missing from {problems:#?}");
     }
 }
 
@@ -162,38 +108,23 @@ fn userdata_overrides_the_file_and_is_named_as_the_source() {
         file: Some((file(), "[ecs]\ncluster = \"from-file\"\n")),
         userdata: Some("[disk]\ngc-start = \"eighty\"\n"),
     };
-    let problems: Vec<String> = load(&layers)
-        .unwrap_err()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let problems: Vec<String> = load(&layers).unwrap_err().iter().map(ToString::to_string).collect();
     assert_eq!(
         problems,
-        vec![
-            "userdata:2:12: disk.gc-start: expected a percentage such as \"85%\", found \"eighty\""
-                .to_string()
-        ]
+        vec!["userdata:2:12: disk.gc-start: expected a percentage such as \"85%\", found \"eighty\"".to_string()]
     );
     let layers = Layers {
         file: Some((file(), "[ecs]\ncluster = \"from-file\"\n")),
         userdata: Some("[ecs]\ncluster = \"from-userdata\"\n"),
     };
-    assert_eq!(
-        load(&layers).unwrap().settings.ecs.cluster.as_str(),
-        "from-userdata"
-    );
+    assert_eq!(load(&layers).unwrap().settings.ecs.cluster.as_str(), "from-userdata");
 }
 
 #[test]
 fn health_must_stay_on_loopback_unless_allowed() {
     let problems = problems_of("[ecs]\ncluster = \"c\"\n[health]\nlisten = \"0.0.0.0:51690\"\n");
-    assert!(
-        problems[0].contains("health.listen: expected a loopback address"),
-        "{problems:#?}"
-    );
-    let allowed = load_file(
-        "[ecs]\ncluster = \"c\"\n[health]\nlisten = \"0.0.0.0:51690\"\nallow-remote = true\n",
-    );
+    assert!(problems[0].contains("health.listen: expected a loopback address"), "{problems:#?}");
+    let allowed = load_file("[ecs]\ncluster = \"c\"\n[health]\nlisten = \"0.0.0.0:51690\"\nallow-remote = true\n");
     assert!(allowed.is_ok());
     assert!(load_file("[ecs]\ncluster = \"c\"\n[health]\nlisten = \"[::1]:51690\"\n").is_ok());
 }
@@ -204,48 +135,27 @@ fn engine_auth_is_checked_and_never_echoed() {
     let half = format!("[ecs]\ncluster = \"c\"\nengine-auth-data = '{{\"r\":\"{secret}\"}}'\n");
     let problems = problems_of(&half);
     assert!(problems[0].contains("together"), "{problems:#?}");
-    let bad_json = format!(
-        "[ecs]\ncluster = \"c\"\nengine-auth-type = \"docker\"\nengine-auth-data = \"{secret}\"\n"
-    );
+    let bad_json = format!("[ecs]\ncluster = \"c\"\nengine-auth-type = \"docker\"\nengine-auth-data = \"{secret}\"\n");
     let problems = problems_of(&bad_json);
     assert_eq!(problems.len(), 1);
-    assert!(
-        problems[0].contains("<redacted>") && !problems[0].contains(secret),
-        "{}",
-        problems[0]
-    );
+    assert!(problems[0].contains("<redacted>") && !problems[0].contains(secret), "{}", problems[0]);
 }
 
 #[test]
 fn rendering_redacts_secrets_names_sources_and_reparses_to_the_same_settings() {
-    let loaded = load(&Layers {
-        file: Some((file(), BRIEF_EXAMPLE)),
-        userdata: Some("[disk]\ngc-start = \"86%\"\n"),
-    })
-    .unwrap();
+    let loaded =
+        load(&Layers { file: Some((file(), BRIEF_EXAMPLE)), userdata: Some("[disk]\ngc-start = \"86%\"\n") }).unwrap();
     let rendered = loaded.render();
     assert!(!rendered.contains("hunter2-secret"), "{rendered}");
     assert!(
-        rendered.contains(
-            "engine-auth-data = \"<redacted>\"  # file /etc/nodewarden/settings.toml:7:20"
-        ),
+        rendered.contains("engine-auth-data = \"<redacted>\"  # file /etc/nodewarden/settings.toml:7:20"),
         "{rendered}"
     );
-    assert!(
-        rendered.contains("gc-start = \"86%\"  # userdata:2:12"),
-        "{rendered}"
-    );
-    assert!(
-        rendered.contains("allow-remote = false  # default"),
-        "{rendered}"
-    );
-    assert!(
-        rendered.contains("[ecs.config]\nECS_ENABLE_TASK_IAM_ROLE = \"true\""),
-        "{rendered}"
-    );
+    assert!(rendered.contains("gc-start = \"86%\"  # userdata:2:12"), "{rendered}");
+    assert!(rendered.contains("allow-remote = false  # default"), "{rendered}");
+    assert!(rendered.contains("[ecs.config]\nECS_ENABLE_TASK_IAM_ROLE = \"true\""), "{rendered}");
     // Without secrets the printed settings are themselves valid and equal.
-    let plain =
-        load_file("[ecs]\ncluster = \"c\"\n[ecs.config]\nECS_LOGLEVEL = \"debug\"\n").unwrap();
+    let plain = load_file("[ecs]\ncluster = \"c\"\n[ecs.config]\nECS_LOGLEVEL = \"debug\"\n").unwrap();
     let again = load_file(&plain.render()).unwrap();
     assert_eq!(plain.settings, again.settings);
 }

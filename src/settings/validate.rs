@@ -12,8 +12,7 @@ use super::merge::Merged;
 use super::schema;
 use super::source::{Origin, Problem, Source};
 use super::values::{
-    self, ByteSize, ClusterName, DeviceSpec, Filesystem, ImagePattern, ImageReference, Percent,
-    Secret,
+    self, ByteSize, ClusterName, DeviceSpec, Filesystem, ImagePattern, ImageReference, Percent, Secret,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,14 +100,10 @@ pub struct HealthSettings {
 }
 
 /// Shortest and longest disk check interval: faster wastes CPU, slower misses a fast writer.
-const CHECK_INTERVAL_RANGE: (Duration, Duration) =
-    (Duration::from_millis(100), Duration::from_secs(60));
+const CHECK_INTERVAL_RANGE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(60));
 
 pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
-    let mut r = Reader {
-        merged,
-        problems: Vec::new(),
-    };
+    let mut r = Reader { merged, problems: Vec::new() };
 
     let ecs = EcsPartial {
         cluster: r.parse("ecs.cluster", ClusterName::parse),
@@ -120,9 +115,7 @@ pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
     let docker = DockerPartial {
         data_device: r.parse("docker.data-device", DeviceSpec::parse),
         filesystem: r.parse("docker.filesystem", Filesystem::parse),
-        log_max_size: r.parse("docker.log-max-size", |t| {
-            at_least(ByteSize::parse(t)?, ByteSize::from_bytes(1024))
-        }),
+        log_max_size: r.parse("docker.log-max-size", |t| at_least(ByteSize::parse(t)?, ByteSize::from_bytes(1024))),
         log_max_files: r.integer("docker.log-max-files", 1, 100).map(|n| n as u32),
         container_disk_limit: r.parse("docker.container-disk-limit", |t| match t {
             "none" => Ok(None),
@@ -133,11 +126,7 @@ pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
         check_interval: r.parse("disk.check-interval", |t| {
             let d = values::parse_duration(t)?;
             let (min, max) = CHECK_INTERVAL_RANGE;
-            if d < min || d > max {
-                Err("a duration from 100ms to 60s".into())
-            } else {
-                Ok(d)
-            }
+            if d < min || d > max { Err("a duration from 100ms to 60s".into()) } else { Ok(d) }
         }),
         gc_start: r.parse("disk.gc-start", Percent::parse),
         gc_stop: r.parse("disk.gc-stop", Percent::parse),
@@ -268,19 +257,11 @@ struct HealthPartial {
 
 fn absolute_path(text: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(text);
-    if path.is_absolute() {
-        Ok(path)
-    } else {
-        Err("an absolute path".into())
-    }
+    if path.is_absolute() { Ok(path) } else { Err("an absolute path".into()) }
 }
 
 fn at_least(size: ByteSize, min: ByteSize) -> Result<ByteSize, String> {
-    if size >= min {
-        Ok(size)
-    } else {
-        Err(format!("a size of at least {min}"))
-    }
+    if size >= min { Ok(size) } else { Err(format!("a size of at least {min}")) }
 }
 
 struct Reader<'m> {
@@ -296,12 +277,7 @@ impl<'m> Reader<'m> {
 
     /// Where to point when a required key is missing: the highest layer that was given.
     fn missing_origin(&self) -> Origin {
-        let source = self
-            .merged
-            .sources
-            .last()
-            .cloned()
-            .unwrap_or(Source::Default);
+        let source = self.merged.sources.last().cloned().unwrap_or(Source::Default);
         Origin::new(source, None)
     }
 
@@ -310,31 +286,18 @@ impl<'m> Reader<'m> {
         if entry.is_none() {
             let (section, key) = path.split_once('.').unwrap_or((path, ""));
             let message = format!("missing; this setting is required: set {key} under [{section}]");
-            self.problems.push(Problem::new(
-                self.missing_origin(),
-                Some(path.into()),
-                message,
-            ));
+            self.problems.push(Problem::new(self.missing_origin(), Some(path.into()), message));
         }
         entry
     }
 
     fn problem_at(&mut self, path: &str, message: String) {
-        let origin = self
-            .merged
-            .get(path)
-            .map(|e| e.origin.clone())
-            .unwrap_or_else(|| self.missing_origin());
-        self.problems
-            .push(Problem::new(origin, Some(path.into()), message));
+        let origin = self.merged.get(path).map(|e| e.origin.clone()).unwrap_or_else(|| self.missing_origin());
+        self.problems.push(Problem::new(origin, Some(path.into()), message));
     }
 
     fn found(path: &str, text: &str) -> String {
-        if Self::is_secret(path) {
-            Secret::REDACTED.to_string()
-        } else {
-            quote(text)
-        }
+        if Self::is_secret(path) { Secret::REDACTED.to_string() } else { quote(text) }
     }
 
     /// Reads a string key through `parse`; records a problem and returns `None` on failure.
@@ -347,11 +310,7 @@ impl<'m> Reader<'m> {
             Ok(value) => Some(value),
             Err(expected) => {
                 let message = format!("expected {expected}, found {}", Self::found(path, text));
-                self.problems.push(Problem::new(
-                    entry.origin.clone(),
-                    Some(path.into()),
-                    message,
-                ));
+                self.problems.push(Problem::new(entry.origin.clone(), Some(path.into()), message));
                 None
             }
         }
@@ -363,11 +322,7 @@ impl<'m> Reader<'m> {
             RawValue::Integer(n) if (min..=max).contains(&n) => Some(n),
             RawValue::Integer(n) => {
                 let message = format!("expected an integer from {min} to {max}, found {n}");
-                self.problems.push(Problem::new(
-                    entry.origin.clone(),
-                    Some(path.into()),
-                    message,
-                ));
+                self.problems.push(Problem::new(entry.origin.clone(), Some(path.into()), message));
                 None
             }
             _ => None,
@@ -393,16 +348,8 @@ impl<'m> Reader<'m> {
                 Ok(value) => out.push(value),
                 Err(expected) => {
                     ok = false;
-                    let message = format!(
-                        "item {}: expected {expected}, found {}",
-                        index + 1,
-                        quote(item)
-                    );
-                    self.problems.push(Problem::new(
-                        entry.origin.clone(),
-                        Some(path.into()),
-                        message,
-                    ));
+                    let message = format!("item {}: expected {expected}, found {}", index + 1, quote(item));
+                    self.problems.push(Problem::new(entry.origin.clone(), Some(path.into()), message));
                 }
             }
         }
@@ -415,15 +362,10 @@ impl<'m> Reader<'m> {
         match (kind, data) {
             (None, None) => Some(None),
             (Some(_), None) | (None, Some(_)) => {
-                let present = if kind.is_some() {
-                    "ecs.engine-auth-type"
-                } else {
-                    "ecs.engine-auth-data"
-                };
+                let present = if kind.is_some() { "ecs.engine-auth-type" } else { "ecs.engine-auth-data" };
                 self.problem_at(
                     present,
-                    "expected engine-auth-type and engine-auth-data together, found only one"
-                        .into(),
+                    "expected engine-auth-type and engine-auth-data together, found only one".into(),
                 );
                 None
             }
@@ -458,8 +400,7 @@ impl<'m> Reader<'m> {
                 Err(expected) => {
                     let message = format!("expected {expected}, found {}", quote(value));
                     let path = format!("ecs.config.{key}");
-                    self.problems
-                        .push(Problem::new(entry.origin.clone(), Some(path), message));
+                    self.problems.push(Problem::new(entry.origin.clone(), Some(path), message));
                 }
             }
         }
@@ -471,18 +412,8 @@ impl<'m> Reader<'m> {
     fn check_thresholds(&mut self, disk: &DiskPartial) {
         let pairs = [
             ("disk.gc-stop", disk.gc_stop, "disk.gc-start", disk.gc_start),
-            (
-                "disk.gc-start",
-                disk.gc_start,
-                "disk.drain-at",
-                disk.drain_at,
-            ),
-            (
-                "disk.recover-below",
-                disk.recover_below,
-                "disk.gc-stop",
-                disk.gc_stop,
-            ),
+            ("disk.gc-start", disk.gc_start, "disk.drain-at", disk.drain_at),
+            ("disk.recover-below", disk.recover_below, "disk.gc-stop", disk.gc_stop),
         ];
         for (lower_key, lower, upper_key, upper) in pairs {
             let (Some(lower), Some(upper)) = (lower, upper) else {
@@ -493,22 +424,11 @@ impl<'m> Reader<'m> {
             }
             let rank = |path: &str| {
                 let source = self.merged.get(path).map(|e| &e.origin.source);
-                self.merged
-                    .sources
-                    .iter()
-                    .rposition(|s| Some(s) == source)
-                    .unwrap_or(0)
+                self.merged.sources.iter().rposition(|s| Some(s) == source).unwrap_or(0)
             };
-            let (blamed, other) = if rank(upper_key) > rank(lower_key) {
-                (upper_key, lower_key)
-            } else {
-                (lower_key, upper_key)
-            };
-            let other_origin = self
-                .merged
-                .get(other)
-                .map(|e| e.origin.to_string())
-                .unwrap_or_default();
+            let (blamed, other) =
+                if rank(upper_key) > rank(lower_key) { (upper_key, lower_key) } else { (lower_key, upper_key) };
+            let other_origin = self.merged.get(other).map(|e| e.origin.to_string()).unwrap_or_default();
             let message = format!(
                 "expected {lower_key} ({lower}) to be below {upper_key} ({upper}); {other} is set at {other_origin}",
             );

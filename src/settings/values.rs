@@ -14,9 +14,7 @@ impl Percent {
     pub const EXPECTED: &'static str = "a percentage such as \"85%\"";
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let number = text
-            .strip_suffix('%')
-            .ok_or_else(|| Self::EXPECTED.to_string())?;
+        let number = text.strip_suffix('%').ok_or_else(|| Self::EXPECTED.to_string())?;
         let valid = !number.is_empty()
             && number.chars().all(|c| c.is_ascii_digit() || c == '.')
             && number.matches('.').count() <= 1
@@ -67,33 +65,24 @@ const SIZE_UNITS: &[(&str, u64)] = &[
 ];
 
 impl ByteSize {
-    pub const EXPECTED: &'static str =
-        "a size such as \"16MiB\" (units B, KiB, MiB, GiB, TiB, kB, MB, GB, TB)";
+    pub const EXPECTED: &'static str = "a size such as \"16MiB\" (units B, KiB, MiB, GiB, TiB, kB, MB, GB, TB)";
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let digits_end = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
+        let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
         let (number, unit) = text.split_at(digits_end);
         let unit = unit.trim_start();
         let Some(&(_, multiplier)) = SIZE_UNITS.iter().find(|(name, _)| *name == unit) else {
             // Docker's own shorthand ("16m") is ambiguous between MB and MiB: say so.
             let hint = match unit.to_ascii_lowercase().as_str() {
                 "k" | "m" | "g" | "t" if !number.is_empty() => {
-                    format!(
-                        " (did you mean \"{number}{}iB\"?)",
-                        unit.to_ascii_uppercase()
-                    )
+                    format!(" (did you mean \"{number}{}iB\"?)", unit.to_ascii_uppercase())
                 }
                 _ => String::new(),
             };
             return Err(format!("{}{hint}", Self::EXPECTED));
         };
         let count: u64 = number.parse().map_err(|_| Self::EXPECTED.to_string())?;
-        count
-            .checked_mul(multiplier)
-            .map(ByteSize)
-            .ok_or_else(|| "a size below 16 EiB".to_string())
+        count.checked_mul(multiplier).map(ByteSize).ok_or_else(|| "a size below 16 EiB".to_string())
     }
 
     pub fn from_bytes(bytes: u64) -> Self {
@@ -108,12 +97,7 @@ impl ByteSize {
 impl fmt::Display for ByteSize {
     /// The largest binary unit that divides the size exactly, so the value round-trips.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (name, multiplier) in [
-            ("TiB", 1u64 << 40),
-            ("GiB", 1 << 30),
-            ("MiB", 1 << 20),
-            ("KiB", 1 << 10),
-        ] {
+        for (name, multiplier) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
             if self.0 >= multiplier && self.0.is_multiple_of(multiplier) {
                 return write!(f, "{}{name}", self.0 / multiplier);
             }
@@ -124,27 +108,20 @@ impl fmt::Display for ByteSize {
 
 /// Parses a duration such as `"2m"`, `"1h30m"`, `"500ms"` (units ms, s, m, h, d).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    const EXPECTED: &str =
-        "a duration such as \"2m\", \"1h30m\" or \"500ms\" (units ms, s, m, h, d)";
+    const EXPECTED: &str = "a duration such as \"2m\", \"1h30m\" or \"500ms\" (units ms, s, m, h, d)";
     let mut rest = text;
     let mut total = Duration::ZERO;
     if rest.is_empty() {
         return Err(EXPECTED.into());
     }
     while !rest.is_empty() {
-        let digits_end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits_end == 0 {
             return Err(EXPECTED.into());
         }
-        let count: u64 = rest[..digits_end]
-            .parse()
-            .map_err(|_| EXPECTED.to_string())?;
+        let count: u64 = rest[..digits_end].parse().map_err(|_| EXPECTED.to_string())?;
         rest = &rest[digits_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_end = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let millis_per_unit: u64 = match &rest[..unit_end] {
             "ms" => 1,
             "s" => 1_000,
@@ -154,12 +131,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             _ => return Err(EXPECTED.into()),
         };
         rest = &rest[unit_end..];
-        let millis = count
-            .checked_mul(millis_per_unit)
-            .ok_or("a shorter duration")?;
-        total = total
-            .checked_add(Duration::from_millis(millis))
-            .ok_or("a shorter duration")?;
+        let millis = count.checked_mul(millis_per_unit).ok_or("a shorter duration")?;
+        total = total.checked_add(Duration::from_millis(millis)).ok_or("a shorter duration")?;
     }
     Ok(total)
 }
@@ -171,13 +144,7 @@ pub fn format_duration(duration: Duration) -> String {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, size) in [
-        ("d", 86_400_000u128),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ] {
+    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
         if millis >= size {
             out.push_str(&format!("{}{unit}", millis / size));
             millis %= size;
@@ -192,8 +159,7 @@ pub struct ClusterName(String);
 
 impl ClusterName {
     pub fn parse(text: &str) -> Result<Self, String> {
-        const EXPECTED: &str =
-            "an ECS cluster name (1 to 255 letters, digits, hyphens, underscores) or a cluster ARN";
+        const EXPECTED: &str = "an ECS cluster name (1 to 255 letters, digits, hyphens, underscores) or a cluster ARN";
         let name = match text.strip_prefix("arn:") {
             Some(arn) => {
                 let parts: Vec<&str> = arn.splitn(5, ':').collect();
@@ -210,15 +176,9 @@ impl ClusterName {
             }
             None => text,
         };
-        let valid = (1..=255).contains(&name.len())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if valid {
-            Ok(ClusterName(text.to_string()))
-        } else {
-            Err(EXPECTED.into())
-        }
+        let valid =
+            (1..=255).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if valid { Ok(ClusterName(text.to_string())) } else { Err(EXPECTED.into()) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -237,18 +197,13 @@ pub struct ImageReference {
 
 impl ImageReference {
     pub fn parse(text: &str) -> Result<Self, String> {
-        const EXPECTED: &str = "a pinned image such as \"amazon/amazon-ecs-agent:v1.105.1\" or \"repo@sha256:<64 hex>\"";
+        const EXPECTED: &str =
+            "a pinned image such as \"amazon/amazon-ecs-agent:v1.105.1\" or \"repo@sha256:<64 hex>\"";
         let (name, digest) = match text.split_once('@') {
             Some((name, digest)) => {
                 let hex = digest.strip_prefix("sha256:").ok_or(EXPECTED)?;
-                if hex.len() != 64
-                    || !hex
-                        .chars()
-                        .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-                {
-                    return Err(format!(
-                        "{EXPECTED}; the digest must be sha256: and 64 lowercase hex digits"
-                    ));
+                if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+                    return Err(format!("{EXPECTED}; the digest must be sha256: and 64 lowercase hex digits"));
                 }
                 (name, Some(digest.to_string()))
             }
@@ -266,23 +221,21 @@ impl ImageReference {
         if let Some(tag) = tag {
             let valid_tag = (1..=128).contains(&tag.len())
                 && !tag.starts_with(['.', '-'])
-                && tag
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
             if !valid_tag {
                 return Err(format!("{EXPECTED}; {tag:?} is not a valid tag"));
             }
             if tag.eq_ignore_ascii_case("latest") && digest.is_none() {
-                return Err("a pinned image: \"latest\" moves under you; name a version tag or an @sha256 digest".into());
+                return Err(
+                    "a pinned image: \"latest\" moves under you; name a version tag or an @sha256 digest".into()
+                );
             }
         } else if digest.is_none() {
-            return Err("a pinned image: without a tag Docker uses \"latest\"; name a version tag or an @sha256 digest".into());
+            return Err(
+                "a pinned image: without a tag Docker uses \"latest\"; name a version tag or an @sha256 digest".into(),
+            );
         }
-        Ok(ImageReference {
-            repository: repository.to_string(),
-            tag: tag.map(str::to_string),
-            digest,
-        })
+        Ok(ImageReference { repository: repository.to_string(), tag: tag.map(str::to_string), digest })
     }
 }
 
@@ -307,10 +260,7 @@ fn valid_repository(repository: &str) -> bool {
         let first = components[0];
         if first.contains('.') || first.contains(':') || first == "localhost" {
             let (host, port) = first.split_once(':').unwrap_or((first, ""));
-            let host_ok = !host.is_empty()
-                && host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+            let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
             let port_ok = port.is_empty() || port.parse::<u16>().is_ok();
             if !host_ok || !port_ok {
                 return false;
@@ -340,10 +290,7 @@ fn valid_path_component(component: &str) -> bool {
             i += 1;
         }
         let separator = &component[start..i];
-        let ok = separator == "."
-            || separator == "_"
-            || separator == "__"
-            || separator.chars().all(|c| c == '-');
+        let ok = separator == "." || separator == "_" || separator == "__" || separator.chars().all(|c| c == '-');
         if !ok {
             return false;
         }
@@ -360,9 +307,7 @@ impl ImagePattern {
     pub fn parse(text: &str) -> Result<Self, String> {
         let valid = !text.is_empty()
             && text.len() <= 512
-            && text
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-/:@*".contains(c));
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:@*".contains(c));
         if valid {
             Ok(ImagePattern(text.to_string()))
         } else {
@@ -391,10 +336,7 @@ impl ImagePattern {
 /// Drops Docker Hub's implicit prefixes so `docker.io/library/busybox:1` equals `busybox:1`.
 fn normalize_reference(reference: &str) -> String {
     let stripped = reference.strip_prefix("docker.io/").unwrap_or(reference);
-    stripped
-        .strip_prefix("library/")
-        .unwrap_or(stripped)
-        .to_string()
+    stripped.strip_prefix("library/").unwrap_or(stripped).to_string()
 }
 
 /// `*` matches any run of characters (including `/` and `:`); everything else is literal.
@@ -428,10 +370,7 @@ pub struct VolumeId(String);
 impl VolumeId {
     pub fn parse(text: &str) -> Result<Self, String> {
         let hex = text.strip_prefix("vol-").unwrap_or("");
-        let valid = matches!(hex.len(), 8 | 17)
-            && hex
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        let valid = matches!(hex.len(), 8 | 17) && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
         if valid {
             Ok(VolumeId(text.to_string()))
         } else {
@@ -464,8 +403,7 @@ pub enum DeviceSpec {
 
 impl DeviceSpec {
     pub fn parse(text: &str) -> Result<Self, String> {
-        const EXPECTED: &str =
-            "\"none\", a /dev path, an EBS volume id (vol-...), or a launch name such as \"xvdcz\"";
+        const EXPECTED: &str = "\"none\", a /dev path, an EBS volume id (vol-...), or a launch name such as \"xvdcz\"";
         if text == "none" {
             return Ok(DeviceSpec::None);
         }
@@ -476,15 +414,8 @@ impl DeviceSpec {
             return Ok(DeviceSpec::LaunchName(text.to_string()));
         }
         if let Some(rest) = text.strip_prefix("/dev/") {
-            let valid = !rest.is_empty()
-                && rest
-                    .split('/')
-                    .all(|c| !c.is_empty() && c != "." && c != "..");
-            return if valid {
-                Ok(DeviceSpec::Path(PathBuf::from(text)))
-            } else {
-                Err(EXPECTED.into())
-            };
+            let valid = !rest.is_empty() && rest.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+            return if valid { Ok(DeviceSpec::Path(PathBuf::from(text))) } else { Err(EXPECTED.into()) };
         }
         Err(EXPECTED.into())
     }
@@ -522,21 +453,14 @@ impl Filesystem {
 
 /// An address to listen on, `host:port` with an IP host.
 pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
-    text.parse::<SocketAddr>()
-        .map_err(|_| "an IP address and port such as \"127.0.0.1:51690\"".to_string())
+    text.parse::<SocketAddr>().map_err(|_| "an IP address and port such as \"127.0.0.1:51690\"".to_string())
 }
 
 /// An Auto Scaling lifecycle hook name: 1–255 of letters, digits, `-`, `_`, `/`.
 pub fn parse_lifecycle_hook(text: &str) -> Result<String, String> {
     let valid = (1..=255).contains(&text.len())
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'));
-    if valid {
-        Ok(text.to_string())
-    } else {
-        Err("a lifecycle hook name (letters, digits, -, _, /)".into())
-    }
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'));
+    if valid { Ok(text.to_string()) } else { Err("a lifecycle hook name (letters, digits, -, _, /)".into()) }
 }
 
 /// A value that must never be printed or logged; `Debug` and `Display` show `<redacted>`.
@@ -574,21 +498,10 @@ mod tests {
 
     #[test]
     fn percents() {
-        for (text, expected) in [
-            ("85%", Some(85.0)),
-            ("92.5%", Some(92.5)),
-            ("0%", Some(0.0)),
-            ("100%", Some(100.0)),
-        ] {
-            assert_eq!(
-                Percent::parse(text).ok().map(Percent::value),
-                expected,
-                "{text}"
-            );
+        for (text, expected) in [("85%", Some(85.0)), ("92.5%", Some(92.5)), ("0%", Some(0.0)), ("100%", Some(100.0))] {
+            assert_eq!(Percent::parse(text).ok().map(Percent::value), expected, "{text}");
         }
-        for bad in [
-            "85", "%", "101%", "-1%", "8 5%", ".5%", "5.%", "1.2.3%", "85 %", "eighty%", "",
-        ] {
+        for bad in ["85", "%", "101%", "-1%", "8 5%", ".5%", "5.%", "1.2.3%", "85 %", "eighty%", ""] {
             assert!(Percent::parse(bad).is_err(), "{bad} accepted");
         }
     }
@@ -604,88 +517,41 @@ mod tests {
             ("0B", 0),
         ];
         for (text, bytes) in table {
-            assert_eq!(
-                ByteSize::parse(text).map(ByteSize::bytes),
-                Ok(bytes),
-                "{text}"
-            );
+            assert_eq!(ByteSize::parse(text).map(ByteSize::bytes), Ok(bytes), "{text}");
         }
-        for bad in [
-            "sixteen",
-            "16",
-            "MiB",
-            "16mib",
-            "-1MiB",
-            "1.5GiB",
-            "99999999999TiB",
-            "",
-        ] {
+        for bad in ["sixteen", "16", "MiB", "16mib", "-1MiB", "1.5GiB", "99999999999TiB", ""] {
             assert!(ByteSize::parse(bad).is_err(), "{bad} accepted");
         }
-        assert!(
-            ByteSize::parse("16m")
-                .unwrap_err()
-                .contains("did you mean \"16MiB\"")
-        );
+        assert!(ByteSize::parse("16m").unwrap_err().contains("did you mean \"16MiB\""));
         assert_eq!(ByteSize::parse("16MiB").unwrap().to_string(), "16MiB");
         assert_eq!(ByteSize::from_bytes(1500).to_string(), "1500B");
     }
 
     #[test]
     fn durations() {
-        let table = [
-            ("2m", 120_000),
-            ("1h30m", 5_400_000),
-            ("500ms", 500),
-            ("1s", 1_000),
-            ("1d", 86_400_000),
-            ("0s", 0),
-        ];
+        let table =
+            [("2m", 120_000), ("1h30m", 5_400_000), ("500ms", 500), ("1s", 1_000), ("1d", 86_400_000), ("0s", 0)];
         for (text, millis) in table {
-            assert_eq!(
-                parse_duration(text),
-                Ok(Duration::from_millis(millis)),
-                "{text}"
-            );
+            assert_eq!(parse_duration(text), Ok(Duration::from_millis(millis)), "{text}");
             assert_eq!(
                 parse_duration(&format_duration(Duration::from_millis(millis))),
                 Ok(Duration::from_millis(millis))
             );
         }
-        for bad in [
-            "2",
-            "m",
-            "2 m",
-            "1.5h",
-            "2min",
-            "-1s",
-            "",
-            "1h30",
-            "99999999999999999999d",
-        ] {
+        for bad in ["2", "m", "2 m", "1.5h", "2min", "-1s", "", "1h30", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad} accepted");
         }
     }
 
     #[test]
     fn cluster_names() {
-        for ok in [
-            "prod-web",
-            "a",
-            "under_score",
-            "arn:aws:ecs:us-east-1:123456789012:cluster/prod",
-        ] {
+        for ok in ["prod-web", "a", "under_score", "arn:aws:ecs:us-east-1:123456789012:cluster/prod"] {
             assert!(ClusterName::parse(ok).is_ok(), "{ok}");
         }
         let too_long = "x".repeat(256);
-        for bad in [
-            "",
-            "has space",
-            "dots.no",
-            too_long.as_str(),
-            "arn:aws:ecs:us-east-1:12:cluster/x",
-            "arn:aws:s3:::bucket",
-        ] {
+        for bad in
+            ["", "has space", "dots.no", too_long.as_str(), "arn:aws:ecs:us-east-1:12:cluster/x", "arn:aws:s3:::bucket"]
+        {
             assert!(ClusterName::parse(bad).is_err(), "{bad} accepted");
         }
     }
@@ -715,22 +581,11 @@ mod tests {
             let error = ImageReference::parse(text).unwrap_err();
             assert!(error.contains("pinned"), "{text}: {error}");
         }
-        for bad in [
-            "Amazon/Agent:1",
-            "agent:",
-            "agent@sha256:abc",
-            "/agent:1",
-            "a//b:1",
-            "agent:-x",
-            "a b:1",
-        ] {
+        for bad in ["Amazon/Agent:1", "agent:", "agent@sha256:abc", "/agent:1", "a//b:1", "agent:-x", "a b:1"] {
             assert!(ImageReference::parse(bad).is_err(), "{bad} accepted");
         }
         let port = ImageReference::parse("localhost:5000/agent:7").unwrap();
-        assert_eq!(
-            (port.repository.as_str(), port.tag.as_deref()),
-            ("localhost:5000/agent", Some("7"))
-        );
+        assert_eq!((port.repository.as_str(), port.tag.as_deref()), ("localhost:5000/agent", Some("7")));
     }
 
     #[test]
@@ -745,50 +600,21 @@ mod tests {
         let exact = ImagePattern::parse("app:1.0").unwrap();
         assert!(exact.matches("app:1.0") && !exact.matches("app:1.01"));
         let wide = ImagePattern::parse("registry.local/team/*").unwrap();
-        assert!(
-            wide.matches("registry.local/team/web:3")
-                && !wide.matches("registry.local/other/web:3")
-        );
+        assert!(wide.matches("registry.local/team/web:3") && !wide.matches("registry.local/other/web:3"));
         assert!(ImagePattern::parse("has space").is_err() && ImagePattern::parse("").is_err());
     }
 
     #[test]
     fn device_specs() {
         assert_eq!(DeviceSpec::parse("none"), Ok(DeviceSpec::None));
-        assert_eq!(
-            DeviceSpec::parse("xvdcz"),
-            Ok(DeviceSpec::LaunchName("xvdcz".into()))
-        );
-        assert_eq!(
-            DeviceSpec::parse("sdf"),
-            Ok(DeviceSpec::LaunchName("sdf".into()))
-        );
-        assert_eq!(
-            DeviceSpec::parse("/dev/nvme1n1"),
-            Ok(DeviceSpec::Path("/dev/nvme1n1".into()))
-        );
+        assert_eq!(DeviceSpec::parse("xvdcz"), Ok(DeviceSpec::LaunchName("xvdcz".into())));
+        assert_eq!(DeviceSpec::parse("sdf"), Ok(DeviceSpec::LaunchName("sdf".into())));
+        assert_eq!(DeviceSpec::parse("/dev/nvme1n1"), Ok(DeviceSpec::Path("/dev/nvme1n1".into())));
         let volume = DeviceSpec::parse("vol-0123456789abcdef0").unwrap();
-        assert_eq!(
-            volume,
-            DeviceSpec::Volume(VolumeId("vol-0123456789abcdef0".into()))
-        );
-        assert_eq!(
-            VolumeId::parse("vol-0123456789abcdef0")
-                .unwrap()
-                .nvme_serial(),
-            "vol0123456789abcdef0"
-        );
-        for bad in [
-            "",
-            "xvdabc",
-            "sd",
-            "vol-xyz",
-            "vol-0123",
-            "/dev/",
-            "/dev/../etc/passwd",
-            "/etc/passwd",
-            "nvme1n1",
-        ] {
+        assert_eq!(volume, DeviceSpec::Volume(VolumeId("vol-0123456789abcdef0".into())));
+        assert_eq!(VolumeId::parse("vol-0123456789abcdef0").unwrap().nvme_serial(), "vol0123456789abcdef0");
+        for bad in ["", "xvdabc", "sd", "vol-xyz", "vol-0123", "/dev/", "/dev/../etc/passwd", "/etc/passwd", "nvme1n1"]
+        {
             assert!(DeviceSpec::parse(bad).is_err(), "{bad} accepted");
         }
     }

@@ -58,11 +58,26 @@ fn accepts_a_file_with_only_the_cluster() {
 fn rejects_each_bad_setting_with_source_line_key_and_exit_1() {
     let cases = [
         ("[ecs]\ncluster = \"c\"\ncolour = \"red\"\n", ":3:1: ecs.colour: unknown key"),
-        ("[ecs]\ncluster = \"c\"\nagent-image = \"amazon/amazon-ecs-agent:latest\"\n", ":3:15: ecs.agent-image: expected a pinned image"),
-        ("[ecs]\ncluster = \"c\"\n[disk]\ngc-stop = \"90%\"\n", ":4:11: disk.gc-stop: expected disk.gc-stop (90%) to be below disk.gc-start (85%)"),
-        ("[ecs]\ncluster = \"c\"\n[disk]\ngc-start = \"85\"\n", ":4:12: disk.gc-start: expected a percentage such as \"85%\", found \"85\""),
-        ("[ecs]\ncluster = \"c\"\n[docker]\nlog-max-size = \"sixteen\"\n", ":4:16: docker.log-max-size: expected a size"),
-        ("[ecs]\ncluster = \"c\"\n[ecs.config]\nECS_ENABLE_TASK_IAM_ROLE = \"maybe\"\n", ":4:28: ecs.config.ECS_ENABLE_TASK_IAM_ROLE: expected a boolean"),
+        (
+            "[ecs]\ncluster = \"c\"\nagent-image = \"amazon/amazon-ecs-agent:latest\"\n",
+            ":3:15: ecs.agent-image: expected a pinned image",
+        ),
+        (
+            "[ecs]\ncluster = \"c\"\n[disk]\ngc-stop = \"90%\"\n",
+            ":4:11: disk.gc-stop: expected disk.gc-stop (90%) to be below disk.gc-start (85%)",
+        ),
+        (
+            "[ecs]\ncluster = \"c\"\n[disk]\ngc-start = \"85\"\n",
+            ":4:12: disk.gc-start: expected a percentage such as \"85%\", found \"85\"",
+        ),
+        (
+            "[ecs]\ncluster = \"c\"\n[docker]\nlog-max-size = \"sixteen\"\n",
+            ":4:16: docker.log-max-size: expected a size",
+        ),
+        (
+            "[ecs]\ncluster = \"c\"\n[ecs.config]\nECS_ENABLE_TASK_IAM_ROLE = \"maybe\"\n",
+            ":4:28: ecs.config.ECS_ENABLE_TASK_IAM_ROLE: expected a boolean",
+        ),
     ];
     for (contents, expected) in cases {
         let (output, file) = check_file(contents);
@@ -122,8 +137,10 @@ fn engine_auth_data_never_appears_valid_or_not() {
     let valid = format!(
         "[ecs]\ncluster = \"c\"\nengine-auth-type = \"docker\"\nengine-auth-data = '{{\"r\":{{\"username\":\"u\",\"password\":\"{SECRET}\"}}}}'\n"
     );
-    let invalid_json = format!("[ecs]\ncluster = \"c\"\nengine-auth-type = \"docker\"\nengine-auth-data = \"{SECRET}\"\n");
-    let wrong_type = format!("[ecs]\ncluster = \"c\"\nengine-auth-type = \"basic\"\nengine-auth-data = '{{\"p\":\"{SECRET}\"}}'\n");
+    let invalid_json =
+        format!("[ecs]\ncluster = \"c\"\nengine-auth-type = \"docker\"\nengine-auth-data = \"{SECRET}\"\n");
+    let wrong_type =
+        format!("[ecs]\ncluster = \"c\"\nengine-auth-type = \"basic\"\nengine-auth-data = '{{\"p\":\"{SECRET}\"}}'\n");
     for (contents, code) in [(valid, 0), (invalid_json, 1), (wrong_type, 1)] {
         let (output, _file) = check_file(&contents);
         assert_eq!(output.status.code(), Some(code), "{}", text(&output.stderr));

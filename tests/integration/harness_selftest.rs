@@ -34,7 +34,8 @@ async fn dockerd_runs_on_a_loop_mounted_xfs_and_cleans_up() {
     drop(docker);
     assert!(!system::alive(pid), "dockerd {pid} still runs after drop");
     assert!(system::mounts_under(&data_root).is_empty(), "the data-root is still mounted");
-    let loops = system::run(Command::new("losetup").arg("--list").arg("--noheadings").arg("--output").arg("NAME,BACK-FILE"));
+    let loops =
+        system::run(Command::new("losetup").arg("--list").arg("--noheadings").arg("--output").arg("NAME,BACK-FILE"));
     assert!(!loops.contains(&source), "{source} is still attached:\n{loops}");
 }
 
@@ -48,7 +49,10 @@ async fn the_image_factory_makes_distinct_images_of_chosen_sizes() {
         let id = images::make_image(&docker.client, tag, mib << 20).await;
         let size = docker.client.inspect_image(tag).await.expect("inspecting a made image").size.expect("a size");
         let own = (size - base_size) as u64;
-        assert!(own >= mib << 20 && own < (mib << 20) + (1 << 20), "{tag}: {own} bytes over the base, wanted {mib} MiB");
+        assert!(
+            own >= mib << 20 && own < (mib << 20) + (1 << 20),
+            "{tag}: {own} bytes over the base, wanted {mib} MiB"
+        );
         ids.push(id);
     }
     ids.sort();
@@ -110,7 +114,8 @@ async fn the_imds_server_speaks_imdsv2() {
     let forged = [("x-aws-ec2-metadata-token", "forged")];
     let response = http.get(url("/latest/meta-data/instance-id"), &forged, timeout).await.expect("answers");
     assert_eq!(response.status, StatusCode::UNAUTHORIZED);
-    let response = http.get(url("/latest/meta-data/spot/instance-action"), &with_token, timeout).await.expect("answers");
+    let response =
+        http.get(url("/latest/meta-data/spot/instance-action"), &with_token, timeout).await.expect("answers");
     assert_eq!(response.status, StatusCode::NOT_FOUND, "no spot notice until one is set");
 }
 
@@ -121,7 +126,11 @@ async fn nodewardens_imds_client_goes_through_the_token_flow_and_survives_faults
 
     assert_eq!(client.user_data().await.expect("user-data"), None, "404 means no userdata");
     imds.set_user_data(vec![0x1f, 0x8b, 0xff]);
-    assert_eq!(client.user_data().await.expect("user-data").as_deref(), Some(&[0x1f, 0x8b, 0xff][..]), "bytes, not text");
+    assert_eq!(
+        client.user_data().await.expect("user-data").as_deref(),
+        Some(&[0x1f, 0x8b, 0xff][..]),
+        "bytes, not text"
+    );
     assert_eq!(client.instance_id().await.expect("instance id"), "i-0123456789abcdef0");
     assert_eq!(client.region().await.expect("region"), "us-east-1");
     let document = client.identity_document().await.expect("identity document");
@@ -142,7 +151,10 @@ async fn nodewardens_imds_client_goes_through_the_token_flow_and_survives_faults
 
     // IMDS gone for longer than the deadline: a clear error naming the endpoint and path.
     imds.set_faults(Faults { drop_next: u32::MAX, ..Faults::default() });
-    let short = ImdsClient::new(imds.endpoint().parse().expect("a valid URL"), ImdsConfig { deadline: Duration::from_secs(1), ..quick_config() });
+    let short = ImdsClient::new(
+        imds.endpoint().parse().expect("a valid URL"),
+        ImdsConfig { deadline: Duration::from_secs(1), ..quick_config() },
+    );
     let error = short.region().await.expect_err("IMDS is down");
     assert!(matches!(error, ImdsError::Deadline { .. }), "{error}");
     let message = error.to_string();

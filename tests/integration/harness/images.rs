@@ -6,7 +6,8 @@ use std::path::Path;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
+    CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    RemoveContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
@@ -16,10 +17,10 @@ pub const BASE_IMAGE: &str = "nodewarden-test/busybox:base";
 
 /// A tar of a minimal root: /bin/busybox plus a link per applet, and the usual directories.
 pub fn busybox_rootfs_tar() -> Vec<u8> {
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .unwrap_or_else(|| panic!("busybox not found: install Debian's busybox-static (scripts/install-test-deps does)"));
+    let busybox =
+        ["/bin/busybox", "/usr/bin/busybox"].into_iter().find(|p| Path::new(p).is_file()).unwrap_or_else(|| {
+            panic!("busybox not found: install Debian's busybox-static (scripts/install-test-deps does)")
+        });
     let listing = super::system::run(std::process::Command::new(busybox).arg("--list"));
     let mut builder = tar::Builder::new(Vec::new());
     for dir in ["bin", "tmp", "etc", "proc", "sys", "dev", "www", "var"] {
@@ -108,6 +109,9 @@ pub async fn make_image(docker: &Docker, reference: &str, size_bytes: u64) -> St
         .await
         .unwrap_or_else(|e| panic!("committing {reference}: {e}"));
     let remove = RemoveContainerOptionsBuilder::default().force(true).build();
-    docker.remove_container(&container, Some(remove)).await.unwrap_or_else(|e| panic!("removing the builder of {reference}: {e}"));
+    docker
+        .remove_container(&container, Some(remove))
+        .await
+        .unwrap_or_else(|e| panic!("removing the builder of {reference}: {e}"));
     committed.id
 }

@@ -243,4 +243,3 @@ fn identity_document(s: &ImdsState) -> String {
     })
     .to_string()
 }
-

@@ -21,7 +21,10 @@ impl LoopDisk {
         file.set_len(size_mb << 20).unwrap_or_else(|e| panic!("sizing {}: {e}", image.display()));
         let output = run(Command::new("losetup").arg("--find").arg("--show").arg(&image));
         let device = PathBuf::from(output.trim());
-        assert!(device.to_string_lossy().starts_with("/dev/loop"), "losetup gave {device:?}: are loop devices available here?");
+        assert!(
+            device.to_string_lossy().starts_with("/dev/loop"),
+            "losetup gave {device:?}: are loop devices available here?"
+        );
         LoopDisk { image, device, mount_point: None }
     }
 
@@ -63,7 +66,8 @@ impl Drop for LoopDisk {
         // Any other mount of this device (made by the code under test) goes too.
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let device = self.device.to_string_lossy().into_owned();
-        for line in info.lines().filter(|l| l.split(" - ").nth(1).is_some_and(|r| r.split(' ').nth(1) == Some(&device))) {
+        for line in info.lines().filter(|l| l.split(" - ").nth(1).is_some_and(|r| r.split(' ').nth(1) == Some(&device)))
+        {
             if let Some(point) = line.split(' ').nth(4) {
                 system::unmount_all_under(Path::new(point));
             }
