@@ -12,10 +12,16 @@ pub mod backoff;
 pub mod cli;
 /// One module per command.
 pub mod commands;
+/// Docker's filesystem: statvfs samples and the fill rate.
+pub mod disk;
 /// Connecting to the Docker Engine API.
 pub mod docker;
 /// The standard environment variables, parsed in one place.
 pub mod environment;
+/// Atomic file writes.
+pub mod fsutil;
+/// Garbage collection: inventory, planner, last-use tracking, executor.
+pub mod gc;
 /// Host paths under `--root`.
 pub mod host_paths;
 /// A small HTTP/1.1 client for IMDS, introspection and our health endpoint.

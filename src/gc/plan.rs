@@ -1,0 +1,240 @@
+//! The GC planner, a pure function: inventory, usage, policy, time and the bytes to free → an
+//! ordered plan, each step with its reason and expected bytes. Order: finished containers past
+//! the minimum age (never the ECS agent's), then unused images least recently used first
+//! (children before parents), then the build cache. Never planned: an image any remaining
+//! container references (running or stopped), a protected image (keep list, agent, pause), an
+//! image younger than the minimum age, or a parent of any of those.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+use super::inventory::{Container, Image, Inventory, UsageMap, short_id};
+use crate::settings::Settings;
+use crate::settings::values::ImagePattern;
+
+/// The ECS agent's container, as ecs-init and nodewarden name it.
+pub const AGENT_CONTAINER: &str = "ecs-agent";
+
+/// Images the ECS agent needs besides its own: the task pause image and Service Connect.
+const BUILT_IN_KEEP: &[&str] = &["amazon/amazon-ecs-pause:*", "*amazon-ecs-pause*", "*ecs-service-connect-agent*"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GcPolicy {
+    pub min_image_age: Duration,
+    pub exited_container_min_age: Duration,
+    /// Settings' keep-images, the configured agent image, and the pause images.
+    pub keep: Vec<ImagePattern>,
+}
+
+impl GcPolicy {
+    pub fn from_settings(settings: &Settings) -> Self {
+        let mut keep = settings.gc.keep_images.clone();
+        let agent = &settings.ecs.agent_image;
+        keep.extend(ImagePattern::parse(&format!("{}:{}", agent.repository, agent.tag.as_deref().unwrap_or("*"))));
+        keep.extend(BUILT_IN_KEEP.iter().filter_map(|p| ImagePattern::parse(p).ok()));
+        GcPolicy {
+            min_image_age: settings.gc.min_image_age,
+            exited_container_min_age: settings.gc.exited_container_min_age,
+            keep,
+        }
+    }
+
+    fn protecting_pattern(&self, image: &Image) -> Option<&ImagePattern> {
+        self.keep.iter().find(|p| image.repo_tags.iter().any(|tag| p.matches(tag)) || p.as_str() == image.id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    RemoveContainer { id: String, name: String },
+    RemoveImage { id: String, tags: Vec<String> },
+    PruneBuildCache,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub action: Action,
+    pub reason: String,
+    pub expected_bytes: u64,
+}
+
+/// Why an unused-looking image was left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    InUse { containers: Vec<String> },
+    Protected { pattern: String },
+    TooYoung { age: Duration },
+    ParentOfKept,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub target_bytes: u64,
+    pub steps: Vec<Step>,
+    /// Images not planned and why, for operators ("what blocked reclaim").
+    pub kept: Vec<(String, Kept)>,
+}
+
+impl Plan {
+    pub fn expected_bytes(&self) -> u64 {
+        self.steps.iter().map(|s| s.expected_bytes).sum()
+    }
+}
+
+struct Candidate<'a> {
+    image: &'a Image,
+    /// The LRU key: last use, else first sighting, else creation.
+    last_used: SystemTime,
+    expected_bytes: u64,
+}
+
+pub fn plan(inventory: &Inventory, usage: &UsageMap, policy: &GcPolicy, now: SystemTime, bytes_to_free: u64) -> Plan {
+    let mut plan = Plan { target_bytes: bytes_to_free, ..Plan::default() };
+    if bytes_to_free == 0 {
+        return plan;
+    }
+    let age = |time: SystemTime| now.duration_since(time).unwrap_or_default();
+
+    // 1. Finished containers past the minimum age, oldest first.
+    let mut finished: Vec<&Container> = inventory
+        .containers
+        .iter()
+        .filter(|c| c.state.is_finished() && c.name != AGENT_CONTAINER)
+        .filter(|c| age(c.finished_at.unwrap_or(c.created)) >= policy.exited_container_min_age)
+        .collect();
+    finished.sort_by_key(|c| (c.finished_at.unwrap_or(c.created), c.id.clone()));
+    let mut removed_containers = BTreeSet::new();
+    for container in finished {
+        if plan.expected_bytes() >= bytes_to_free {
+            break;
+        }
+        let finished_ago = age(container.finished_at.unwrap_or(container.created));
+        plan.steps.push(Step {
+            action: Action::RemoveContainer { id: container.id.clone(), name: container.name.clone() },
+            reason: format!("stopped {} ago", crate::settings::values::format_duration(round_secs(finished_ago))),
+            expected_bytes: container.size_rw.unwrap_or(0),
+        });
+        removed_containers.insert(container.id.as_str());
+    }
+
+    // 2. Unused images, least recently used first, children before parents.
+    let by_id: BTreeMap<&str, &Image> = inventory.images.iter().map(|i| (i.id.as_str(), i)).collect();
+    let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for image in &inventory.images {
+        if let Some(parent) = image.parent_id.as_deref().filter(|p| by_id.contains_key(p)) {
+            children.entry(parent).or_default().push(&image.id);
+        }
+    }
+    let mut users: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for container in inventory.containers.iter().filter(|c| !removed_containers.contains(c.id.as_str())) {
+        users.entry(container.image_id.as_str()).or_default().push(container.name.clone());
+    }
+    let mut kept: BTreeMap<&str, Kept> = BTreeMap::new();
+    for image in &inventory.images {
+        let seen = usage.get(&image.id);
+        let appeared = seen.map_or(image.created, |u| u.first_seen.max(image.created));
+        let reason = if let Some(containers) = users.get(image.id.as_str()) {
+            Some(Kept::InUse { containers: containers.clone() })
+        } else if let Some(pattern) = policy.protecting_pattern(image) {
+            Some(Kept::Protected { pattern: pattern.as_str().to_string() })
+        } else if age(appeared) < policy.min_image_age {
+            Some(Kept::TooYoung { age: round_secs(age(appeared)) })
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            kept.insert(image.id.as_str(), reason);
+        }
+    }
+    // A parent cannot go while any descendant stays.
+    let mut stack: Vec<&str> = kept.keys().copied().collect();
+    while let Some(id) = stack.pop() {
+        if let Some(parent) = by_id.get(id).and_then(|i| i.parent_id.as_deref()).filter(|p| by_id.contains_key(p))
+            && !kept.contains_key(parent)
+        {
+            kept.insert(parent, Kept::ParentOfKept);
+            stack.push(parent);
+        }
+    }
+    let mut candidates: BTreeMap<&str, Candidate<'_>> = inventory
+        .images
+        .iter()
+        .filter(|image| !kept.contains_key(image.id.as_str()))
+        .map(|image| {
+            let seen = usage.get(&image.id);
+            let last_used = seen.map_or(image.created, |u| u.last_used.unwrap_or(u.first_seen));
+            let parent_size = image.parent_id.as_deref().and_then(|p| by_id.get(p)).map(|p| p.size);
+            let expected_bytes = match (parent_size, image.shared_size) {
+                (Some(parent), _) => image.size.saturating_sub(parent),
+                (None, Some(shared)) => image.size.saturating_sub(shared),
+                (None, None) => image.size,
+            };
+            (image.id.as_str(), Candidate { image, last_used, expected_bytes })
+        })
+        .collect();
+    // Greedy over the "ready" set: an image is ready once all its children are planned.
+    while plan.expected_bytes() < bytes_to_free {
+        let ready = candidates
+            .values()
+            .filter(|c| {
+                children.get(c.image.id.as_str()).is_none_or(|kids| kids.iter().all(|k| !candidates.contains_key(k)))
+            })
+            .min_by_key(|c| (c.last_used, c.image.created, c.image.id.clone()));
+        let Some(next) = ready else { break };
+        let id = next.image.id.clone();
+        let unused_for = round_secs(age(next.last_used));
+        plan.steps.push(Step {
+            action: Action::RemoveImage { id: id.clone(), tags: next.image.repo_tags.clone() },
+            reason: format!("unused for {}", crate::settings::values::format_duration(unused_for)),
+            expected_bytes: next.expected_bytes,
+        });
+        candidates.remove(id.as_str());
+    }
+
+    // 3. The build cache, when images were not enough (its size is unknown until pruned).
+    if plan.expected_bytes() < bytes_to_free {
+        plan.steps.push(Step {
+            action: Action::PruneBuildCache,
+            reason: "images and containers were not enough".into(),
+            expected_bytes: 0,
+        });
+    }
+    plan.kept = inventory
+        .images
+        .iter()
+        .filter_map(|image| kept.get(image.id.as_str()).map(|k| (image.display_name(), k.clone())))
+        .collect();
+    plan
+}
+
+fn round_secs(duration: Duration) -> Duration {
+    Duration::from_secs(duration.as_secs())
+}
+
+impl std::fmt::Display for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kept::InUse { containers } => write!(f, "in use by {}", containers.join(", ")),
+            Kept::Protected { pattern } => write!(f, "protected by {pattern:?}"),
+            Kept::TooYoung { age } => {
+                write!(f, "younger than the minimum age ({})", crate::settings::values::format_duration(*age))
+            }
+            Kept::ParentOfKept => f.write_str("parent of a kept image"),
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::RemoveContainer { id, name } => write!(f, "remove container {name} ({})", short_id(id)),
+            Action::RemoveImage { id, tags } if tags.is_empty() => write!(f, "remove image {}", short_id(id)),
+            Action::RemoveImage { id, tags } => write!(f, "remove image {} ({})", tags.join(", "), short_id(id)),
+            Action::PruneBuildCache => f.write_str("prune the build cache"),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

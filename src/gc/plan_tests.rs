@@ -1,0 +1,250 @@
+use super::*;
+use crate::gc::inventory::{ContainerState, Usage};
+use proptest::prelude::*;
+use std::time::UNIX_EPOCH;
+
+const MIB: u64 = 1 << 20;
+
+fn t(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
+}
+
+fn image(id: &str, tag: Option<&str>, parent: Option<&str>, size_mib: u64, created: u64) -> Image {
+    Image {
+        id: format!("sha256:{id}"),
+        parent_id: parent.map(|p| format!("sha256:{p}")),
+        repo_tags: tag.map(|t| vec![t.to_string()]).unwrap_or_default(),
+        size: size_mib * MIB,
+        shared_size: None,
+        created: t(created),
+    }
+}
+
+fn container(name: &str, image: &str, state: ContainerState, finished: Option<u64>) -> Container {
+    Container {
+        id: format!("c-{name}"),
+        name: name.into(),
+        image_id: format!("sha256:{image}"),
+        state,
+        created: t(0),
+        finished_at: finished.map(t),
+        size_rw: None,
+    }
+}
+
+fn policy() -> GcPolicy {
+    GcPolicy {
+        min_image_age: Duration::from_secs(120),
+        exited_container_min_age: Duration::from_secs(600),
+        keep: ["amazon/amazon-ecs-agent:*", "keep/me:*"].iter().map(|p| ImagePattern::parse(p).unwrap()).collect(),
+    }
+}
+
+fn used(map: &mut UsageMap, id: &str, first_seen: u64, last_used: Option<u64>) {
+    map.insert(format!("sha256:{id}"), Usage { first_seen: t(first_seen), last_used: last_used.map(t) });
+}
+
+fn removed_images(plan: &Plan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::RemoveImage { id, .. } => Some(id.trim_start_matches("sha256:").to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn nothing_to_free_means_an_empty_plan() {
+    let inventory = Inventory { images: vec![image("a", Some("a:1"), None, 10, 0)], containers: vec![] };
+    assert!(plan(&inventory, &UsageMap::new(), &policy(), t(10_000), 0).steps.is_empty());
+}
+
+#[test]
+fn lru_order_protections_and_reasons() {
+    let inventory = Inventory {
+        images: vec![
+            image("old", Some("app/old:1"), None, 10, 0),
+            image("mid", Some("app/mid:1"), None, 10, 0),
+            image("new", Some("app/new:1"), None, 10, 0),
+            image("running", Some("app/running:1"), None, 10, 0),
+            image("stopped", Some("app/stopped:1"), None, 10, 0),
+            image("agent", Some("amazon/amazon-ecs-agent:v1"), None, 10, 0),
+            image("kept", Some("keep/me:2"), None, 10, 0),
+            image("young", Some("app/young:1"), None, 10, 9_950),
+        ],
+        containers: vec![
+            container("web", "running", ContainerState::Running, None),
+            container("job", "stopped", ContainerState::Exited, Some(9_900)),
+        ],
+    };
+    let mut usage = UsageMap::new();
+    used(&mut usage, "old", 0, Some(100));
+    used(&mut usage, "mid", 0, Some(200));
+    used(&mut usage, "new", 0, Some(300));
+    let plan = plan(&inventory, &usage, &policy(), t(10_000), u64::MAX);
+    assert_eq!(removed_images(&plan), ["old", "mid", "new"]);
+    assert_eq!(plan.steps.last().map(|s| &s.action), Some(&Action::PruneBuildCache));
+    let kept: BTreeMap<String, String> = plan.kept.iter().map(|(n, k)| (n.clone(), k.to_string())).collect();
+    assert_eq!(kept["app/running:1"], "in use by web");
+    assert_eq!(kept["app/stopped:1"], "in use by job", "a recently stopped container still protects its image");
+    assert_eq!(kept["amazon/amazon-ecs-agent:v1"], "protected by \"amazon/amazon-ecs-agent:*\"");
+    assert_eq!(kept["keep/me:2"], "protected by \"keep/me:*\"");
+    assert!(kept["app/young:1"].starts_with("younger than the minimum age"));
+    assert_eq!(plan.steps[0].reason, "unused for 2h45m");
+}
+
+#[test]
+fn old_exited_containers_go_first_and_free_their_images() {
+    let mut agent = container("ecs-agent", "agent", ContainerState::Exited, Some(0));
+    agent.id = "c-agent".into();
+    let inventory = Inventory {
+        images: vec![
+            image("img", Some("app/img:1"), None, 10, 0),
+            image("agent", Some("registry/agent:1"), None, 10, 0),
+        ],
+        containers: vec![container("old-job", "img", ContainerState::Exited, Some(1_000)), agent],
+    };
+    let plan = plan(&inventory, &UsageMap::new(), &policy(), t(10_000), u64::MAX);
+    let actions: Vec<String> = plan.steps.iter().map(|s| s.action.to_string()).collect();
+    assert_eq!(actions[0], "remove container old-job (c-old-job)");
+    assert!(actions[1].starts_with("remove image app/img:1"), "{actions:?}");
+    assert!(!actions.iter().any(|a| a.contains("ecs-agent")), "the agent's container is never removed: {actions:?}");
+    assert!(!actions.iter().any(|a| a.contains("registry/agent")), "its image stays referenced: {actions:?}");
+}
+
+#[test]
+fn children_go_before_parents_and_a_kept_child_keeps_its_parent() {
+    let inventory = Inventory {
+        images: vec![
+            image("base", Some("base:1"), None, 10, 0),
+            image("child", Some("app/child:1"), Some("base"), 30, 0),
+            image("lib", Some("lib:1"), None, 10, 0),
+            image("svc", Some("keep/me:svc"), Some("lib"), 20, 0),
+        ],
+        containers: vec![],
+    };
+    let mut usage = UsageMap::new();
+    used(&mut usage, "base", 0, Some(10));
+    used(&mut usage, "child", 0, Some(500));
+    let plan = plan(&inventory, &usage, &policy(), t(10_000), u64::MAX);
+    assert_eq!(removed_images(&plan), ["child", "base"], "base was used earlier but must wait for its child");
+    assert_eq!(plan.steps[0].expected_bytes, 20 * MIB, "a child frees only its own layers");
+    assert!(plan.kept.iter().any(|(n, k)| n == "lib:1" && *k == Kept::ParentOfKept));
+}
+
+#[test]
+fn the_plan_stops_once_the_target_is_met() {
+    let images = (0..5).map(|i| image(&format!("i{i}"), Some(&format!("app/i{i}:1")), None, 10, 0)).collect();
+    let inventory = Inventory { images, containers: vec![] };
+    let plan = plan(&inventory, &UsageMap::new(), &policy(), t(10_000), 25 * MIB);
+    assert_eq!(plan.steps.len(), 3);
+    assert_eq!(plan.expected_bytes(), 30 * MIB);
+}
+
+// --- Properties over random inventories ---
+
+#[derive(Debug, Clone)]
+struct World {
+    inventory: Inventory,
+    usage: UsageMap,
+    target: u64,
+}
+
+fn world() -> impl Strategy<Value = World> {
+    let images = proptest::collection::vec(
+        (0usize..8, 0u8..6, 1u64..50, 0u64..10_000, proptest::option::of(0u64..10_000)),
+        1..14,
+    );
+    let containers = proptest::collection::vec((0usize..14, 0u8..4, 0u64..10_000), 0..8);
+    (images, containers, 0u64..400).prop_map(|(images, containers, target_mib)| {
+        let tags = ["app/a:1", "app/b:2", "keep/me:3", "amazon/amazon-ecs-agent:v9", "x/y:z", "", "", "app/c:1"];
+        let mut inventory = Inventory::default();
+        let mut usage = UsageMap::new();
+        for (index, (parent_pick, tag_pick, size, created, last)) in images.into_iter().enumerate() {
+            // Parents always come earlier, so the graph has no cycles.
+            let parent = (index > 0 && parent_pick < index).then(|| format!("i{parent_pick}"));
+            let tag = tags[tag_pick as usize];
+            let mut img =
+                image(&format!("i{index}"), (!tag.is_empty()).then_some(tag), parent.as_deref(), size, created);
+            if let Some(parent) = &parent {
+                let parent_size = inventory.images.iter().find(|p| p.id == format!("sha256:{parent}")).map(|p| p.size);
+                img.size += parent_size.unwrap_or(0);
+            }
+            inventory.images.push(img);
+            used(&mut usage, &format!("i{index}"), created, last);
+        }
+        let count = inventory.images.len();
+        for (index, (image_pick, state, finished)) in containers.into_iter().enumerate() {
+            let state =
+                [ContainerState::Running, ContainerState::Exited, ContainerState::Created, ContainerState::Dead]
+                    [state as usize];
+            let name = if index == 0 { AGENT_CONTAINER.to_string() } else { format!("c{index}") };
+            let mut c =
+                container(&name, &format!("i{}", image_pick % count), state, state.is_finished().then_some(finished));
+            c.id = format!("c-{index}");
+            inventory.containers.push(c);
+        }
+        World { inventory, usage, target: target_mib * MIB }
+    })
+}
+
+proptest! {
+    #[test]
+    fn plans_keep_every_invariant(world in world()) {
+        let now = t(10_000);
+        let policy = policy();
+        let plan = plan(&world.inventory, &world.usage, &policy, now, world.target);
+        let by_id: BTreeMap<&str, &Image> = world.inventory.images.iter().map(|i| (i.id.as_str(), i)).collect();
+        let removed_containers: BTreeSet<&str> = plan.steps.iter().filter_map(|s| match &s.action {
+            Action::RemoveContainer { id, .. } => Some(id.as_str()),
+            _ => None,
+        }).collect();
+        let image_steps: Vec<&str> = plan.steps.iter().filter_map(|s| match &s.action {
+            Action::RemoveImage { id, .. } => Some(id.as_str()),
+            _ => None,
+        }).collect();
+        let position: BTreeMap<&str, usize> = image_steps.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+
+        for c in &world.inventory.containers {
+            if removed_containers.contains(c.id.as_str()) {
+                prop_assert!(c.state.is_finished() && c.name != AGENT_CONTAINER);
+                let finished = c.finished_at.unwrap_or(c.created);
+                prop_assert!(now.duration_since(finished).unwrap_or_default() >= policy.exited_container_min_age);
+            } else {
+                // No image a remaining container references, running or stopped, is removed.
+                prop_assert!(!position.contains_key(c.image_id.as_str()), "{} is used by {}", c.image_id, c.name);
+            }
+        }
+        for id in &image_steps {
+            let image = by_id[id];
+            prop_assert!(policy.protecting_pattern(image).is_none(), "{id} is protected");
+            let first_seen = world.usage[*id].first_seen.max(image.created);
+            prop_assert!(now.duration_since(first_seen).unwrap_or_default() >= policy.min_image_age, "{id} is too young");
+            // Children before parents, and no parent while a child stays.
+            for child in world.inventory.images.iter().filter(|i| i.parent_id.as_deref() == Some(*id)) {
+                let child_position = position.get(child.id.as_str());
+                prop_assert!(child_position.is_some_and(|p| *p < position[id]), "{id} planned before or without its child {}", child.id);
+            }
+        }
+        // LRU: an image planned after a less recently used one was waiting for a child.
+        let key = |id: &str| {
+            let u = &world.usage[id];
+            (u.last_used.unwrap_or(u.first_seen), by_id[id].created, id.to_string())
+        };
+        for (i, a) in image_steps.iter().enumerate() {
+            for b in &image_steps[i + 1..] {
+                if key(b) < key(a) {
+                    let waited = world.inventory.images.iter().any(|c| c.parent_id.as_deref() == Some(*b) && position.get(c.id.as_str()).is_some_and(|p| *p >= i));
+                    prop_assert!(waited, "{b} is less recently used than {a} but came later without waiting for a child");
+                }
+            }
+        }
+        // It stops once the target is met: every step but the last was still needed.
+        let mut freed = 0;
+        for (index, step) in plan.steps.iter().enumerate() {
+            prop_assert!(freed < world.target, "step {index} came after the target was met");
+            freed += step.expected_bytes;
+        }
+    }
+}
