@@ -110,6 +110,18 @@ impl FillRate {
     }
 }
 
+/// A byte count for people: `59.1 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +161,13 @@ mod tests {
         rate.push(sample(start + Duration::from_secs(21), 500));
         assert!(rate.bytes_per_second().unwrap() < 0.0, "a big free reads as a negative rate");
         assert_eq!(rate.time_to_full(), None);
+    }
+
+    #[test]
+    fn human_bytes_for_people() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(62_000_000), "59.1 MiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod backoff;
 pub mod cli;
 /// One module per command.
 pub mod commands;
+/// The daemon behind `nodewarden run`.
+pub mod daemon;
 /// Docker's filesystem: statvfs samples and the fill rate.
 pub mod disk;
 /// Connecting to the Docker Engine API.

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::inputs::{SettingsInput, read_settings_file, read_userdata_file};
-use super::{Context, exit};
+use super::{Context, exit, fail};
 use crate::settings::{self, Layers};
 use crate::userdata::Userdata;
 
@@ -45,9 +45,4 @@ pub fn run(context: &Context, file: Option<&str>, userdata: Option<&Path>) -> u8
             exit::FAILED
         }
     }
-}
-
-fn fail(message: &str) -> u8 {
-    eprintln!("error: {message}");
-    exit::FAILED
 }

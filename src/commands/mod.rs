@@ -1,14 +1,16 @@
 //! One module per command; each returns the process exit code.
 
 mod check;
+mod gc;
 mod inputs;
+mod run;
 
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 use crate::host_paths::HostPaths;
 
-pub use inputs::{SettingsInput, read_settings_file};
+pub use inputs::{SettingsInput, load_settings, read_settings_file, saved_userdata_path};
 
 /// Exit codes: 0 success, 1 failure or invalid input, 2 usage error or not implemented.
 pub mod exit {
@@ -39,10 +41,10 @@ pub fn run(cli: Cli) -> ExitCode {
     let context = Context::from_cli(&cli);
     let code = match cli.command {
         Command::Check { file, userdata } => check::run(&context, file.as_deref(), userdata.as_deref()),
-        Command::Run => not_implemented("run"),
+        Command::Run => run::run(&context),
         Command::Setup { .. } => not_implemented("setup"),
         Command::Status { .. } => not_implemented("status"),
-        Command::Gc { .. } => not_implemented("gc"),
+        Command::Gc { dry_run } => gc::run(&context, dry_run),
         Command::Drain => not_implemented("drain"),
         Command::Undrain => not_implemented("undrain"),
     };
@@ -52,4 +54,19 @@ pub fn run(cli: Cli) -> ExitCode {
 fn not_implemented(command: &str) -> u8 {
     eprintln!("nodewarden {command}: not yet implemented in this version");
     exit::NOT_IMPLEMENTED
+}
+
+fn fail(message: &str) -> u8 {
+    eprintln!("error: {message}");
+    exit::FAILED
+}
+
+/// The async runtime for commands that do I/O. Two worker threads: the machine has two cores
+/// and nodewarden should stay small next to the workloads.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("building a tokio runtime needs only memory and threads")
 }

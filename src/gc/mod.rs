@@ -1,8 +1,62 @@
 //! Garbage collection of Docker's disk: the inventory (plain data), the pure planner, the
 //! last-use store fed by Docker's event stream, and the executor.
 
+pub mod docker_io;
 pub mod inventory;
+pub mod last_use;
 pub mod plan;
+pub mod tracker;
 
+pub use docker_io::{GcReport, Outcome, execute, gather_inventory};
 pub use inventory::{Container, ContainerState, Image, Inventory, Usage, UsageMap};
+pub use last_use::{LastUseStore, UsageEvent};
 pub use plan::{Action, GcPolicy, Kept, Plan, Step, plan};
+pub use tracker::Tracker;
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use bollard::Docker;
+
+use crate::disk::{self, DiskSample, ProbeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error(transparent)]
+    Disk(#[from] ProbeError),
+    #[error("listing Docker images and containers: {0}")]
+    Docker(#[from] bollard::errors::Error),
+}
+
+/// Whether a sample is at or above `threshold` (a fraction) in bytes or in inodes.
+pub fn above(sample: &DiskSample, threshold: f64) -> bool {
+    sample.used_fraction() >= threshold || sample.used_inode_fraction() >= threshold
+}
+
+/// Measures Docker's filesystem and plans what to remove to get below `stop_below`. Under
+/// inode pressure the byte target is unbounded: execution stops on the measured figures.
+pub async fn plan_now(
+    docker: &Docker,
+    data_root: &Path,
+    usage: &UsageMap,
+    policy: &GcPolicy,
+    stop_below: f64,
+) -> Result<(DiskSample, Plan), GcError> {
+    let sample = disk::probe(data_root)?;
+    let inventory = gather_inventory(docker).await?;
+    let target = if sample.used_inode_fraction() >= stop_below { u64::MAX } else { sample.bytes_above(stop_below) };
+    Ok((sample, plan(&inventory, usage, policy, SystemTime::now(), target)))
+}
+
+/// Plans and executes once.
+pub async fn run_once(
+    docker: &Docker,
+    data_root: &Path,
+    usage: &UsageMap,
+    policy: &GcPolicy,
+    stop_below: f64,
+) -> Result<(Plan, GcReport), GcError> {
+    let (_, plan) = plan_now(docker, data_root, usage, policy, stop_below).await?;
+    let report = execute(docker, &plan, stop_below, || disk::probe(data_root).ok()).await;
+    Ok((plan, report))
+}

@@ -3,7 +3,9 @@
 //! fails with a message naming what is missing (root, a Debian package, moto) — never skips.
 #![allow(dead_code)] // Later scenarios use parts the current ones do not.
 
+pub mod daemon;
 pub mod docker;
+pub mod events;
 pub mod images;
 pub mod imds;
 pub mod loopdisk;

@@ -1,0 +1,143 @@
+//! The disk loop: statvfs every check interval, the fill rate, and GC started within one
+//! interval of crossing `gc-start` (bytes or inodes). GC runs beside the loop, so the loop
+//! keeps measuring while images are being removed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::state::SharedState;
+use crate::disk::{self, FillRate, human_bytes};
+use crate::gc::{self, GcError, GcPolicy, GcReport, LastUseStore};
+use crate::settings::DiskSettings;
+
+/// The fill rate is measured over this window.
+const FILL_RATE_WINDOW: Duration = Duration::from_secs(10);
+/// After a GC run that could not reach gc-stop, wait this long before the next (unless usage
+/// rises further), so an unreclaimable disk does not turn into a busy loop of listings.
+const RETRY_AFTER_SHORTFALL: Duration = Duration::from_secs(10);
+
+pub struct DiskWatch {
+    pub docker: Docker,
+    pub data_root: PathBuf,
+    pub disk: DiskSettings,
+    pub policy: GcPolicy,
+    pub store: Arc<Mutex<LastUseStore>>,
+    pub state: SharedState,
+}
+
+impl DiskWatch {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut ticks = tokio::time::interval(self.disk.check_interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut rate = FillRate::new(FILL_RATE_WINDOW);
+        let mut running: Option<JoinHandle<Result<GcReport, GcError>>> = None;
+        // When the last unsuccessful run ended, and the usage it left.
+        let mut shortfall: Option<(Instant, f64)> = None;
+        let mut probe_failing = false;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            let sample = match disk::probe(&self.data_root) {
+                Ok(sample) => {
+                    if probe_failing {
+                        tracing::info!(path = %self.data_root.display(), "Docker's filesystem is measurable again");
+                    }
+                    probe_failing = false;
+                    sample
+                }
+                Err(error) => {
+                    if !probe_failing {
+                        tracing::error!(%error, "cannot measure Docker's filesystem");
+                    }
+                    probe_failing = true;
+                    continue;
+                }
+            };
+            rate.push(sample);
+            {
+                let mut state = self.state.lock();
+                state.sample = Some(sample);
+                state.fill_rate = rate.bytes_per_second();
+                state.time_to_full = rate.time_to_full();
+            }
+            if let Some(task) = running.take_if(|task| task.is_finished()) {
+                let report = task.await.unwrap_or_else(|e| {
+                    Err(GcError::Disk(disk::ProbeError {
+                        path: self.data_root.clone(),
+                        source: std::io::Error::other(format!("GC task failed: {e}")),
+                    }))
+                });
+                shortfall = self.finish(report);
+            }
+            let start = self.disk.gc_start.fraction();
+            let wants_gc = gc::above(&sample, start);
+            let waiting = shortfall.is_some_and(|(at, left)| {
+                at.elapsed() < RETRY_AFTER_SHORTFALL && sample.used_fraction() <= left + 0.01
+            });
+            if wants_gc && running.is_none() && !waiting {
+                tracing::info!(
+                    used = format!("{:.1}%", sample.used_fraction() * 100.0),
+                    inodes = format!("{:.1}%", sample.used_inode_fraction() * 100.0),
+                    gc_start = %self.disk.gc_start,
+                    "Docker's disk is past gc-start; garbage-collecting"
+                );
+                running = Some(self.spawn_gc());
+            }
+        }
+        if let Some(task) = running {
+            task.abort();
+        }
+    }
+
+    fn spawn_gc(&self) -> JoinHandle<Result<GcReport, GcError>> {
+        self.state.lock().gc_running = true;
+        let (docker, data_root, policy, store) =
+            (self.docker.clone(), self.data_root.clone(), self.policy.clone(), self.store.clone());
+        let stop = self.disk.gc_stop.fraction();
+        tokio::spawn(async move {
+            let usage = store.lock().await.usage().clone();
+            gc::run_once(&docker, &data_root, &usage, &policy, stop).await.map(|(_, report)| report)
+        })
+    }
+
+    /// Records a finished run; returns the shortfall when it could not reach gc-stop.
+    fn finish(&self, result: Result<GcReport, GcError>) -> Option<(Instant, f64)> {
+        let mut state = self.state.lock();
+        state.gc_running = false;
+        state.gc_runs += 1;
+        match result {
+            Ok(report) => {
+                let line = format!(
+                    "freed {} ({} images, {} containers) in {:.1}s; used {:.1}% → {:.1}%",
+                    human_bytes(report.bytes_freed.max(0) as u64),
+                    report.images_removed,
+                    report.containers_removed,
+                    report.duration_seconds,
+                    report.used_before * 100.0,
+                    report.used_after * 100.0
+                );
+                let shortfall = (!report.reached_target).then(|| (Instant::now(), report.used_after));
+                if report.reached_target {
+                    tracing::info!("gc done: {line}");
+                } else {
+                    let blocked: Vec<String> = report.kept.iter().map(|(name, why)| format!("{name}: {why}")).collect();
+                    tracing::warn!(kept = ?blocked, "gc could not reach gc-stop: {line}");
+                }
+                state.last_gc = Some(report);
+                shortfall
+            }
+            Err(error) => {
+                tracing::error!(%error, "gc failed");
+                Some((Instant::now(), state.sample.map_or(1.0, |s| s.used_fraction())))
+            }
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! What the daemon knows about the node, shared between its loops and read by the health
+//! endpoint.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::disk::DiskSample;
+use crate::gc::GcReport;
+
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    pub data_root: PathBuf,
+    pub sample: Option<DiskSample>,
+    /// Bytes per second, negative while freeing.
+    pub fill_rate: Option<f64>,
+    pub time_to_full: Option<Duration>,
+    pub gc_running: bool,
+    pub gc_runs: u64,
+    pub last_gc: Option<GcReport>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SharedState(Arc<Mutex<NodeState>>);
+
+impl SharedState {
+    pub fn new(data_root: PathBuf) -> Self {
+        SharedState(Arc::new(Mutex::new(NodeState {
+            data_root,
+            sample: None,
+            fill_rate: None,
+            time_to_full: None,
+            gc_running: false,
+            gc_runs: 0,
+            last_gc: None,
+        })))
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, NodeState> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

@@ -1,0 +1,237 @@
+//! The Docker edge of GC: gathering the inventory, and executing a plan one step at a time.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+};
+use serde::Serialize;
+
+use super::inventory::{Container, ContainerState, Image, Inventory};
+use super::plan::{Action, Plan};
+use crate::disk::DiskSample;
+
+fn unix(secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)
+}
+
+/// Docker's RFC 3339 times; its "zero" time (0001-01-01) means "never".
+pub fn parse_docker_time(text: &str) -> Option<SystemTime> {
+    if text.starts_with("0001-") {
+        return None;
+    }
+    humantime::parse_rfc3339_weak(text).ok()
+}
+
+/// Lists every image (intermediate ones too, for parent links) and every container; asks
+/// for the finish time of stopped containers, which the listing does not carry.
+pub async fn gather_inventory(docker: &Docker) -> Result<Inventory, DockerError> {
+    let images = docker.list_images(Some(ListImagesOptionsBuilder::default().all(true).build())).await?;
+    let containers = docker.list_containers(Some(ListContainersOptionsBuilder::default().all(true).build())).await?;
+    let mut inventory = Inventory::default();
+    for summary in images {
+        inventory.images.push(Image {
+            parent_id: Some(summary.parent_id).filter(|p| !p.is_empty()),
+            repo_tags: summary.repo_tags.into_iter().filter(|t| t != "<none>:<none>").collect(),
+            size: summary.size.max(0) as u64,
+            shared_size: (summary.shared_size >= 0).then_some(summary.shared_size as u64),
+            created: unix(summary.created),
+            id: summary.id,
+        });
+    }
+    for summary in containers {
+        let (Some(id), Some(image_id)) = (summary.id, summary.image_id) else { continue };
+        let state = ContainerState::parse(summary.state.as_ref().map(|s| s.as_ref()).unwrap_or(""));
+        let finished_at = if state.is_finished() {
+            match docker.inspect_container(&id, None).await {
+                Ok(inspect) => inspect.state.and_then(|s| s.finished_at).as_deref().and_then(parse_docker_time),
+                // Removed meanwhile: leave it out.
+                Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        let name = summary.names.and_then(|n| n.into_iter().next()).unwrap_or_default();
+        inventory.containers.push(Container {
+            id,
+            name: name.trim_start_matches('/').to_string(),
+            image_id,
+            state,
+            created: unix(summary.created.unwrap_or(0)),
+            finished_at,
+            size_rw: summary.size_rw.filter(|s| *s >= 0).map(|s| s as u64),
+        });
+    }
+    Ok(inventory)
+}
+
+/// What became of one planned step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "outcome", content = "detail")]
+pub enum Outcome {
+    Done,
+    /// Removed meanwhile by someone else.
+    Vanished,
+    /// Started being used, or Docker refused (a conflict); never forced.
+    Skipped(String),
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    pub action: String,
+    pub expected_bytes: u64,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// One GC run, kept for the health endpoint and metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct GcReport {
+    #[serde(with = "super::inventory::unix_seconds")]
+    pub started: SystemTime,
+    pub duration_seconds: f64,
+    pub used_before: f64,
+    pub used_after: f64,
+    /// Measured with statvfs before and after (other writers make it approximate).
+    pub bytes_freed: i64,
+    pub containers_removed: u32,
+    pub images_removed: u32,
+    pub reached_target: bool,
+    pub steps: Vec<StepResult>,
+    /// Images GC could not touch and why ("what blocked reclaim").
+    pub kept: Vec<(String, String)>,
+}
+
+/// XFS (and ext4 under load) return freed blocks asynchronously after an unlink: about 85%
+/// at once, the rest within a second. Where the plan says the target should be met, wait this
+/// long for the figures to settle before removing more or giving up.
+const SETTLE_FOR: Duration = Duration::from_secs(1);
+const SETTLE_POLL: Duration = Duration::from_millis(50);
+
+/// Runs `plan` step by step, re-measuring after each, and stops once usage is below
+/// `stop_below` (a fraction, bytes and inodes). `measure` reads statvfs.
+pub async fn execute(
+    docker: &Docker,
+    plan: &Plan,
+    stop_below: f64,
+    mut measure: impl FnMut() -> Option<DiskSample>,
+) -> GcReport {
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let before = measure();
+    let mut current = before;
+    let mut steps = Vec::new();
+    let below = |s: &DiskSample| !super::above(s, stop_below);
+    let mut reached_target = current.as_ref().is_some_and(below);
+    let mut expected = 0u64;
+    for (index, step) in plan.steps.iter().enumerate() {
+        if reached_target {
+            break;
+        }
+        let outcome = run_step(docker, &step.action).await;
+        tracing::info!(action = %step.action, reason = %step.reason, outcome = ?outcome, "gc step");
+        if outcome == Outcome::Done {
+            expected = expected.saturating_add(step.expected_bytes);
+        }
+        steps.push(StepResult { action: step.action.to_string(), expected_bytes: step.expected_bytes, outcome });
+        current = measure().or(current);
+        reached_target = current.as_ref().is_some_and(below);
+        let last = index + 1 == plan.steps.len();
+        if !reached_target && (expected >= plan.target_bytes || last) {
+            current = settle(&mut measure, current, below).await;
+            reached_target = current.as_ref().is_some_and(below);
+        }
+    }
+    let count = |kind: fn(&Action) -> bool| {
+        plan.steps
+            .iter()
+            .zip(&steps)
+            .filter(|(step, result)| kind(&step.action) && result.outcome == Outcome::Done)
+            .count() as u32
+    };
+    GcReport {
+        started,
+        duration_seconds: clock.elapsed().as_secs_f64(),
+        used_before: before.map_or(0.0, |s| s.used_fraction()),
+        used_after: current.map_or(0.0, |s| s.used_fraction()),
+        bytes_freed: match (before, current) {
+            (Some(b), Some(a)) => b.used_bytes() as i64 - a.used_bytes() as i64,
+            _ => 0,
+        },
+        containers_removed: count(|a| matches!(a, Action::RemoveContainer { .. })),
+        images_removed: count(|a| matches!(a, Action::RemoveImage { .. })),
+        reached_target,
+        steps,
+        kept: plan.kept.iter().map(|(name, why)| (name.clone(), why.to_string())).collect(),
+    }
+}
+
+/// Polls until the target is met or the figures stop moving, at most [`SETTLE_FOR`].
+async fn settle(
+    measure: &mut impl FnMut() -> Option<DiskSample>,
+    mut current: Option<DiskSample>,
+    below: impl Fn(&DiskSample) -> bool,
+) -> Option<DiskSample> {
+    let deadline = Instant::now() + SETTLE_FOR;
+    let mut unchanged_polls = 0;
+    while Instant::now() < deadline && !current.as_ref().is_some_and(&below) && unchanged_polls < 6 {
+        tokio::time::sleep(SETTLE_POLL).await;
+        let next = measure().or(current);
+        let same = next.map(|s| s.available_bytes) == current.map(|s| s.available_bytes);
+        unchanged_polls = if same { unchanged_polls + 1 } else { 0 };
+        current = next;
+    }
+    current
+}
+
+fn classify(error: DockerError) -> Outcome {
+    match error {
+        DockerError::DockerResponseServerError { status_code: 404, .. } => Outcome::Vanished,
+        DockerError::DockerResponseServerError { status_code: 409, message } => Outcome::Skipped(message),
+        other => Outcome::Failed(other.to_string()),
+    }
+}
+
+async fn run_step(docker: &Docker, action: &Action) -> Outcome {
+    match action {
+        Action::RemoveContainer { id, .. } => {
+            // Never forced: a container that was restarted meanwhile is refused by Docker.
+            let options = RemoveContainerOptionsBuilder::default().v(true).force(false).build();
+            docker.remove_container(id, Some(options)).await.map_or_else(classify, |_| Outcome::Done)
+        }
+        Action::RemoveImage { id, tags } => remove_image(docker, id, tags).await,
+        Action::PruneBuildCache => match docker.prune_build(None::<bollard::query_parameters::PruneBuildOptions>).await
+        {
+            Ok(_) => Outcome::Done,
+            Err(e) => classify(e),
+        },
+    }
+}
+
+/// Removes an image without force. With several tags, untagging would succeed even while a
+/// container uses the image, so first check that no container (any state) was created on it
+/// since the plan was made.
+async fn remove_image(docker: &Docker, id: &str, tags: &[String]) -> Outcome {
+    if tags.len() > 1 {
+        let filters: HashMap<String, Vec<String>> = HashMap::from([("ancestor".to_string(), vec![id.to_string()])]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        match docker.list_containers(Some(options)).await {
+            Ok(users) if !users.is_empty() => return Outcome::Skipped("a container started using it".into()),
+            Ok(_) => {}
+            Err(e) => return classify(e),
+        }
+    }
+    let options = RemoveImageOptionsBuilder::default().force(false).noprune(false).build();
+    let names: Vec<&str> = if tags.len() > 1 { tags.iter().map(String::as_str).collect() } else { vec![id] };
+    for name in names {
+        if let Err(e) = docker.remove_image(name, Some(options.clone()), None).await {
+            return classify(e);
+        }
+    }
+    Outcome::Done
+}

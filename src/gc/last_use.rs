@@ -1,0 +1,213 @@
+//! When each image was last used, which Docker does not record (moby#13621 was closed). Learnt
+//! from the event stream like docuum, reconciled with full listings like kubelet, persisted
+//! like the ECS agent so it survives restarts of nodewarden and of Docker (image ids are
+//! stable across both). Stored under nodewarden's state directory, on the root disk.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::inventory::{ContainerState, Inventory, Usage, UsageMap, unix_seconds};
+use crate::fsutil::{WriteError, write_atomic};
+
+pub const FILE_NAME: &str = "image-usage.json";
+const VERSION: u32 = 1;
+
+/// What the event stream tells the store, already resolved to an image id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageEvent {
+    /// A container was created, started, stopped or removed on this image; or the image was
+    /// pulled, loaded, imported or tagged (someone put it here to use it).
+    Used { image_id: String, at: SystemTime },
+    /// The image was deleted.
+    Deleted { image_id: String },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Persisted {
+    version: u32,
+    /// Time of the last event applied (unix seconds), to resume the stream with `since`.
+    #[serde(default)]
+    events_seen_until: Option<f64>,
+    images: UsageMap,
+}
+
+#[derive(Debug)]
+pub struct LastUseStore {
+    path: PathBuf,
+    data: Persisted,
+    dirty: bool,
+}
+
+impl LastUseStore {
+    /// Loads the store; a missing file is an empty store, and an unreadable one is moved aside
+    /// (never silently overwritten) and replaced by an empty store.
+    pub fn load(state_dir: &Path) -> LastUseStore {
+        let path = state_dir.join(FILE_NAME);
+        let data = match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Persisted { version: VERSION, ..Persisted::default() }
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read image usage; starting empty");
+                Persisted { version: VERSION, ..Persisted::default() }
+            }
+            Ok(bytes) => match serde_json::from_slice::<Persisted>(&bytes) {
+                Ok(data) if data.version == VERSION => data,
+                result => {
+                    let aside = path.with_extension("json.unreadable");
+                    let _ = std::fs::rename(&path, &aside);
+                    tracing::warn!(
+                        path = %path.display(), moved_to = %aside.display(), error = ?result.err().map(|e| e.to_string()),
+                        "image usage file unreadable or of another version; starting empty"
+                    );
+                    Persisted { version: VERSION, ..Persisted::default() }
+                }
+            },
+        };
+        LastUseStore { path, data, dirty: false }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn usage(&self) -> &UsageMap {
+        &self.data.images
+    }
+
+    /// Where to resume the event stream.
+    pub fn events_seen_until(&self) -> Option<SystemTime> {
+        self.data.events_seen_until.map(unix_seconds::from_secs)
+    }
+
+    pub fn apply(&mut self, event: &UsageEvent) {
+        match event {
+            UsageEvent::Used { image_id, at } => {
+                let entry =
+                    self.data.images.entry(image_id.clone()).or_insert(Usage { first_seen: *at, last_used: None });
+                entry.first_seen = entry.first_seen.min(*at);
+                if entry.last_used.is_none_or(|last| last < *at) {
+                    entry.last_used = Some(*at);
+                }
+            }
+            UsageEvent::Deleted { image_id } => {
+                self.data.images.remove(image_id);
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// Records that events up to `at` were applied.
+    pub fn seen_until(&mut self, at: SystemTime) {
+        let secs = unix_seconds::to_secs(at);
+        if self.data.events_seen_until.is_none_or(|s| s < secs) {
+            self.data.events_seen_until = Some(secs);
+            self.dirty = true;
+        }
+    }
+
+    /// Aligns the store with a full listing: new images are first seen `now`, images a running
+    /// container holds are used `now`, and images gone from Docker are forgotten.
+    pub fn reconcile(&mut self, inventory: &Inventory, now: SystemTime) {
+        let present: std::collections::BTreeSet<&str> = inventory.images.iter().map(|i| i.id.as_str()).collect();
+        let before = self.data.images.len();
+        self.data.images.retain(|id, _| present.contains(id.as_str()));
+        let mut changed = self.data.images.len() != before;
+        for image in &inventory.images {
+            if !self.data.images.contains_key(&image.id) {
+                self.data.images.insert(image.id.clone(), Usage { first_seen: now, last_used: None });
+                changed = true;
+            }
+        }
+        for container in inventory.containers.iter().filter(|c| !c.state.is_finished()) {
+            if container.state == ContainerState::Created {
+                continue;
+            }
+            if let Some(usage) = self.data.images.get_mut(&container.image_id) {
+                usage.last_used = Some(now);
+                changed = true;
+            }
+        }
+        self.dirty |= changed;
+    }
+
+    /// Writes the store if it changed since the last save.
+    pub fn save(&mut self) -> Result<(), WriteError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec_pretty(&self.data).expect("usage data always serializes");
+        write_atomic(&self.path, &bytes, 0o644)?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gc::inventory::{Container, Image};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn t(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    fn image(id: &str) -> Image {
+        Image { id: id.into(), parent_id: None, repo_tags: vec![], size: 1, shared_size: None, created: t(0) }
+    }
+
+    #[test]
+    fn events_move_last_use_forward_only_and_deletes_forget() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LastUseStore::load(dir.path());
+        store.apply(&UsageEvent::Used { image_id: "a".into(), at: t(10) });
+        store.apply(&UsageEvent::Used { image_id: "a".into(), at: t(5) });
+        assert_eq!(store.usage()["a"], Usage { first_seen: t(5), last_used: Some(t(10)) });
+        store.apply(&UsageEvent::Deleted { image_id: "a".into() });
+        assert!(store.usage().is_empty());
+    }
+
+    #[test]
+    fn reconcile_adds_marks_running_and_forgets_gone_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LastUseStore::load(dir.path());
+        store.apply(&UsageEvent::Used { image_id: "gone".into(), at: t(1) });
+        store.apply(&UsageEvent::Used { image_id: "kept".into(), at: t(2) });
+        let running = Container {
+            id: "c".into(),
+            name: "web".into(),
+            image_id: "busy".into(),
+            state: ContainerState::Running,
+            created: t(0),
+            finished_at: None,
+            size_rw: None,
+        };
+        let inventory =
+            Inventory { images: vec![image("kept"), image("new"), image("busy")], containers: vec![running] };
+        store.reconcile(&inventory, t(100));
+        assert_eq!(store.usage().keys().collect::<Vec<_>>(), ["busy", "kept", "new"]);
+        assert_eq!(store.usage()["kept"].last_used, Some(t(2)), "a known image keeps its history");
+        assert_eq!(store.usage()["new"], Usage { first_seen: t(100), last_used: None });
+        assert_eq!(store.usage()["busy"].last_used, Some(t(100)));
+    }
+
+    #[test]
+    fn persists_across_loads_and_moves_a_corrupt_file_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LastUseStore::load(dir.path());
+        store.apply(&UsageEvent::Used { image_id: "a".into(), at: t(10) });
+        store.seen_until(t(11));
+        store.save().unwrap();
+        let again = LastUseStore::load(dir.path());
+        assert_eq!(again.usage()["a"].last_used, Some(t(10)));
+        assert_eq!(again.events_seen_until(), Some(t(11)));
+
+        std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
+        let fresh = LastUseStore::load(dir.path());
+        assert!(fresh.usage().is_empty());
+        assert!(dir.path().join("image-usage.json.unreadable").exists(), "the unreadable file is kept for inspection");
+    }
+}

@@ -1,0 +1,112 @@
+//! `nodewarden run` as a child process with its own temp root, settings file and environment;
+//! stopped by PID (SIGTERM, then SIGKILL) when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::system;
+
+pub struct Nodewarden {
+    pub root: TempDir,
+    pub settings: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Nodewarden {
+    /// A root with `settings` written to it; nothing runs until `start`.
+    pub fn new(settings: &str, env: Vec<(String, String)>) -> Nodewarden {
+        let root = tempfile::Builder::new().prefix("nwroot-").tempdir().expect("creating a temp root");
+        let path = root.path().join("settings.toml");
+        std::fs::write(&path, settings).expect("writing settings");
+        let log = root.path().join("nodewarden.log");
+        Nodewarden { root, settings: path, env, child: None, log }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.path().join("var/lib/nodewarden")
+    }
+
+    /// The command line every nodewarden invocation of this fixture shares.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = super::nodewarden();
+        command
+            .args(args)
+            .arg("--root")
+            .arg(self.root.path())
+            .arg("--settings")
+            .arg(&self.settings)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("NODEWARDEN_LOG", "nodewarden=debug,info");
+        command
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("opening the log");
+        let child = self
+            .command(&["run"])
+            .stdout(log.try_clone().expect("cloning the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("starting nodewarden run");
+        self.child = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Asserts the daemon is still running (it should never exit on its own).
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            panic!("nodewarden run exited with {status}; its log:\n{}", self.log());
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        system::signal(child.id(), "TERM");
+        if !system::wait_gone(child.id(), Duration::from_secs(20)) {
+            system::signal(child.id(), "KILL");
+        }
+        child.wait().ok().and_then(|s| s.code())
+    }
+
+    /// Waits up to `timeout` for `file` under the state dir to exist.
+    pub async fn wait_for_state_file(&mut self, file: &str, timeout: Duration) -> PathBuf {
+        let path = self.state_dir().join(file);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !path.exists() {
+            self.assert_running();
+            assert!(tokio::time::Instant::now() < deadline, "{} did not appear; log:\n{}", path.display(), self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        path
+    }
+}
+
+impl Drop for Nodewarden {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Writes `bytes` of zeros into a new file at `path` (real blocks, not sparse).
+pub fn fill(path: &Path, bytes: u64) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        file.write_all(&chunk[..n]).unwrap_or_else(|e| panic!("filling {}: {e}", path.display()));
+        left -= n as u64;
+    }
+    file.sync_all().expect("syncing the filler");
+}
