@@ -8,7 +8,13 @@ use crate::environment::{AwsService, Environment};
 
 /// Shared SDK configuration; `region` is used when the environment names none (from IMDS).
 pub async fn sdk_config(environment: &Environment, region: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    // Bounded calls: a hung endpoint must not stall the daemon's loops (they retry next time).
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .operation_attempt_timeout(std::time::Duration::from_secs(5))
+        .operation_timeout(std::time::Duration::from_secs(20))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
     if let Some(region) = environment.aws_region.as_deref().or(region) {
         loader = loader.region(Region::new(region.to_string()));
     }

@@ -18,6 +18,8 @@ pub mod daemon;
 pub mod disk;
 /// Connecting to the Docker Engine API.
 pub mod docker;
+/// Draining the container instance: pressure state machine, policy, ECS/EC2 edge.
+pub mod drain;
 /// The standard environment variables, parsed in one place.
 pub mod environment;
 /// Atomic file writes.
@@ -30,6 +32,8 @@ pub mod host_paths;
 pub mod http;
 /// The IMDSv2 client.
 pub mod imds;
+/// The ECS agent's introspection API.
+pub mod introspection;
 /// Settings: raw → merged → validated.
 pub mod settings;
 /// EC2 userdata decoding (plain, gzip, multipart MIME).

@@ -1,6 +1,7 @@
 //! One module per command; each returns the process exit code.
 
 mod check;
+mod drain;
 mod gc;
 mod inputs;
 mod run;
@@ -45,8 +46,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Setup { .. } => not_implemented("setup"),
         Command::Status { .. } => not_implemented("status"),
         Command::Gc { dry_run } => gc::run(&context, dry_run),
-        Command::Drain => not_implemented("drain"),
-        Command::Undrain => not_implemented("undrain"),
+        Command::Drain => drain::run(&context, true),
+        Command::Undrain => drain::run(&context, false),
     };
     ExitCode::from(code)
 }

@@ -11,8 +11,10 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::drain_loop::DiskWants;
 use super::state::SharedState;
 use crate::disk::{self, FillRate, human_bytes};
+use crate::drain::{Observation, Phase, PressureMachine};
 use crate::gc::{self, GcError, GcPolicy, GcReport, LastUseStore};
 use crate::settings::DiskSettings;
 
@@ -29,6 +31,7 @@ pub struct DiskWatch {
     pub policy: GcPolicy,
     pub store: Arc<Mutex<LastUseStore>>,
     pub state: SharedState,
+    pub wants: watch::Sender<DiskWants>,
 }
 
 impl DiskWatch {
@@ -40,6 +43,7 @@ impl DiskWatch {
         // When the last unsuccessful run ended, and the usage it left.
         let mut shortfall: Option<(Instant, f64)> = None;
         let mut probe_failing = false;
+        let mut pressure = PressureMachine::new(Instant::now().into_std());
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
@@ -77,6 +81,7 @@ impl DiskWatch {
                 });
                 shortfall = self.finish(report);
             }
+            self.update_pressure(&mut pressure, &sample, rate.time_to_full());
             let start = self.disk.gc_start.fraction();
             let wants_gc = gc::above(&sample, start);
             let waiting = shortfall.is_some_and(|(at, left)| {
@@ -95,6 +100,39 @@ impl DiskWatch {
         if let Some(task) = running {
             task.abort();
         }
+    }
+
+    fn update_pressure(&self, machine: &mut PressureMachine, sample: &disk::DiskSample, ttf: Option<Duration>) {
+        let gc_runs_finished = self.state.lock().gc_runs;
+        let observation = Observation {
+            at: sample.at,
+            used: sample.used_fraction().max(sample.used_inode_fraction()),
+            time_to_full: ttf,
+            gc_runs_finished,
+        };
+        let before = machine.phase();
+        let phase = machine.observe(&observation, &self.disk);
+        if phase != before {
+            match phase {
+                Phase::Pressure => {
+                    tracing::warn!(reason = machine.reason(), "disk pressure: GC cannot hold Docker's disk")
+                }
+                Phase::Recovering => tracing::info!("disk usage is below recover-below; holding before recovery"),
+                Phase::Normal if before == Phase::Recovering => tracing::info!("disk recovered"),
+                _ => {}
+            }
+        }
+        {
+            let mut state = self.state.lock();
+            state.pressure = phase;
+            state.pressure_reason = machine.reason().to_string();
+        }
+        let wants = DiskWants { drain: machine.wants_drain(), reason: machine.reason().to_string() };
+        self.wants.send_if_modified(|current| {
+            let changed = *current != wants;
+            *current = wants;
+            changed
+        });
     }
 
     fn spawn_gc(&self) -> JoinHandle<Result<GcReport, GcError>> {

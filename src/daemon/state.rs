@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::disk::DiskSample;
+use crate::drain::{DrainStatus, Phase};
 use crate::gc::GcReport;
 
 #[derive(Debug, Clone)]
@@ -18,6 +19,9 @@ pub struct NodeState {
     pub gc_running: bool,
     pub gc_runs: u64,
     pub last_gc: Option<GcReport>,
+    pub pressure: Phase,
+    pub pressure_reason: String,
+    pub drain: DrainStatus,
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +37,9 @@ impl SharedState {
             gc_running: false,
             gc_runs: 0,
             last_gc: None,
+            pressure: Phase::Normal,
+            pressure_reason: String::new(),
+            drain: DrainStatus::default(),
         })))
     }
 

@@ -115,7 +115,7 @@ pub mod unix_seconds {
     }
 }
 
-mod unix_seconds_option {
+pub mod unix_seconds_option {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::SystemTime;
 

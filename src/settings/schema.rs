@@ -67,6 +67,8 @@ pub const KEYS: &[KeySpec] = &[
     key("drain", "on-spot-interruption", Kind::Bool),
     key("drain", "on-termination", Kind::Bool),
     key("drain", "lifecycle-hook", Kind::String),
+    key("drain", "heartbeat-interval", Kind::String),
+    key("drain", "termination-timeout", Kind::String),
     key("health", "listen", Kind::String),
     key("health", "allow-remote", Kind::Bool),
 ];
@@ -114,6 +116,8 @@ max-draining-fraction = "20%"
 on-spot-interruption = true
 on-termination = true
 lifecycle-hook = "nodewarden-drain"
+heartbeat-interval = "2m"
+termination-timeout = "15m"
 
 [health]
 listen = "127.0.0.1:51690"

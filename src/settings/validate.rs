@@ -91,6 +91,10 @@ pub struct DrainSettings {
     pub on_spot_interruption: bool,
     pub on_termination: bool,
     pub lifecycle_hook: String,
+    /// Lifecycle action heartbeats while waiting for tasks to stop.
+    pub heartbeat_interval: Duration,
+    /// Complete the lifecycle action anyway after this long.
+    pub termination_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +150,11 @@ pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
         on_spot_interruption: r.bool("drain.on-spot-interruption"),
         on_termination: r.bool("drain.on-termination"),
         lifecycle_hook: r.parse("drain.lifecycle-hook", values::parse_lifecycle_hook),
+        heartbeat_interval: r.parse("drain.heartbeat-interval", |t| {
+            let d = values::parse_duration(t)?;
+            if d.is_zero() { Err("a duration above zero".into()) } else { Ok(d) }
+        }),
+        termination_timeout: r.parse("drain.termination-timeout", values::parse_duration),
     };
     let health = HealthPartial {
         listen: r.parse("health.listen", values::parse_listen_address),
@@ -205,6 +214,8 @@ pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
             on_spot_interruption: drain.on_spot_interruption.expect(problem_free),
             on_termination: drain.on_termination.expect(problem_free),
             lifecycle_hook: drain.lifecycle_hook.expect(problem_free),
+            heartbeat_interval: drain.heartbeat_interval.expect(problem_free),
+            termination_timeout: drain.termination_timeout.expect(problem_free),
         },
         health: HealthSettings {
             listen: health.listen.expect(problem_free),
@@ -249,6 +260,8 @@ struct DrainPartial {
     on_spot_interruption: Option<bool>,
     on_termination: Option<bool>,
     lifecycle_hook: Option<String>,
+    heartbeat_interval: Option<Duration>,
+    termination_timeout: Option<Duration>,
 }
 struct HealthPartial {
     listen: Option<SocketAddr>,

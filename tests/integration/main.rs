@@ -6,5 +6,6 @@
 mod harness;
 
 mod check_cli;
+mod drain;
 mod gc;
 mod harness_selftest;

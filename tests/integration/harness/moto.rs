@@ -96,6 +96,59 @@ impl Moto {
         nodewarden::aws::ec2_client(&environment, &config)
     }
 
+    /// Launches `count` EC2 instances in moto and registers each as a container instance of a
+    /// new `cluster`; returns (EC2 instance id, container instance ARN) pairs.
+    pub async fn register_cluster(&self, cluster: &str, count: i32) -> Vec<(String, String)> {
+        let ec2 = self.ec2().await;
+        let images = ec2.describe_images().owners("amazon").send().await.expect("DescribeImages on moto");
+        let ami = images.images().first().and_then(|i| i.image_id()).expect("moto ships default AMIs").to_string();
+        let launched = ec2
+            .run_instances()
+            .image_id(ami)
+            .instance_type(aws_sdk_ec2::types::InstanceType::M5Large)
+            .min_count(count)
+            .max_count(count)
+            .send()
+            .await
+            .expect("RunInstances on moto");
+        let ids: Vec<String> =
+            launched.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect();
+        let ecs = self.ecs().await;
+        ecs.create_cluster().cluster_name(cluster).send().await.expect("CreateCluster on moto");
+        let mut registered = Vec::new();
+        for id in ids {
+            let document = serde_json::json!({"instanceId": id, "region": REGION, "accountId": "123456789012"});
+            let output = ecs
+                .register_container_instance()
+                .cluster(cluster)
+                .instance_identity_document(document.to_string())
+                .send()
+                .await
+                .expect("RegisterContainerInstance on moto");
+            let arn = output.container_instance().and_then(|c| c.container_instance_arn()).expect("an ARN").to_string();
+            registered.push((id, arn));
+        }
+        registered
+    }
+
+    /// The ECS status (ACTIVE, DRAINING) of a container instance.
+    pub async fn status(&self, cluster: &str, arn: &str) -> String {
+        let described =
+            self.ecs().await.describe_container_instances().cluster(cluster).container_instances(arn).send().await;
+        let described = described.expect("DescribeContainerInstances on moto");
+        described.container_instances().first().and_then(|c| c.status()).unwrap_or_default().to_string()
+    }
+
+    /// The EC2 tags of `resource`, as a map.
+    pub async fn tags(&self, resource: &str) -> std::collections::BTreeMap<String, String> {
+        let filter = aws_sdk_ec2::types::Filter::builder().name("resource-id").values(resource).build();
+        let tags = self.ec2().await.describe_tags().filters(filter).send().await.expect("DescribeTags on moto");
+        tags.tags()
+            .iter()
+            .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+            .collect()
+    }
+
     /// Stops moto (the "AWS unreachable" case); `start_again` brings it back on the same port.
     pub fn pause(&mut self) {
         system::signal(self.child.id(), "STOP");

@@ -1,0 +1,73 @@
+//! `nodewarden drain` / `nodewarden undrain`: an operator's drain of this container instance.
+//! A drain made here is recorded as the operator's, so the daemon never undoes it; `undrain`
+//! returns the instance to ACTIVE whoever drained it, and clears the record and the tags.
+
+use std::time::{Duration, SystemTime};
+
+use super::{Context, exit, inputs};
+use crate::drain::record::{self, DrainRecord};
+use crate::drain::{DrainReason, EcsApi, resolve_identity};
+use crate::environment::Environment;
+use crate::http::HttpClient;
+use crate::imds::{ImdsClient, ImdsConfig};
+
+pub fn run(context: &Context, draining: bool) -> u8 {
+    let loaded = match inputs::load_settings(context) {
+        Ok(loaded) => loaded,
+        Err(message) => return super::fail(&message),
+    };
+    let environment = match Environment::from_process() {
+        Ok(environment) => environment,
+        Err(error) => return super::fail(&error.to_string()),
+    };
+    let cluster = loaded.settings.ecs.cluster.as_str().to_string();
+    let result = super::runtime().block_on(async {
+        let imds = ImdsClient::new(
+            environment.imds_endpoint.clone(),
+            ImdsConfig { deadline: Duration::from_secs(20), ..ImdsConfig::default() },
+        );
+        let region = match &environment.aws_region {
+            Some(_) => None,
+            None => Some(imds.region().await.map_err(|e| e.to_string())?),
+        };
+        let config = crate::aws::sdk_config(&environment, region.as_deref()).await;
+        let api = EcsApi {
+            ecs: crate::aws::ecs_client(&environment, &config),
+            ec2: crate::aws::ec2_client(&environment, &config),
+        };
+        let identity =
+            resolve_identity(&api, &cluster, &imds, &HttpClient::new(), &environment.agent_introspection).await?;
+        api.set_status(&identity, draining).await?;
+        let state_dir = context.paths.state_dir();
+        if draining {
+            let since = SystemTime::now();
+            let detail = "drained by an operator (nodewarden drain)".to_string();
+            let record = DrainRecord {
+                reason: DrainReason::Operator,
+                detail: detail.clone(),
+                since,
+                cluster: identity.cluster.clone(),
+                container_instance_arn: identity.container_instance_arn.clone(),
+            };
+            record::save(&state_dir, &record).map_err(|e| e.to_string())?;
+            if let Err(error) = api.tag(&identity.ec2_instance_id, &format!("operator: {detail}"), since).await {
+                eprintln!("warning: {error}");
+            }
+        } else {
+            record::clear(&state_dir).map_err(|e| e.to_string())?;
+            if let Err(error) = api.untag(&identity.ec2_instance_id).await {
+                eprintln!("warning: {error}");
+            }
+        }
+        Ok::<_, String>(identity)
+    });
+    match result {
+        Ok(identity) => {
+            let status =
+                if draining { "DRAINING (an operator's drain: nodewarden will not undo it)" } else { "ACTIVE" };
+            println!("{} is now {status}", identity.container_instance_arn);
+            exit::OK
+        }
+        Err(message) => super::fail(&message),
+    }
+}

@@ -1,0 +1,110 @@
+//! The drain loop: combines what the disk wants (from the pressure machine) with the spot
+//! notice and the Auto Scaling lifecycle state, and drives the drain controller. Polls IMDS
+//! every 2 s for spot notices (AWS gives two minutes) and every 5 s for the lifecycle state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::state::SharedState;
+use crate::drain::termination::{self, LifecycleSettings};
+use crate::drain::{DrainController, DrainReason, EcsApi, Wants};
+use crate::imds::ImdsClient;
+
+const TICK: Duration = Duration::from_secs(1);
+pub const SPOT_POLL: Duration = Duration::from_secs(2);
+const LIFECYCLE_POLL: Duration = Duration::from_secs(5);
+
+/// What the disk side wants: a drain, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskWants {
+    pub drain: bool,
+    pub reason: String,
+}
+
+pub struct DrainLoop {
+    pub controller: DrainController,
+    pub api: EcsApi,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    pub imds: Arc<ImdsClient>,
+    pub on_spot: bool,
+    pub on_termination: bool,
+    pub lifecycle: LifecycleSettings,
+    pub state: SharedState,
+}
+
+impl DrainLoop {
+    pub async fn run(mut self, mut disk: watch::Receiver<DiskWants>, mut shutdown: watch::Receiver<bool>) {
+        let mut ticks = tokio::time::interval(TICK);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut spot: Option<String> = None;
+        let mut terminating = false;
+        let mut next_spot_poll = Instant::now();
+        let mut next_lifecycle_poll = Instant::now();
+        let mut lifecycle_task: Option<tokio::task::JoinHandle<()>> = None;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = disk.changed() => {}
+                _ = shutdown.changed() => break,
+            }
+            if self.on_spot && spot.is_none() && Instant::now() >= next_spot_poll {
+                next_spot_poll = Instant::now() + SPOT_POLL;
+                match termination::spot_notice(&self.imds).await {
+                    Ok(Some(notice)) => {
+                        let when = notice.time.as_deref().unwrap_or("soon");
+                        tracing::warn!(action = %notice.action, time = when, "spot interruption notice");
+                        spot = Some(format!("spot interruption: {} at {when}", notice.action));
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::debug!(%error, "spot notice poll failed"),
+                }
+            }
+            if self.on_termination && !terminating && Instant::now() >= next_lifecycle_poll {
+                next_lifecycle_poll = Instant::now() + LIFECYCLE_POLL;
+                match termination::termination_requested(&self.imds).await {
+                    Ok(true) => {
+                        tracing::warn!("Auto Scaling is terminating this instance");
+                        terminating = true;
+                    }
+                    Ok(false) => {}
+                    Err(error) => tracing::debug!(%error, "lifecycle state poll failed"),
+                }
+            }
+            let disk_wants = disk.borrow().clone();
+            let wants =
+                Wants { disk_pressure: disk_wants.drain, spot_interruption: spot.is_some(), termination: terminating };
+            let detail = match wants.reason() {
+                Some(DrainReason::Termination) => "Auto Scaling lifecycle state Terminated".to_string(),
+                Some(DrainReason::SpotInterruption) => spot.clone().unwrap_or_default(),
+                _ => disk_wants.reason.clone(),
+            };
+            self.controller.tick(wants, &detail).await;
+            self.state.lock().drain = self.controller.status().clone();
+
+            let drained_for_termination = self.controller.status().owner == Some(DrainReason::Termination);
+            if terminating
+                && drained_for_termination
+                && lifecycle_task.is_none()
+                && let Some(identity) = self.controller.identity().cloned()
+            {
+                let (autoscaling, api, settings) = (self.autoscaling.clone(), self.api.clone(), self.lifecycle.clone());
+                lifecycle_task = Some(tokio::spawn(async move {
+                    let mut delay = Duration::from_secs(5);
+                    while let Err(error) =
+                        termination::complete_after_tasks_stop(&autoscaling, &api, &identity, &settings).await
+                    {
+                        tracing::warn!(%error, "completing the lifecycle action failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(60));
+                    }
+                }));
+            }
+        }
+        if let Some(task) = lifecycle_task {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The disk pressure state machine, a pure function of samples, GC progress, settings and
+//! time: Normal → Reclaiming (past gc-start, GC at work) → Pressure (reclaim cannot hold the
+//! disk: still at or above drain-at after a GC run, or the fill rate says full within
+//! drain-if-full-within) → Recovering (below recover-below) → Normal once it stayed there for
+//! recover-after. Pressure is left only through recover-below, well under drain-at, so usage
+//! wavering around one threshold cannot make the node drain and undrain in turn.
+
+use std::time::{Duration, Instant};
+
+use crate::settings::DiskSettings;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Normal,
+    Reclaiming,
+    Pressure,
+    Recovering,
+}
+
+/// What the machine reads at each check.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observation {
+    pub at: Instant,
+    /// The larger of byte and inode usage, 0.0–1.0.
+    pub used: f64,
+    /// From the fill rate; `None` when not filling.
+    pub time_to_full: Option<Duration>,
+    /// GC runs finished since the disk went past gc-start (a finished run means reclaim was tried).
+    pub gc_runs_finished: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PressureMachine {
+    phase: Phase,
+    since: Instant,
+    /// GC runs finished when Reclaiming began; a later count means reclaim was tried.
+    gc_runs_at_reclaim: u64,
+    reason: String,
+}
+
+impl PressureMachine {
+    pub fn new(now: Instant) -> Self {
+        PressureMachine { phase: Phase::Normal, since: now, gc_runs_at_reclaim: 0, reason: String::new() }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub fn since(&self) -> Instant {
+        self.since
+    }
+
+    /// Why the machine is in Pressure (or went there), for logs, tags and /status.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The instance should be drained for disk pressure (Pressure or still Recovering).
+    pub fn wants_drain(&self) -> bool {
+        matches!(self.phase, Phase::Pressure | Phase::Recovering)
+    }
+
+    fn enter(&mut self, phase: Phase, at: Instant) {
+        if self.phase != phase {
+            self.phase = phase;
+            self.since = at;
+        }
+    }
+
+    /// Advances on one observation; returns the phase after it.
+    pub fn observe(&mut self, o: &Observation, s: &DiskSettings) -> Phase {
+        let (gc_start, gc_stop) = (s.gc_start.fraction(), s.gc_stop.fraction());
+        let (drain_at, recover_below) = (s.drain_at.fraction(), s.recover_below.fraction());
+        let filling_fast = o.used >= gc_start && o.time_to_full.is_some_and(|t| t <= s.drain_if_full_within);
+        let pct = |f: f64| format!("{:.1}%", f * 100.0);
+        match self.phase {
+            Phase::Normal | Phase::Reclaiming => {
+                if self.phase == Phase::Normal && o.used >= gc_start {
+                    self.gc_runs_at_reclaim = o.gc_runs_finished;
+                    self.enter(Phase::Reclaiming, o.at);
+                }
+                let reclaim_tried = o.gc_runs_finished > self.gc_runs_at_reclaim;
+                if filling_fast {
+                    let ttf = o
+                        .time_to_full
+                        .map(|t| crate::settings::values::format_duration(Duration::from_secs(t.as_secs())));
+                    self.reason = format!(
+                        "disk {} used and filling: full in about {} (drain-if-full-within {})",
+                        pct(o.used),
+                        ttf.unwrap_or_default(),
+                        crate::settings::values::format_duration(s.drain_if_full_within)
+                    );
+                    self.enter(Phase::Pressure, o.at);
+                } else if o.used >= drain_at && reclaim_tried {
+                    self.reason =
+                        format!("disk {} used after garbage collection (drain-at {})", pct(o.used), s.drain_at);
+                    self.enter(Phase::Pressure, o.at);
+                } else if self.phase == Phase::Reclaiming && o.used < gc_stop {
+                    self.enter(Phase::Normal, o.at);
+                }
+            }
+            Phase::Pressure => {
+                if o.used < recover_below {
+                    self.enter(Phase::Recovering, o.at);
+                }
+            }
+            Phase::Recovering => {
+                if o.used >= recover_below {
+                    self.enter(Phase::Pressure, o.at);
+                } else if o.at.duration_since(self.since) >= s.recover_after {
+                    self.enter(Phase::Normal, o.at);
+                }
+            }
+        }
+        self.phase
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::values::Percent;
+
+    fn settings() -> DiskSettings {
+        DiskSettings {
+            check_interval: Duration::from_secs(1),
+            gc_start: Percent::parse("85%").unwrap(),
+            gc_stop: Percent::parse("80%").unwrap(),
+            drain_at: Percent::parse("92%").unwrap(),
+            drain_if_full_within: Duration::from_secs(600),
+            recover_below: Percent::parse("75%").unwrap(),
+            recover_after: Duration::from_secs(300),
+        }
+    }
+
+    /// Feeds (second, used %, time-to-full seconds, GC runs finished) and returns the phases.
+    fn run(steps: &[(u64, f64, Option<u64>, u64)]) -> Vec<Phase> {
+        let start = Instant::now();
+        let mut machine = PressureMachine::new(start);
+        steps
+            .iter()
+            .map(|&(second, used, ttf, runs)| {
+                let o = Observation {
+                    at: start + Duration::from_secs(second),
+                    used: used / 100.0,
+                    time_to_full: ttf.map(Duration::from_secs),
+                    gc_runs_finished: runs,
+                };
+                machine.observe(&o, &settings())
+            })
+            .collect()
+    }
+
+    use Phase::*;
+
+    #[test]
+    fn gc_that_keeps_up_never_drains() {
+        assert_eq!(
+            run(&[(0, 50.0, None, 0), (1, 86.0, None, 0), (2, 88.0, None, 0), (3, 79.0, None, 1)]),
+            [Normal, Reclaiming, Reclaiming, Normal]
+        );
+    }
+
+    #[test]
+    fn above_drain_at_drains_only_after_reclaim_was_tried() {
+        assert_eq!(
+            run(&[(0, 93.0, None, 0), (1, 93.0, None, 0), (2, 93.0, None, 1)]),
+            [Reclaiming, Reclaiming, Pressure]
+        );
+    }
+
+    #[test]
+    fn a_fast_fill_past_gc_start_drains_at_once_but_a_fast_fill_below_it_does_not() {
+        assert_eq!(run(&[(0, 40.0, Some(30), 0), (1, 86.0, Some(20), 0)]), [Normal, Pressure]);
+        assert_eq!(run(&[(0, 86.0, Some(3600), 0)]), [Reclaiming], "a slow fill is left to GC");
+    }
+
+    #[test]
+    fn recovery_needs_the_hold_time_below_recover_below() {
+        let phases = run(&[
+            (0, 93.0, None, 1),
+            (1, 93.0, None, 2),
+            (10, 74.0, None, 2),
+            (200, 74.0, None, 2),
+            (309, 74.0, None, 2),
+            (310, 74.0, None, 2),
+        ]);
+        assert_eq!(phases, [Reclaiming, Pressure, Recovering, Recovering, Recovering, Normal]);
+    }
+
+    #[test]
+    fn flapping_around_thresholds_does_not_flap_the_drain() {
+        // Around drain-at while draining: stays Pressure (leaving needs recover-below).
+        let around_drain_at =
+            run(&[(0, 93.0, None, 1), (1, 93.0, None, 2), (2, 91.0, None, 2), (3, 93.0, None, 2), (4, 90.0, None, 2)]);
+        assert_eq!(around_drain_at, [Reclaiming, Pressure, Pressure, Pressure, Pressure]);
+        // Around recover-below: each rise restarts the hold; no Normal until a full hold passes.
+        let mut steps = vec![(0, 93.0, None, 1), (1, 93.0, None, 2)];
+        for i in 0..20u64 {
+            steps.push((2 + i * 100, if i % 2 == 0 { 74.0 } else { 76.0 }, None, 2));
+        }
+        let phases = run(&steps);
+        assert!(!phases.contains(&Normal), "{phases:?}");
+        assert_eq!(*phases.last().unwrap(), Pressure);
+        // Around gc-start while Normal: Reclaiming and back, never Pressure without a reason.
+        let around_gc_start =
+            run(&[(0, 84.0, None, 0), (1, 86.0, None, 0), (2, 79.0, None, 1), (3, 86.0, None, 1), (4, 84.0, None, 1)]);
+        assert!(!around_gc_start.contains(&Pressure), "{around_gc_start:?}");
+    }
+
+    #[test]
+    fn the_reason_says_why() {
+        let start = Instant::now();
+        let mut m = PressureMachine::new(start);
+        let o = |s: u64, used: f64, ttf: Option<u64>, runs: u64| Observation {
+            at: start + Duration::from_secs(s),
+            used,
+            time_to_full: ttf.map(Duration::from_secs),
+            gc_runs_finished: runs,
+        };
+        m.observe(&o(0, 0.86, Some(45), 0), &settings());
+        assert_eq!(m.reason(), "disk 86.0% used and filling: full in about 45s (drain-if-full-within 10m)");
+        assert!(m.wants_drain());
+    }
+}

@@ -1,0 +1,292 @@
+//! Draining on moto's server and the IMDS test server: disk pressure GC cannot relieve, the
+//! cluster budget, ownership (an operator's drain is never undone), spot notices, Auto Scaling
+//! termination (lifecycle calls through aws-smithy-mocks), and AWS being away for a while.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_sdk_autoscaling::operation::complete_lifecycle_action::CompleteLifecycleActionOutput;
+use aws_sdk_autoscaling::operation::describe_auto_scaling_instances::DescribeAutoScalingInstancesOutput;
+use aws_sdk_autoscaling::operation::record_lifecycle_action_heartbeat::RecordLifecycleActionHeartbeatOutput;
+use aws_sdk_autoscaling::types::AutoScalingInstanceDetails;
+use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use nodewarden::disk;
+use nodewarden::drain::termination::{self, LifecycleOutcome, LifecycleSettings};
+use nodewarden::drain::{EcsApi, Identity};
+
+use crate::harness::daemon::{Nodewarden, fill};
+use crate::harness::docker::TestDocker;
+use crate::harness::imds::ImdsServer;
+use crate::harness::moto::Moto;
+
+const CLUSTER: &str = "web";
+
+/// A dockerd, moto with a cluster of five where this instance is the first, and IMDS saying so.
+struct World {
+    docker: TestDocker,
+    moto: Moto,
+    imds: ImdsServer,
+    self_id: String,
+    own_arn: String,
+    other_arns: Vec<String>,
+}
+
+async fn world() -> World {
+    let docker = TestDocker::start().await;
+    let moto = Moto::start().await;
+    let imds = ImdsServer::start().await;
+    let mut members = moto.register_cluster(CLUSTER, 5).await;
+    let (self_id, own_arn) = members.remove(0);
+    imds.state().instance_id = self_id.clone();
+    World { docker, moto, imds, self_id, own_arn, other_arns: members.into_iter().map(|(_, arn)| arn).collect() }
+}
+
+impl World {
+    fn nodewarden(&self, extra: &str) -> Nodewarden {
+        let settings = format!(
+            "[ecs]\ncluster = \"{CLUSTER}\"\n[docker]\ndata-device = \"none\"\n\
+             [disk]\ncheck-interval = \"1s\"\ngc-start = \"50%\"\ngc-stop = \"45%\"\ndrain-at = \"60%\"\n\
+             recover-below = \"40%\"\nrecover-after = \"4s\"\ndrain-if-full-within = \"1s\"\n{extra}"
+        );
+        let mut env = self.moto.env_vars();
+        env.push(("DOCKER_HOST".into(), self.docker.host()));
+        env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), self.imds.endpoint()));
+        // No agent here: identity comes from the ECS API.
+        env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), "http://127.0.0.1:9".into()));
+        Nodewarden::new(&settings, env)
+    }
+
+    async fn status(&self) -> String {
+        self.moto.status(CLUSTER, &self.own_arn).await
+    }
+
+    async fn wait_status(&self, want: &str, timeout: Duration, nodewarden: &mut Nodewarden) -> Duration {
+        let started = Instant::now();
+        loop {
+            if self.status().await == want {
+                return started.elapsed();
+            }
+            nodewarden.assert_running();
+            assert!(started.elapsed() < timeout, "not {want} after {timeout:?}; log:\n{}", nodewarden.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn fill_to(&self, fraction: f64) {
+        let sample = disk::probe(&self.docker.data_root).unwrap();
+        let wanted = (sample.total_bytes as f64 * fraction) as u64;
+        fill(&self.filler(), wanted.saturating_sub(sample.used_bytes()));
+    }
+
+    fn filler(&self) -> std::path::PathBuf {
+        self.docker.data_root.join("filler")
+    }
+}
+
+fn drain_record(state_dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(state_dir.join("drain.json")).unwrap_or_else(|_| "null".into());
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disk_pressure_gc_cannot_relieve_drains_tags_and_recovers_after_the_hold() {
+    let w = world().await;
+    let mut nodewarden = w.nodewarden("[drain]\nmax-draining-fraction = \"100%\"\n");
+    nodewarden.start();
+    w.fill_to(0.70);
+    w.wait_status("DRAINING", Duration::from_secs(30), &mut nodewarden).await;
+
+    let tags = w.moto.tags(&w.self_id).await;
+    let reason = tags.get("nodewarden:drain-reason").cloned().unwrap_or_default();
+    assert!(reason.starts_with("disk-pressure: disk 70"), "tags: {tags:?}");
+    assert!(reason.contains("after garbage collection (drain-at 60%)"), "{reason}");
+    assert!(tags.contains_key("nodewarden:drained-at"), "{tags:?}");
+    let record = drain_record(&nodewarden.state_dir());
+    assert_eq!(record["reason"], "disk-pressure", "{record}");
+    assert!(nodewarden.log().contains("disk pressure: GC cannot hold Docker's disk"), "{}", nodewarden.log());
+    for other in &w.other_arns {
+        assert_eq!(w.moto.status(CLUSTER, other).await, "ACTIVE", "only this instance drains");
+    }
+
+    // Space comes back: ACTIVE again only after recover-after (4 s) below recover-below.
+    std::fs::remove_file(w.filler()).unwrap();
+    let freed = Instant::now();
+    w.wait_status("ACTIVE", Duration::from_secs(30), &mut nodewarden).await;
+    assert!(freed.elapsed() >= Duration::from_secs(3), "undrained after {:?}, before the hold time", freed.elapsed());
+    assert!(!w.moto.tags(&w.self_id).await.contains_key("nodewarden:drain-reason"), "the tag is removed on undrain");
+    assert_eq!(drain_record(&nodewarden.state_dir()), serde_json::Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operators_drain_is_never_undone() {
+    let w = world().await;
+    let mut nodewarden = w.nodewarden("[drain]\nmax-draining-fraction = \"100%\"\n");
+    let output = nodewarden.command(&["drain"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(w.status().await, "DRAINING");
+    assert_eq!(drain_record(&nodewarden.state_dir())["reason"], "operator");
+
+    // The daemon sees pressure come and go; the operator's drain stays.
+    nodewarden.start();
+    w.fill_to(0.70);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    std::fs::remove_file(w.filler()).unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    nodewarden.assert_running();
+    assert_eq!(w.status().await, "DRAINING", "an operator's drain was undone; log:\n{}", nodewarden.log());
+    assert_eq!(drain_record(&nodewarden.state_dir())["reason"], "operator");
+
+    let output = nodewarden.command(&["undrain"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(w.status().await, "ACTIVE");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cluster_budget_withholds_a_drain_and_allows_it_when_larger() {
+    let w = world().await;
+    let ecs = w.moto.ecs().await;
+    ecs.update_container_instances_state()
+        .cluster(CLUSTER)
+        .container_instances(&w.other_arns[0])
+        .status(aws_sdk_ecs::types::ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+
+    let mut tight = w.nodewarden("[drain]\nmax-draining-fraction = \"20%\"\n");
+    tight.start();
+    w.fill_to(0.70);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !tight.log().contains("max-draining-fraction allows 1") {
+        tight.assert_running();
+        assert!(Instant::now() < deadline, "no withheld report; log:\n{}", tight.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(w.status().await, "ACTIVE", "the budget was exceeded; log:\n{}", tight.log());
+    tight.stop();
+
+    let mut loose = w.nodewarden("[drain]\nmax-draining-fraction = \"40%\"\n");
+    loose.start();
+    w.wait_status("DRAINING", Duration::from_secs(30), &mut loose).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spot_notice_drains_within_three_seconds() {
+    let w = world().await;
+    let mut nodewarden = w.nodewarden("[drain]\nmax-draining-fraction = \"0%\"\n");
+    nodewarden.start();
+    // Let the daemon settle (identity, first checks) before the notice arrives.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    w.imds.state().spot_action = Some(r#"{"action":"terminate","time":"2026-11-27T00:02:00Z"}"#.into());
+    let took = w.wait_status("DRAINING", Duration::from_secs(10), &mut nodewarden).await;
+    assert!(took <= Duration::from_secs(3), "DRAINING {took:?} after the notice; log:\n{}", nodewarden.log());
+    assert_eq!(drain_record(&nodewarden.state_dir())["reason"], "spot-interruption", "the budget (0%) does not apply");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auto_scaling_termination_drains_at_once() {
+    let w = world().await;
+    let mut nodewarden = w.nodewarden("");
+    nodewarden.start();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.imds.state().lifecycle_state = Some("Terminated".into());
+    w.wait_status("DRAINING", Duration::from_secs(10), &mut nodewarden).await;
+    assert_eq!(drain_record(&nodewarden.state_dir())["reason"], "termination");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn termination_heartbeats_while_tasks_run_then_completes_the_lifecycle_action() {
+    let moto = Moto::start().await;
+    let (self_id, arn) = moto.register_cluster(CLUSTER, 1).await.remove(0);
+    let arns = [arn];
+    let expected_id = self_id.clone();
+    let ecs = moto.ecs().await;
+    let definition = aws_sdk_ecs::types::ContainerDefinition::builder().name("app").image("app:1").memory(64).build();
+    ecs.register_task_definition().family("app").container_definitions(definition).send().await.unwrap();
+    let started =
+        ecs.start_task().cluster(CLUSTER).task_definition("app").container_instances(&arns[0]).send().await.unwrap();
+    let task = started.tasks()[0].task_arn().unwrap().to_string();
+
+    let describe = mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_instances)
+        .match_requests({
+            let id = expected_id.clone();
+            move |r| r.instance_ids() == [id.clone()]
+        })
+        .then_output({
+            let id = expected_id.clone();
+            move || {
+                let instance = AutoScalingInstanceDetails::builder()
+                    .instance_id(id.clone())
+                    .auto_scaling_group_name("web-asg")
+                    .availability_zone("us-east-1a")
+                    .lifecycle_state("Terminating:Wait")
+                    .health_status("HEALTHY")
+                    .protected_from_scale_in(false)
+                    .build();
+                DescribeAutoScalingInstancesOutput::builder().auto_scaling_instances(instance).build()
+            }
+        });
+    let heartbeat = mock!(aws_sdk_autoscaling::Client::record_lifecycle_action_heartbeat)
+        .match_requests({
+            let id = expected_id.clone();
+            move |r| {
+                r.auto_scaling_group_name() == Some("web-asg")
+                    && r.lifecycle_hook_name() == Some("nodewarden-drain")
+                    && r.instance_id() == Some(id.as_str())
+            }
+        })
+        .then_output(|| RecordLifecycleActionHeartbeatOutput::builder().build());
+    let complete = mock!(aws_sdk_autoscaling::Client::complete_lifecycle_action)
+        .match_requests({
+            let id = expected_id.clone();
+            move |r| {
+                r.auto_scaling_group_name() == Some("web-asg")
+                    && r.lifecycle_hook_name() == Some("nodewarden-drain")
+                    && r.instance_id() == Some(id.as_str())
+                    && r.lifecycle_action_result() == Some("CONTINUE")
+            }
+        })
+        .then_output(|| CompleteLifecycleActionOutput::builder().build());
+    let autoscaling = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&describe, &heartbeat, &complete]);
+
+    let api = EcsApi { ecs: moto.ecs().await, ec2: moto.ec2().await };
+    let identity =
+        Identity { cluster: CLUSTER.into(), container_instance_arn: arns[0].clone(), ec2_instance_id: self_id };
+    let settings = LifecycleSettings {
+        hook: "nodewarden-drain".into(),
+        heartbeat_every: Duration::from_millis(500),
+        timeout: Duration::from_secs(60),
+    };
+    let waiting =
+        tokio::spawn(
+            async move { termination::complete_after_tasks_stop(&autoscaling, &api, &identity, &settings).await },
+        );
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(heartbeat.num_calls() >= 2, "heartbeats while the task runs: {}", heartbeat.num_calls());
+    assert_eq!(complete.num_calls(), 0, "completed while a task still runs");
+    // moto does not stop tasks on DRAINING: the test plays ECS's part.
+    ecs.stop_task().cluster(CLUSTER).task(&task).reason("drained").send().await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(20), waiting).await.expect("completion in time").unwrap();
+    assert_eq!(outcome, Ok(LifecycleOutcome::TasksStopped));
+    assert_eq!(complete.num_calls(), 1);
+    assert_eq!(describe.num_calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_lands_once_aws_answers_again_and_the_daemon_never_crashes() {
+    let mut w = world().await;
+    let mut nodewarden = w.nodewarden("[drain]\nmax-draining-fraction = \"100%\"\n");
+    nodewarden.start();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.moto.pause();
+    w.fill_to(0.70);
+    // Longer than the SDK's 20 s operation timeout: calls fail and are retried.
+    tokio::time::sleep(Duration::from_secs(24)).await;
+    nodewarden.assert_running();
+    assert_eq!(drain_record(&nodewarden.state_dir()), serde_json::Value::Null, "nothing recorded while AWS is away");
+    w.moto.resume();
+    w.wait_status("DRAINING", Duration::from_secs(40), &mut nodewarden).await;
+    assert!(nodewarden.log().contains("drain check failed; retrying"), "{}", nodewarden.log());
+}
