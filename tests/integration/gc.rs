@@ -80,7 +80,8 @@ async fn gc_removes_unused_images_least_recently_used_first_and_keeps_protected_
     }
     // The first images pass min-image-age; the next one is made just before the disk fills.
     tokio::time::sleep(Duration::from_secs(21).saturating_sub(made.elapsed())).await;
-    images::make_image(&client, "young/img:1", size).await;
+    // Small: committing briefly holds the layer twice, and a big one would itself cross gc-start.
+    images::make_image(&client, "young/img:1", MIB).await;
     let ids: BTreeMap<String, String> = {
         let mut ids = BTreeMap::new();
         for name in ["lru/a1", "lru/a2", "lru/a3", "lru/a4", "lru/a5", "lru/a6"] {
