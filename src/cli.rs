@@ -32,6 +32,18 @@ pub enum Command {
         /// Remove what setup applied to the host's network (route_localnet, iptables rules)
         #[arg(long)]
         undo: bool,
+        /// Read userdata from FILE instead of IMDS
+        #[arg(long, value_name = "FILE", conflicts_with = "no_userdata")]
+        userdata: Option<PathBuf>,
+        /// Take no settings from userdata (hosts without IMDS, such as ECS Anywhere)
+        #[arg(long)]
+        no_userdata: bool,
+        /// Prepare the host network (route_localnet, iptables) even under a --root other than /
+        #[arg(long)]
+        host_network: bool,
+        /// How long to keep trying IMDS for userdata before failing
+        #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration_arg)]
+        imds_deadline: std::time::Duration,
     },
     /// Validate settings and print the merged result with each value's source
     Check {
@@ -58,4 +70,8 @@ pub enum Command {
     Drain,
     /// Return this container instance to ACTIVE
     Undrain,
+}
+
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::settings::values::parse_duration(text).map_err(|expected| format!("expected {expected}"))
 }

@@ -5,6 +5,8 @@
 //! Decisions are pure functions over plain data (`settings`, `userdata`); I/O lives at the
 //! edges (`imds`, `http`, Docker, AWS, systemd).
 
+/// The ECS agent: ecs.config, its container, host network, supervision.
+pub mod agent;
 /// AWS SDK clients with endpoint overrides from the environment.
 pub mod aws;
 /// Exponential backoff with jitter for every retry loop.

@@ -42,7 +42,7 @@ fn read_text(path: &Path) -> Result<String, String> {
     })
 }
 
-/// Reads and decodes a userdata blob from a file (for `check --userdata`).
+/// Reads and decodes a userdata blob from a file (`check --userdata`, `setup --userdata`).
 pub fn read_userdata_file(path: &Path) -> Result<Userdata, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("reading userdata file {}: {e}", path.display()))?;
     userdata::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))

@@ -5,6 +5,7 @@ mod drain;
 mod gc;
 mod inputs;
 mod run;
+mod setup;
 
 use std::process::ExitCode;
 
@@ -43,7 +44,9 @@ pub fn run(cli: Cli) -> ExitCode {
     let code = match cli.command {
         Command::Check { file, userdata } => check::run(&context, file.as_deref(), userdata.as_deref()),
         Command::Run => run::run(&context),
-        Command::Setup { .. } => not_implemented("setup"),
+        Command::Setup { undo, userdata, no_userdata, host_network, imds_deadline } => {
+            setup::run(&context, setup::SetupArgs { undo, userdata, no_userdata, host_network, imds_deadline })
+        }
         Command::Status { .. } => not_implemented("status"),
         Command::Gc { dry_run } => gc::run(&context, dry_run),
         Command::Drain => drain::run(&context, true),

@@ -41,6 +41,7 @@ pub async fn run(paths: HostPaths, settings: Settings, environment: Environment)
     let (wants_tx, wants_rx) = watch::channel(drain_loop::DiskWants::default());
 
     let tracker = tokio::spawn(Tracker::new(docker.clone(), store.clone()).run(shutdown_rx.clone()));
+    let docker_for_agent = docker.clone();
     let watcher = disk_watch::DiskWatch {
         docker,
         data_root,
@@ -51,6 +52,26 @@ pub async fn run(paths: HostPaths, settings: Settings, environment: Environment)
         wants: wants_tx,
     };
     let watch_task = tokio::spawn(watcher.run(shutdown_rx.clone()));
+    let agent = crate::agent::SharedAgent::default();
+    let supervisor = crate::agent::Supervisor {
+        docker: docker_for_agent,
+        spec: crate::agent::spec::build(&settings, &paths, environment.docker_socket()),
+        tarball: settings.ecs.agent_tarball.clone(),
+        introspection: environment.agent_introspection.clone(),
+        health: crate::agent::HealthPolicy {
+            grace: settings.ecs.agent_health_grace,
+            interval: settings.ecs.agent_health_interval,
+            failures: settings.ecs.agent_health_failures,
+        },
+        state: agent.clone(),
+    };
+    for dir in crate::agent::spec::host_dirs(&paths) {
+        if let Err(error) = std::fs::create_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), %error, "cannot create a directory the agent mounts");
+        }
+    }
+    let agent_task = tokio::spawn(supervisor.run(shutdown_rx.clone()));
+    state.lock().agent = agent;
     let drain_task = if settings.drain.enabled {
         let drain = drain_loop(&paths, &settings, &environment, state.clone()).await;
         Some(tokio::spawn(drain.run(wants_rx, shutdown_rx)))
@@ -64,6 +85,7 @@ pub async fn run(paths: HostPaths, settings: Settings, environment: Environment)
     let _ = shutdown_tx.send(true);
     let _ = watch_task.await;
     let _ = tracker.await;
+    let _ = agent_task.await;
     if let Some(task) = drain_task {
         let _ = task.await;
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::agent::SharedAgent;
 use crate::disk::DiskSample;
 use crate::drain::{DrainStatus, Phase};
 use crate::gc::GcReport;
@@ -22,6 +23,8 @@ pub struct NodeState {
     pub pressure: Phase,
     pub pressure_reason: String,
     pub drain: DrainStatus,
+    /// The agent supervisor's view, shared with it.
+    pub agent: SharedAgent,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +43,7 @@ impl SharedState {
             pressure: Phase::Normal,
             pressure_reason: String::new(),
             drain: DrainStatus::default(),
+            agent: SharedAgent::default(),
         })))
     }
 

@@ -47,6 +47,9 @@ pub const KEYS: &[KeySpec] = &[
     key("ecs", "engine-auth-type", Kind::String),
     KeySpec { section: "ecs", key: "engine-auth-data", kind: Kind::String, secret: true },
     key("ecs", "config", Kind::StringMap),
+    key("ecs", "agent-health-grace", Kind::String),
+    key("ecs", "agent-health-interval", Kind::String),
+    key("ecs", "agent-health-failures", Kind::Integer),
     key("docker", "data-device", Kind::String),
     key("docker", "filesystem", Kind::String),
     key("docker", "log-max-size", Kind::String),
@@ -88,6 +91,9 @@ pub const DEFAULTS_TOML: &str = r#"
 [ecs]
 agent-image = "amazon/amazon-ecs-agent:v1.105.1"
 agent-tarball = "/var/cache/ecs/ecs-agent.tar"
+agent-health-grace = "2m"
+agent-health-interval = "15s"
+agent-health-failures = 4
 
 [docker]
 data-device = "xvdcz"

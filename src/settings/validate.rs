@@ -33,6 +33,11 @@ pub struct EcsSettings {
     pub engine_auth: Option<EngineAuth>,
     /// Extra `ECS_*` keys for `/etc/ecs/ecs.config`, already checked.
     pub config: BTreeMap<String, String>,
+    /// No health verdict on the agent before it ran this long.
+    pub agent_health_grace: Duration,
+    pub agent_health_interval: Duration,
+    /// Consecutive failed introspection checks that restart the agent.
+    pub agent_health_failures: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +120,12 @@ pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
         agent_tarball: r.parse("ecs.agent-tarball", absolute_path),
         engine_auth: r.engine_auth(),
         config: r.ecs_config(),
+        agent_health_grace: r.parse("ecs.agent-health-grace", values::parse_duration),
+        agent_health_interval: r.parse("ecs.agent-health-interval", |t| {
+            let d = values::parse_duration(t)?;
+            if d < Duration::from_millis(100) { Err("a duration of at least 100ms".into()) } else { Ok(d) }
+        }),
+        agent_health_failures: r.integer("ecs.agent-health-failures", 1, 100).map(|n| n as u32),
     };
     let docker = DockerPartial {
         data_device: r.parse("docker.data-device", DeviceSpec::parse),
@@ -186,6 +197,9 @@ pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
             agent_tarball: ecs.agent_tarball.expect(problem_free),
             engine_auth: ecs.engine_auth.expect(problem_free),
             config: ecs.config,
+            agent_health_grace: ecs.agent_health_grace.expect(problem_free),
+            agent_health_interval: ecs.agent_health_interval.expect(problem_free),
+            agent_health_failures: ecs.agent_health_failures.expect(problem_free),
         },
         docker: DockerSettings {
             data_device: docker.data_device.expect(problem_free),
@@ -232,6 +246,9 @@ struct EcsPartial {
     agent_tarball: Option<PathBuf>,
     engine_auth: Option<Option<EngineAuth>>,
     config: BTreeMap<String, String>,
+    agent_health_grace: Option<Duration>,
+    agent_health_interval: Option<Duration>,
+    agent_health_failures: Option<u32>,
 }
 struct DockerPartial {
     data_device: Option<DeviceSpec>,

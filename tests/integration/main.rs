@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod agent;
 mod check_cli;
 mod drain;
 mod gc;

@@ -115,3 +115,53 @@ pub async fn make_image(docker: &Docker, reference: &str, size_bytes: u64) -> St
         .unwrap_or_else(|e| panic!("removing the builder of {reference}: {e}"));
     committed.id
 }
+
+/// The stand-in ECS agent (the real image cannot be pulled here): busybox `httpd` serving
+/// `/v1/metadata` on 127.0.0.1:`port` (host network), built from a tarball through the API.
+/// Control files in its `/etc/ecs` (bind-mounted from the host): `standin-exit` holding a
+/// code makes it exit with that code; `standin-unhealthy` stops its HTTP server.
+pub async fn make_standin_agent(docker: &Docker, reference: &str, port: u16) {
+    let script = format!(
+        r#"#!/bin/sh
+mkdir -p /www/v1
+printf '{{"Cluster":"%s","ContainerInstanceArn":"arn:aws:ecs:us-east-1:123456789012:container-instance/%s/standin","Version":"Amazon ECS Agent - v1.105.1 (stand-in)"}}' "$ECS_CLUSTER" "$ECS_CLUSTER" > /www/v1/metadata
+httpd -f -p 127.0.0.1:{port} -h /www &
+HTTPD=$!
+while true; do
+  if [ -f /etc/ecs/standin-exit ]; then code=$(cat /etc/ecs/standin-exit); rm -f /etc/ecs/standin-exit; kill $HTTPD; exit $code; fi
+  if [ -f /etc/ecs/standin-unhealthy ]; then rm -f /etc/ecs/standin-unhealthy; kill $HTTPD; fi
+  sleep 0.1
+done
+"#
+    );
+    let mut tar = tar::Builder::new(Vec::new());
+    let base = busybox_rootfs_tar();
+    let mut archive = tar::Archive::new(&base[..]);
+    for entry in archive.entries().expect("reading the base tar") {
+        let mut entry = entry.expect("a base tar entry");
+        let mut header = entry.header().clone();
+        let path = entry.path().expect("a path").into_owned();
+        if header.entry_type() == tar::EntryType::Symlink {
+            let target = entry.link_name().expect("a link").expect("a target").into_owned();
+            tar.append_link(&mut header, &path, &target).expect("tar to memory");
+        } else {
+            tar.append_data(&mut header, &path, &mut entry).expect("tar to memory");
+        }
+    }
+    let mut header = tar::Header::new_gnu();
+    header.set_size(script.len() as u64);
+    header.set_mode(0o755);
+    tar.append_data(&mut header, "standin.sh", script.as_bytes()).expect("tar to memory");
+    let (repo, tag) = reference.rsplit_once(':').expect("a tagged reference");
+    let options = CreateImageOptionsBuilder::default()
+        .from_src("-")
+        .repo(repo)
+        .tag(tag)
+        .changes(vec![r#"CMD ["/bin/sh", "/standin.sh"]"#.to_string()])
+        .build();
+    let body = bollard::body_full(tar.into_inner().expect("tar to memory").into());
+    let mut stream = docker.create_image(Some(options), Some(body), None);
+    while let Some(item) = stream.next().await {
+        item.unwrap_or_else(|e| panic!("importing the stand-in agent {reference}: {e}"));
+    }
+}

@@ -1,0 +1,121 @@
+//! What ecs-init's pre-start does to the host network: route_localnet so 127.0.0.1 can be a
+//! DNAT target, the task credentials endpoint 169.254.170.2:80 → 127.0.0.1:51679, and rules
+//! that keep the introspection port 51678 and other loopback services off the network. Every
+//! rule carries the comment `nodewarden`, so undo removes exactly ours; applying twice is a
+//! no-op. Runs in the caller's network namespace.
+
+use std::path::Path;
+use std::process::Command;
+
+const COMMENT: &str = "nodewarden";
+const ROUTE_LOCALNET: &str = "/proc/sys/net/ipv4/conf/all/route_localnet";
+const ROUTE_LOCALNET_DEFAULT: &str = "/proc/sys/net/ipv4/conf/default/route_localnet";
+
+/// (table, chain, rule) as ecs-init sets them up.
+fn rules() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+    vec![
+        (
+            "nat",
+            "PREROUTING",
+            vec![
+                "-p",
+                "tcp",
+                "-d",
+                "169.254.170.2",
+                "--dport",
+                "80",
+                "-j",
+                "DNAT",
+                "--to-destination",
+                "127.0.0.1:51679",
+            ],
+        ),
+        (
+            "nat",
+            "OUTPUT",
+            vec!["-p", "tcp", "-d", "169.254.170.2", "--dport", "80", "-j", "REDIRECT", "--to-ports", "51679"],
+        ),
+        ("filter", "INPUT", vec!["-p", "tcp", "--dport", "51678", "!", "-i", "lo", "-j", "DROP"]),
+        (
+            "filter",
+            "INPUT",
+            vec![
+                "--dst",
+                "127.0.0.0/8",
+                "!",
+                "--src",
+                "127.0.0.0/8",
+                "-m",
+                "conntrack",
+                "!",
+                "--ctstate",
+                "RELATED,ESTABLISHED,DNAT",
+                "-j",
+                "DROP",
+            ],
+        ),
+    ]
+}
+
+fn iptables() -> Result<&'static str, String> {
+    ["/usr/sbin/iptables", "/sbin/iptables", "/usr/bin/iptables"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or_else(|| "iptables not found: install Debian's iptables package (or your distribution's)".into())
+}
+
+fn run(binary: &str, table: &str, op: &str, chain: &str, rule: &[&str]) -> Result<bool, String> {
+    let output = Command::new(binary)
+        .args(["-w", "-t", table, op, chain])
+        .args(rule)
+        .args(["-m", "comment", "--comment", COMMENT])
+        .output()
+        .map_err(|e| format!("running {binary}: {e}"))?;
+    if op == "-C" {
+        return Ok(output.status.success());
+    }
+    if output.status.success() {
+        Ok(true)
+    } else {
+        Err(format!(
+            "{binary} -t {table} {op} {chain} {}: {}",
+            rule.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+fn write_sysctl(path: &str, value: &str) -> Result<(), String> {
+    std::fs::write(path, value).map_err(|e| format!("setting {path} to {value}: {e}"))
+}
+
+/// Applies the settings; returns how many rules were added (0 when all were there).
+pub fn apply() -> Result<usize, String> {
+    let binary = iptables()?;
+    write_sysctl(ROUTE_LOCALNET, "1")?;
+    let mut added = 0;
+    for (table, chain, rule) in rules() {
+        if !run(binary, table, "-C", chain, &rule)? {
+            // Drops go first in INPUT, like ecs-init's -I; the NAT rules append.
+            let op = if table == "filter" { "-I" } else { "-A" };
+            run(binary, table, op, chain, &rule)?;
+            added += 1;
+        }
+    }
+    Ok(added)
+}
+
+/// Removes what `apply` added and restores route_localnet to the namespace's default.
+pub fn undo() -> Result<usize, String> {
+    let binary = iptables()?;
+    let mut removed = 0;
+    for (table, chain, rule) in rules() {
+        while run(binary, table, "-C", chain, &rule)? {
+            run(binary, table, "-D", chain, &rule)?;
+            removed += 1;
+        }
+    }
+    let default = std::fs::read_to_string(ROUTE_LOCALNET_DEFAULT).unwrap_or_else(|_| "0".into());
+    write_sysctl(ROUTE_LOCALNET, default.trim())?;
+    Ok(removed)
+}

@@ -1,0 +1,245 @@
+//! Supervising the `ecs-agent` container better than ecs-init: restart with backoff on
+//! failure, honour its exit codes (0 stays stopped, 5 is terminal, 42 reloads the image), and
+//! act on health: after a start grace period, N failed `/v1/metadata` checks in a row restart
+//! the container. Stopping nodewarden leaves the agent and its tasks running.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::query_parameters::RestartContainerOptionsBuilder;
+use futures_util::StreamExt;
+use hyper::Uri;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::docker_side::{self, Ensured};
+use super::exit_policy::{AfterExit, after_exit};
+use super::spec::AgentSpec;
+use crate::backoff::Backoff;
+use crate::http::HttpClient;
+use crate::introspection::{self, AgentMetadata};
+
+#[derive(Debug, Clone)]
+pub struct HealthPolicy {
+    /// No health verdict before the agent ran this long (it registers with ECS first).
+    pub grace: Duration,
+    pub interval: Duration,
+    /// Consecutive failed checks that restart the container.
+    pub failures: u32,
+}
+
+/// What the health endpoint reports about the agent.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AgentState {
+    pub container_id: Option<String>,
+    pub image: String,
+    pub running: bool,
+    /// `None` until the first verdict after the grace period.
+    pub healthy: Option<bool>,
+    pub consecutive_failures: u32,
+    /// Exit code 5: the agent cannot run here; not restarted.
+    pub terminal: bool,
+    /// Exit code 0: stopped on purpose; not restarted.
+    pub stopped: bool,
+    pub last_exit_code: Option<i64>,
+    pub restarts: u64,
+    pub metadata: Option<AgentMetadata>,
+    pub last_error: Option<String>,
+    #[serde(with = "crate::gc::inventory::unix_seconds_option")]
+    pub started_at: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SharedAgent(Arc<Mutex<AgentState>>);
+
+impl SharedAgent {
+    pub fn lock(&self) -> MutexGuard<'_, AgentState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct Supervisor {
+    pub docker: Docker,
+    pub spec: AgentSpec,
+    pub tarball: PathBuf,
+    pub introspection: Uri,
+    pub health: HealthPolicy,
+    pub state: SharedAgent,
+}
+
+enum Watched {
+    Exited(i64),
+    Unhealthy,
+    DockerLost(String),
+    Shutdown,
+}
+
+impl Supervisor {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        self.state.lock().image = self.spec.image.clone();
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(15));
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let id = match self.bring_up().await {
+                Ok(id) => id,
+                Err(error) => {
+                    tracing::error!(%error, "cannot start the ECS agent; retrying");
+                    self.state.lock().last_error = Some(error);
+                    if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            match self.watch(&id, &mut shutdown).await {
+                Watched::Shutdown => return,
+                Watched::DockerLost(error) => {
+                    tracing::warn!(%error, "lost Docker while watching the agent; reconnecting");
+                    self.state.lock().running = false;
+                }
+                Watched::Unhealthy => {
+                    let options = RestartContainerOptionsBuilder::default().t(10).build();
+                    if let Err(error) = self.docker.restart_container(&id, Some(options)).await {
+                        tracing::warn!(%error, "restarting the unhealthy agent failed");
+                    }
+                    self.count_restart();
+                    continue;
+                }
+                Watched::Exited(code) => {
+                    {
+                        let mut state = self.state.lock();
+                        state.running = false;
+                        state.last_exit_code = Some(code);
+                    }
+                    match after_exit(code) {
+                        AfterExit::StayStopped => {
+                            tracing::info!("the ECS agent exited 0 (stopped on purpose); leaving it stopped");
+                            self.state.lock().stopped = true;
+                            return wait_for_shutdown(&mut shutdown).await;
+                        }
+                        AfterExit::Terminal => {
+                            tracing::error!(
+                                "the ECS agent exited 5 (terminal): it cannot run on this instance; not restarting"
+                            );
+                            self.state.lock().terminal = true;
+                            return wait_for_shutdown(&mut shutdown).await;
+                        }
+                        AfterExit::ReloadAndRestart => {
+                            tracing::info!("the ECS agent asked for its image to be reloaded (exit 42)");
+                            if let Err(error) = docker_side::load_tarball(&self.docker, &self.tarball).await {
+                                tracing::error!(%error, "reloading the agent image failed");
+                            }
+                            self.count_restart();
+                            continue;
+                        }
+                        AfterExit::RestartWithBackoff => {
+                            self.count_restart();
+                        }
+                    }
+                }
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff.reset();
+            }
+            let delay = backoff.next_delay();
+            tracing::info!(?delay, "restarting the ECS agent after a backoff");
+            if sleep_or_shutdown(delay, &mut shutdown).await {
+                return;
+            }
+        }
+    }
+
+    fn count_restart(&self) {
+        self.state.lock().restarts += 1;
+    }
+
+    async fn bring_up(&self) -> Result<String, String> {
+        docker_side::ensure_image(&self.docker, &self.spec.image, &self.tarball).await?;
+        let ensured = docker_side::ensure_container(&self.docker, &self.spec).await?;
+        match &ensured {
+            Ensured::Kept(id) => {
+                tracing::info!(container = %id, "the ecs-agent container matches its spec; keeping it")
+            }
+            Ensured::Created(id) => tracing::info!(container = %id, "created the ecs-agent container"),
+            Ensured::Replaced(id) => tracing::info!(container = %id, "replaced the ecs-agent container"),
+        }
+        docker_side::ensure_running(&self.docker, ensured.id()).await?;
+        let mut state = self.state.lock();
+        state.container_id = Some(ensured.id().to_string());
+        state.running = true;
+        state.healthy = None;
+        state.consecutive_failures = 0;
+        state.last_error = None;
+        state.started_at = Some(SystemTime::now());
+        Ok(ensured.id().to_string())
+    }
+
+    async fn watch(&self, id: &str, shutdown: &mut watch::Receiver<bool>) -> Watched {
+        let http = HttpClient::new();
+        let started = Instant::now();
+        let mut wait = self.docker.wait_container(id, None);
+        let mut checks = tokio::time::interval(self.health.interval);
+        checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                result = wait.next() => return match result {
+                    Some(Ok(response)) => Watched::Exited(response.status_code),
+                    Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Watched::Exited(code),
+                    Some(Err(error)) => Watched::DockerLost(error.to_string()),
+                    None => Watched::DockerLost("the wait stream ended".into()),
+                },
+                _ = checks.tick() => {
+                    if started.elapsed() < self.health.grace {
+                        continue;
+                    }
+                    let timeout = self.health.interval.min(Duration::from_secs(5));
+                    match introspection::fetch_metadata(&http, &self.introspection, timeout).await {
+                        Ok(metadata) => {
+                            let mut state = self.state.lock();
+                            state.healthy = Some(true);
+                            state.consecutive_failures = 0;
+                            state.metadata = Some(metadata);
+                        }
+                        Err(error) => {
+                            let failures = {
+                                let mut state = self.state.lock();
+                                state.healthy = Some(false);
+                                state.consecutive_failures += 1;
+                                state.consecutive_failures
+                            };
+                            tracing::warn!(%error, failures, limit = self.health.failures, "ECS agent health check failed");
+                            if failures >= self.health.failures {
+                                tracing::warn!("the ECS agent is unhealthy; restarting its container");
+                                return Watched::Unhealthy;
+                            }
+                        }
+                    }
+                }
+                _ = shutdown.changed() => return Watched::Shutdown,
+            }
+        }
+    }
+}
+
+/// Sleeps; returns true when shutdown came first.
+async fn sleep_or_shutdown(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => false,
+        _ = shutdown.changed() => true,
+    }
+}
+
+async fn wait_for_shutdown(shutdown: &mut watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}

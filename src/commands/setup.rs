@@ -1,0 +1,129 @@
+//! `nodewarden setup`: the oneshot before Docker starts. Userdata (IMDSv2, or a file, or none)
+//! → merged and validated settings → `/etc/ecs/ecs.config` (atomic, 0600, only when changed)
+//! → the agent's host directories → the host network as ecs-init prepares it. Invalid new
+//! settings change nothing: the last good ecs.config and saved userdata stay as they were.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Context, exit, inputs};
+use crate::agent::{ecs_config, host_network, spec};
+use crate::environment::Environment;
+use crate::fsutil::{Written, write_atomic};
+use crate::imds::{ImdsClient, ImdsConfig};
+use crate::settings::{self, Layers};
+use crate::userdata::{self, Userdata};
+
+pub struct SetupArgs {
+    pub undo: bool,
+    pub userdata: Option<PathBuf>,
+    pub no_userdata: bool,
+    pub host_network: bool,
+    pub imds_deadline: Duration,
+}
+
+pub fn run(context: &Context, args: SetupArgs) -> u8 {
+    let touches_host_network = args.host_network || context.paths.root() == std::path::Path::new("/");
+    if args.undo {
+        if !touches_host_network {
+            return super::fail("--undo under a --root other than / needs --host-network to touch this host's network");
+        }
+        return match host_network::undo() {
+            Ok(removed) => {
+                println!("removed {removed} iptables rules and restored route_localnet");
+                exit::OK
+            }
+            Err(message) => super::fail(&message),
+        };
+    }
+    let userdata = match read_userdata(&args) {
+        Ok(userdata) => userdata,
+        Err(message) => return super::fail(&message),
+    };
+    let userdata_text = match &userdata {
+        Userdata::Toml(text) => Some(text.as_str()),
+        Userdata::NoSettings(reason) => {
+            tracing::info!("{reason}; no settings taken from userdata");
+            None
+        }
+    };
+    let file = match inputs::read_settings_file(&context.settings) {
+        Ok(file) => file,
+        Err(message) => return super::fail(&message),
+    };
+    let layers = Layers { file: file.as_ref().map(|(s, t)| (s.clone(), t.as_str())), userdata: userdata_text };
+    let loaded = match settings::load(&layers) {
+        Ok(loaded) => loaded,
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("error: {problem}");
+            }
+            eprintln!("settings are invalid: nothing was changed (the last good /etc/ecs/ecs.config stays)");
+            return exit::FAILED;
+        }
+    };
+    match apply(context, &loaded.settings, userdata_text, touches_host_network) {
+        Ok(()) => exit::OK,
+        Err(message) => super::fail(&message),
+    }
+}
+
+fn read_userdata(args: &SetupArgs) -> Result<Userdata, String> {
+    if args.no_userdata {
+        return Ok(Userdata::NoSettings("--no-userdata"));
+    }
+    if let Some(path) = &args.userdata {
+        return inputs::read_userdata_file(path);
+    }
+    let environment = Environment::from_process().map_err(|e| e.to_string())?;
+    let imds = ImdsClient::new(
+        environment.imds_endpoint.clone(),
+        ImdsConfig { deadline: args.imds_deadline, ..ImdsConfig::default() },
+    );
+    let bytes = super::runtime()
+        .block_on(imds.user_data())
+        .map_err(|e| format!("reading userdata: {e}; is this an EC2 instance with IMDSv2 enabled?"))?;
+    match bytes {
+        None => Ok(Userdata::NoSettings("the instance has no userdata")),
+        Some(bytes) => userdata::decode(&bytes).map_err(|e| format!("userdata from IMDS: {e}")),
+    }
+}
+
+fn apply(
+    context: &Context,
+    settings: &settings::Settings,
+    userdata: Option<&str>,
+    host_net: bool,
+) -> Result<(), String> {
+    let paths = &context.paths;
+    // The last good userdata settings, for `run` and the other commands.
+    let saved = inputs::saved_userdata_path(paths);
+    match userdata {
+        Some(text) => {
+            write_atomic(&saved, text.as_bytes(), 0o600).map_err(|e| e.to_string())?;
+        }
+        None => match std::fs::remove_file(&saved) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("removing stale {}: {e}", saved.display()));
+            }
+            _ => {}
+        },
+    }
+    let ecs_config = paths.ecs_config();
+    let written =
+        write_atomic(&ecs_config, ecs_config::render(settings).as_bytes(), 0o600).map_err(|e| e.to_string())?;
+    println!("{}: {}", ecs_config.display(), if written == Written::Changed { "written" } else { "unchanged" });
+    for dir in spec::host_dirs(paths) {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    if host_net {
+        let added = host_network::apply()?;
+        println!("host network: route_localnet=1, {added} iptables rules added");
+    } else {
+        println!(
+            "host network: left alone under --root {} (pass --host-network to prepare it)",
+            paths.root().display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,336 @@
+//! Bootstrap and supervision of the ECS agent on the harness's real dockerd, with a locally
+//! built stand-in agent and userdata served by the IMDS test server.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::query_parameters::{KillContainerOptionsBuilder, RemoveImageOptionsBuilder};
+use futures_util::StreamExt;
+
+use crate::harness::daemon::Nodewarden;
+use crate::harness::docker::TestDocker;
+use crate::harness::imds::{Faults, ImdsServer};
+use crate::harness::{images, system};
+
+const AGENT_IMAGE: &str = "nodewarden-test/agent:v1";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn userdata(cluster: &str, extra: &str) -> String {
+    format!(
+        "[ecs]\ncluster = \"{cluster}\"\nagent-image = \"{AGENT_IMAGE}\"\nagent-health-grace = \"0s\"\n\
+         agent-health-interval = \"500ms\"\nagent-health-failures = 3\n{extra}[docker]\ndata-device = \"none\"\n"
+    )
+}
+
+struct Bootstrap {
+    docker: TestDocker,
+    imds: ImdsServer,
+    nodewarden: Nodewarden,
+}
+
+/// A dockerd with the stand-in agent image, IMDS serving `userdata`, and a nodewarden whose
+/// settings file is empty (everything comes from userdata).
+async fn bootstrap(userdata_text: &str) -> Bootstrap {
+    let docker = TestDocker::start().await;
+    let port = free_port();
+    images::make_standin_agent(&docker.client, AGENT_IMAGE, port).await;
+    let imds = ImdsServer::start().await;
+    imds.set_user_data(userdata_text.as_bytes().to_vec());
+    let env = vec![
+        ("DOCKER_HOST".to_string(), docker.host()),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT".to_string(), imds.endpoint()),
+        ("NODEWARDEN_AGENT_INTROSPECTION".to_string(), format!("http://127.0.0.1:{port}")),
+        // No AWS here: draining is off for these tests.
+        ("AWS_REGION".to_string(), "us-east-1".to_string()),
+    ];
+    let nodewarden = Nodewarden::new("[drain]\nenabled = false\n", env);
+    Bootstrap { docker, imds, nodewarden }
+}
+
+fn setup(nodewarden: &Nodewarden, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["setup"];
+    args.extend(extra);
+    nodewarden.command(&args).output().expect("running nodewarden setup")
+}
+
+fn text(output: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+async fn agent_container(docker: &Docker) -> Option<bollard::models::ContainerInspectResponse> {
+    docker.inspect_container("ecs-agent", None).await.ok()
+}
+
+async fn wait_for(what: &str, timeout: Duration, nodewarden: &mut Nodewarden, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        nodewarden.assert_running();
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; log:\n{}", nodewarden.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn running_since(docker: &Docker) -> Option<String> {
+    let state = agent_container(docker).await?.state?;
+    state.running.unwrap_or(false).then(|| state.started_at.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn setup_and_run_create_the_agent_as_ecs_init_does_and_restarts_keep_it() {
+    let mut b = bootstrap(&userdata("from-imds", "")).await;
+    let output = setup(&b.nodewarden, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let config_path = b.nodewarden.root.path().join("etc/ecs/ecs.config");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    assert!(config.contains("\nECS_CLUSTER=from-imds\n"), "{config}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&config_path).unwrap().permissions().mode() & 0o777, 0o600);
+
+    b.nodewarden.start();
+    let client = b.docker.client.clone();
+    wait_for("the agent to run", Duration::from_secs(30), &mut b.nodewarden, async || {
+        running_since(&client).await.is_some()
+    })
+    .await;
+    let inspect = agent_container(&client).await.unwrap();
+    let host = inspect.host_config.clone().unwrap();
+    assert_eq!(host.network_mode.as_deref(), Some("host"));
+    assert_eq!(host.userns_mode.as_deref(), Some("host"));
+    assert_eq!(host.cap_add.clone().unwrap(), ["NET_ADMIN", "SYS_ADMIN"]);
+    assert_eq!(host.init, Some(true));
+    let log = host.log_config.clone().unwrap();
+    assert_eq!(log.typ.as_deref(), Some("json-file"));
+    let log_options = log.config.unwrap();
+    assert_eq!((log_options["max-size"].as_str(), log_options["max-file"].as_str()), ("16m", "4"));
+    let env = inspect.config.clone().unwrap().env.unwrap();
+    for wanted in [
+        "ECS_CLUSTER=from-imds",
+        "ECS_DATADIR=/data",
+        "ECS_LOGFILE=/log/ecs-agent.log",
+        "ECS_ENABLE_TASK_IAM_ROLE=true",
+    ] {
+        assert!(env.contains(&wanted.to_string()), "{wanted} missing from {env:?}");
+    }
+    let root = b.nodewarden.root.path().display().to_string();
+    let binds = host.binds.unwrap();
+    for wanted in [
+        format!("{}:/var/run/docker.sock", b.docker.socket.display()),
+        format!("{root}/var/log/ecs:/log"),
+        format!("{root}/var/lib/ecs/data:/data"),
+        format!("{root}/etc/ecs:/etc/ecs"),
+        format!("{root}/var/cache/ecs:/var/cache/ecs"),
+        format!("{root}/var/lib/ecs:/var/lib/ecs"),
+        "/sys/fs/cgroup:/sys/fs/cgroup".to_string(),
+        "/proc:/host/proc:ro".to_string(),
+    ] {
+        assert!(binds.contains(&wanted), "{wanted} missing from {binds:?}");
+    }
+    assert!(host.restart_policy.and_then(|p| p.name).is_none_or(|n| n.to_string().is_empty() || n.to_string() == "no"));
+
+    // Stopping nodewarden leaves the agent running; starting it again keeps the same container.
+    let id = inspect.id.unwrap();
+    assert_eq!(b.nodewarden.stop(), Some(0));
+    assert!(running_since(&client).await.is_some(), "stopping nodewarden stopped the agent");
+    b.nodewarden.start();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.nodewarden.assert_running();
+    assert_eq!(agent_container(&client).await.unwrap().id.unwrap(), id, "an unchanged spec replaced the container");
+    assert!(b.nodewarden.log().contains("matches its spec; keeping it"), "{}", b.nodewarden.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_absent_agent_image_is_loaded_from_its_tarball() {
+    let mut b = bootstrap(&userdata("tarball", "")).await;
+    let client = b.docker.client.clone();
+    let tarball = b.nodewarden.root.path().join("var/cache/ecs/ecs-agent.tar");
+    std::fs::create_dir_all(tarball.parent().unwrap()).unwrap();
+    let mut export = client.export_image(AGENT_IMAGE);
+    let mut bytes = Vec::new();
+    while let Some(chunk) = export.next().await {
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
+    std::fs::write(&tarball, bytes).unwrap();
+    client.remove_image(AGENT_IMAGE, Some(RemoveImageOptionsBuilder::default().build()), None).await.unwrap();
+    std::fs::write(
+        &b.nodewarden.settings,
+        format!("[drain]\nenabled = false\n[ecs]\nagent-tarball = \"{}\"\n", tarball.display()),
+    )
+    .unwrap();
+
+    assert_eq!(setup(&b.nodewarden, &[]).status.code(), Some(0));
+    b.nodewarden.start();
+    wait_for("the agent to run", Duration::from_secs(30), &mut b.nodewarden, async || {
+        running_since(&client).await.is_some()
+    })
+    .await;
+    assert!(b.nodewarden.log().contains("loaded the agent image"), "{}", b.nodewarden.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn supervision_restarts_on_failure_stops_on_terminal_and_acts_on_health() {
+    let mut b = bootstrap(&userdata("supervised", "")).await;
+    assert_eq!(setup(&b.nodewarden, &[]).status.code(), Some(0));
+    b.nodewarden.start();
+    let client = b.docker.client.clone();
+    wait_for("the agent to run", Duration::from_secs(30), &mut b.nodewarden, async || {
+        running_since(&client).await.is_some()
+    })
+    .await;
+    let control = b.nodewarden.root.path().join("etc/ecs");
+
+    // Killed: restarted within the backoff (0.5 s, ±20%).
+    let first = running_since(&client).await.unwrap();
+    client
+        .kill_container("ecs-agent", Some(KillContainerOptionsBuilder::default().signal("SIGKILL").build()))
+        .await
+        .unwrap();
+    wait_for("a restart after a kill", Duration::from_secs(10), &mut b.nodewarden, async || {
+        running_since(&client).await.is_some_and(|s| s != first)
+    })
+    .await;
+
+    // No answer on /v1/metadata: restarted after 3 failed checks (every 500 ms).
+    let before = running_since(&client).await.unwrap();
+    std::fs::write(control.join("standin-unhealthy"), "").unwrap();
+    wait_for("a restart of the unhealthy agent", Duration::from_secs(15), &mut b.nodewarden, async || {
+        running_since(&client).await.is_some_and(|s| s != before)
+    })
+    .await;
+    assert!(
+        b.nodewarden.log().contains("the ECS agent is unhealthy; restarting its container"),
+        "{}",
+        b.nodewarden.log()
+    );
+
+    // Exit 5: terminal, not restarted.
+    std::fs::write(control.join("standin-exit"), "5").unwrap();
+    wait_for("the terminal exit", Duration::from_secs(10), &mut b.nodewarden, async || {
+        running_since(&client).await.is_none()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(running_since(&client).await.is_none(), "a terminal agent was restarted");
+    assert!(b.nodewarden.log().contains("exited 5 (terminal)"), "{}", b.nodewarden.log());
+    b.nodewarden.assert_running();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_userdata_keeps_the_last_good_ecs_config_byte_for_byte() {
+    let b = bootstrap(&userdata("good", "")).await;
+    assert_eq!(setup(&b.nodewarden, &[]).status.code(), Some(0));
+    let config_path = b.nodewarden.root.path().join("etc/ecs/ecs.config");
+    let good = std::fs::read(&config_path).unwrap();
+
+    for (bad, expected) in [
+        ("[ecs]\ncluster = \"x\"\n[disk\n".to_string(), "userdata:3:"),
+        (
+            userdata("bad", "").replace(AGENT_IMAGE, "amazon/amazon-ecs-agent:latest"),
+            "ecs.agent-image: expected a pinned image",
+        ),
+    ] {
+        b.imds.set_user_data(bad.into_bytes());
+        let output = setup(&b.nodewarden, &[]);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        assert!(text(&output).contains(expected), "{expected} missing:\n{}", text(&output));
+        assert_eq!(std::fs::read(&config_path).unwrap(), good, "ecs.config changed after bad userdata");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn setup_rides_out_imds_faults_and_fails_clearly_when_imds_stays_down() {
+    let b = bootstrap(&userdata("faulty", "")).await;
+    b.imds.set_faults(Faults { token_delay: Duration::from_millis(1500), fail_next: 3, ..Faults::default() });
+    let output = setup(&b.nodewarden, &["--imds-deadline", "30s"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        std::fs::read_to_string(b.nodewarden.root.path().join("etc/ecs/ecs.config"))
+            .unwrap()
+            .contains("ECS_CLUSTER=faulty")
+    );
+
+    b.imds.set_faults(Faults { drop_next: u32::MAX, ..Faults::default() });
+    let started = Instant::now();
+    let output = setup(&b.nodewarden, &["--imds-deadline", "3s"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(started.elapsed() < Duration::from_secs(20), "the deadline was not honoured");
+    let message = text(&output);
+    assert!(message.contains(&b.imds.endpoint()) && message.contains("/latest/user-data"), "{message}");
+}
+
+/// A network namespace this test made, removed on drop.
+struct NetNs(String);
+
+impl NetNs {
+    fn new() -> NetNs {
+        system::require_root("a network namespace");
+        system::require_tool("ip", "iproute2");
+        system::require_tool("iptables", "iptables");
+        let name = format!("nwtest-{}-{}", std::process::id(), free_port());
+        system::run(Command::new("ip").args(["netns", "add", &name]));
+        NetNs(name)
+    }
+
+    fn exec(&self, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.0, program]).args(args);
+        command
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        system::try_run(Command::new("ip").args(["netns", "del", &self.0]));
+    }
+}
+
+#[test]
+fn host_network_preparation_is_idempotent_and_undone_inside_a_namespace() {
+    let ns = NetNs::new();
+    let host_before = host_route_localnet();
+    let root = tempfile::tempdir().unwrap();
+    let settings = root.path().join("settings.toml");
+    std::fs::write(&settings, "[ecs]\ncluster = \"netns\"\n").unwrap();
+    let nodewarden = env!("CARGO_BIN_EXE_nodewarden");
+    let root_arg = root.path().to_str().unwrap();
+    let settings_arg = settings.to_str().unwrap();
+    let setup = |extra: &[&str]| {
+        let mut args = vec!["setup", "--root", root_arg, "--settings", settings_arg, "--no-userdata", "--host-network"];
+        args.extend(extra);
+        let output = ns.exec(nodewarden, &args).output().unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+    };
+    let rules = || {
+        let nat = system::run(&mut ns.exec("iptables", &["-w", "-t", "nat", "-S"]));
+        let filter = system::run(&mut ns.exec("iptables", &["-w", "-t", "filter", "-S"]));
+        format!("{nat}{filter}").lines().filter(|l| l.contains("nodewarden")).map(str::to_string).collect::<Vec<_>>()
+    };
+    let route_localnet =
+        || system::run(&mut ns.exec("cat", &["/proc/sys/net/ipv4/conf/all/route_localnet"])).trim().to_string();
+
+    setup(&[]);
+    let first = rules();
+    assert_eq!(first.len(), 4, "{first:#?}");
+    assert!(
+        first.iter().any(|r| r.contains("169.254.170.2") && r.contains("DNAT") && r.contains("127.0.0.1:51679")),
+        "{first:#?}"
+    );
+    assert!(first.iter().any(|r| r.contains("--dport 51678") && r.contains("DROP")), "{first:#?}");
+    assert_eq!(route_localnet(), "1");
+    setup(&[]);
+    assert_eq!(rules(), first, "a second setup added rules again");
+
+    setup(&["--undo"]);
+    assert!(rules().is_empty(), "{:#?}", rules());
+    assert_eq!(route_localnet(), "0");
+    assert_eq!(host_route_localnet(), host_before, "the host's own namespace was touched");
+}
+
+fn host_route_localnet() -> String {
+    std::fs::read_to_string(Path::new("/proc/sys/net/ipv4/conf/all/route_localnet")).unwrap_or_default()
+}
