@@ -41,6 +41,9 @@ pub enum Command {
         /// Prepare the host network (route_localnet, iptables) even under a --root other than /
         #[arg(long)]
         host_network: bool,
+        /// How long to wait for the Docker data device to appear
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration_arg)]
+        device_wait: std::time::Duration,
         /// How long to keep trying IMDS for userdata before failing
         #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration_arg)]
         imds_deadline: std::time::Duration,

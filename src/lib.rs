@@ -38,5 +38,7 @@ pub mod imds;
 pub mod introspection;
 /// Settings: raw → merged → validated.
 pub mod settings;
+/// Docker's data on a filesystem of its own: device, format, mount, units, daemon.json.
+pub mod storage;
 /// EC2 userdata decoding (plain, gzip, multipart MIME).
 pub mod userdata;

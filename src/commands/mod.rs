@@ -44,9 +44,10 @@ pub fn run(cli: Cli) -> ExitCode {
     let code = match cli.command {
         Command::Check { file, userdata } => check::run(&context, file.as_deref(), userdata.as_deref()),
         Command::Run => run::run(&context),
-        Command::Setup { undo, userdata, no_userdata, host_network, imds_deadline } => {
-            setup::run(&context, setup::SetupArgs { undo, userdata, no_userdata, host_network, imds_deadline })
-        }
+        Command::Setup { undo, userdata, no_userdata, host_network, device_wait, imds_deadline } => setup::run(
+            &context,
+            setup::SetupArgs { undo, userdata, no_userdata, host_network, device_wait, imds_deadline },
+        ),
         Command::Status { .. } => not_implemented("status"),
         Command::Gc { dry_run } => gc::run(&context, dry_run),
         Command::Drain => drain::run(&context, true),

@@ -1,7 +1,8 @@
 //! `nodewarden setup`: the oneshot before Docker starts. Userdata (IMDSv2, or a file, or none)
-//! → merged and validated settings → `/etc/ecs/ecs.config` (atomic, 0600, only when changed)
-//! → the agent's host directories → the host network as ecs-init prepares it. Invalid new
-//! settings change nothing: the last good ecs.config and saved userdata stay as they were.
+//! → merged and validated settings → Docker's own disk and daemon.json → `/etc/ecs/ecs.config`
+//! (atomic, 0600, only when changed) → the agent's host directories → the host network as
+//! ecs-init prepares it. Invalid new settings change nothing: the last good ecs.config and
+//! saved userdata stay as they were.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,7 +12,9 @@ use crate::agent::{ecs_config, host_network, spec};
 use crate::environment::Environment;
 use crate::fsutil::{Written, write_atomic};
 use crate::imds::{ImdsClient, ImdsConfig};
+use crate::settings::values::DeviceSpec;
 use crate::settings::{self, Layers};
+use crate::storage;
 use crate::userdata::{self, Userdata};
 
 pub struct SetupArgs {
@@ -19,6 +22,7 @@ pub struct SetupArgs {
     pub userdata: Option<PathBuf>,
     pub no_userdata: bool,
     pub host_network: bool,
+    pub device_wait: Duration,
     pub imds_deadline: Duration,
 }
 
@@ -62,7 +66,7 @@ pub fn run(context: &Context, args: SetupArgs) -> u8 {
             return exit::FAILED;
         }
     };
-    match apply(context, &loaded.settings, userdata_text, touches_host_network) {
+    match apply(context, &loaded.settings, userdata_text, touches_host_network, args.device_wait) {
         Ok(()) => exit::OK,
         Err(message) => super::fail(&message),
     }
@@ -94,8 +98,38 @@ fn apply(
     settings: &settings::Settings,
     userdata: Option<&str>,
     host_net: bool,
+    device_wait: Duration,
 ) -> Result<(), String> {
     let paths = &context.paths;
+    let stopped_docker = stop_docker_on_root_disk(context, settings)?;
+    let prepared = storage::prepare(paths, settings, device_wait)?;
+    if let Some(p) = &prepared {
+        println!(
+            "docker disk: {} ({}, UUID {}) {} at {}{}",
+            p.device.display(),
+            p.fs_type,
+            p.uuid,
+            if p.formatted { "formatted and mounted" } else { "mounted" },
+            p.mount_point.display(),
+            if p.grown_bytes > 0 {
+                format!(", grown by {}", crate::disk::human_bytes(p.grown_bytes))
+            } else {
+                String::new()
+            }
+        );
+    }
+    for note in storage::write_daemon_json(paths, settings, prepared.as_ref())? {
+        if note.contains("is off") {
+            tracing::warn!("{note}");
+            eprintln!("warning: {note}");
+        } else {
+            println!("{note}");
+        }
+    }
+    if stopped_docker {
+        systemctl(&["start", "docker.service"])?;
+        println!("started Docker again on its own disk");
+    }
     // The last good userdata settings, for `run` and the other commands.
     let saved = inputs::saved_userdata_path(paths);
     match userdata {
@@ -126,4 +160,50 @@ fn apply(
         );
     }
     Ok(())
+}
+
+fn systemctl(args: &[&str]) -> Result<(), String> {
+    let status = std::process::Command::new("systemctl")
+        .args(args)
+        .status()
+        .map_err(|e| format!("running systemctl {}: {e}", args.join(" ")))?;
+    if status.success() { Ok(()) } else { Err(format!("systemctl {} failed ({status})", args.join(" "))) }
+}
+
+/// Userdata that ran late finds Docker already running on the root disk. With no running
+/// containers, stop it (and containerd) so its data root can move to the dedicated disk, and
+/// start it again afterwards; with running containers, refuse rather than pull the disk from
+/// under them. Returns whether Docker was stopped.
+fn stop_docker_on_root_disk(context: &Context, settings: &settings::Settings) -> Result<bool, String> {
+    if settings.docker.data_device == DeviceSpec::None {
+        return Ok(false);
+    }
+    let data_root = context.paths.docker_data_root();
+    let Ok(environment) = Environment::from_process() else { return Ok(false) };
+    let probe = async {
+        let docker = crate::docker::connect(&environment).await.ok()?;
+        let info = docker.info().await.ok()?;
+        Some((info.docker_root_dir.unwrap_or_default(), info.containers_running.unwrap_or(0)))
+    };
+    let answer =
+        super::runtime().block_on(async { tokio::time::timeout(Duration::from_secs(5), probe).await.ok().flatten() });
+    let Some((root_dir, running)) = answer else { return Ok(false) };
+    let on_root_disk = std::path::Path::new(&root_dir) == data_root
+        && storage::mountinfo::holding(&storage::mountinfo::current(), &data_root)
+            .is_some_and(|m| m.mount_point != data_root);
+    if !on_root_disk {
+        return Ok(false);
+    }
+    if running > 0 {
+        return Err(format!(
+            "Docker is already running on the root disk with {running} running containers; moving its data root now \
+             would pull the disk from under them. Drain and stop them (or reboot with this userdata) first"
+        ));
+    }
+    if context.paths.root() != std::path::Path::new("/") {
+        return Err("Docker is running on the data root under --root; stop it before setup".into());
+    }
+    tracing::warn!("Docker is running on the root disk with no running containers; stopping it to move its data");
+    systemctl(&["stop", "docker.socket", "docker.service", "containerd.service"])?;
+    Ok(true)
 }

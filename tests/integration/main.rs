@@ -7,6 +7,7 @@ mod harness;
 
 mod agent;
 mod check_cli;
+mod disk;
 mod drain;
 mod gc;
 mod harness_selftest;

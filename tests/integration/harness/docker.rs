@@ -33,6 +33,8 @@ pub struct TestDocker {
     pub socket: PathBuf,
     child: Option<Child>,
     config_file: PathBuf,
+    /// False when the config file names the data-root itself (dockerd refuses both).
+    pass_data_root: bool,
     disk: Option<LoopDisk>,
     dir: Option<TempDir>,
     _slot: Slot,
@@ -62,7 +64,31 @@ impl TestDocker {
             socket,
             child: None,
             config_file,
+            pass_data_root: true,
             disk: Some(disk),
+            dir: Some(dir),
+            _slot: slot,
+        };
+        docker.launch().await;
+        docker
+    }
+
+    /// A dockerd on a config file written by someone else (nodewarden setup), whose
+    /// `data-root` is `data_root`; the caller owns that filesystem.
+    pub async fn start_on(config_file: &Path, data_root: &Path) -> TestDocker {
+        require_root("a private dockerd");
+        require_tool("dockerd", "docker.io");
+        let slot = slots::acquire("docker");
+        let dir = tempfile::Builder::new().prefix("nwd-").tempdir_in("/tmp").expect("creating a temp dir in /tmp");
+        let socket = dir.path().join("docker.sock");
+        let mut docker = TestDocker {
+            client: placeholder_client(),
+            data_root: data_root.to_path_buf(),
+            socket,
+            child: None,
+            config_file: config_file.to_path_buf(),
+            pass_data_root: false,
+            disk: None,
             dir: Some(dir),
             _slot: slot,
         };
@@ -95,11 +121,12 @@ impl TestDocker {
     async fn launch(&mut self) {
         let dir = self.dir().to_path_buf();
         let log = std::fs::File::create(dir.join("dockerd.log")).expect("creating dockerd.log");
-        let child = Command::new(require_tool("dockerd", "docker.io"))
-            .arg("--host")
-            .arg(self.host())
-            .arg("--data-root")
-            .arg(&self.data_root)
+        let mut command = Command::new(require_tool("dockerd", "docker.io"));
+        command.arg("--host").arg(self.host());
+        if self.pass_data_root {
+            command.arg("--data-root").arg(&self.data_root);
+        }
+        let child = command
             .arg("--exec-root")
             .arg(dir.join("exec"))
             .arg("--pidfile")
@@ -167,7 +194,13 @@ impl Drop for TestDocker {
         self.stop();
         let dir = self.dir().to_path_buf();
         system::unmount_all_under(&dir.join("exec"));
-        system::unmount_all_under(&self.data_root);
+        // Container mounts below the data root; the data root itself only when it is ours.
+        for mount in system::mounts_under(&self.data_root).into_iter().filter(|m| *m != self.data_root) {
+            system::unmount_all_under(&mount);
+        }
+        if self.disk.is_some() {
+            system::unmount_all_under(&self.data_root);
+        }
         drop(self.disk.take());
         drop(self.dir.take());
     }

@@ -1,0 +1,143 @@
+//! Finding the block device `[docker] data-device` names: a /dev path, an EBS volume id
+//! (through /dev/disk/by-id, where the NVMe serial is the id without its hyphen), or a launch
+//! name such as `xvdcz` (the name itself, its xvd/sd twin that Amazon Linux's udev rules
+//! link, or the NVMe identify data through `ebsnvme-id` where installed). Device paths are
+//! looked up under `--root`. Waits a bounded time; a missing device is an error.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::host_paths::HostPaths;
+use crate::settings::values::DeviceSpec;
+
+fn launch_name_twins(name: &str) -> Vec<String> {
+    let bare = name.trim_start_matches("/dev/");
+    let letters = bare.strip_prefix("xvd").or_else(|| bare.strip_prefix("sd")).unwrap_or(bare);
+    let mut twins = vec![bare.to_string()];
+    for twin in [format!("xvd{letters}"), format!("sd{letters}")] {
+        if !twins.contains(&twin) {
+            twins.push(twin);
+        }
+    }
+    twins
+}
+
+/// Where to look, in order: each path under `--root` first (so a test root can carry its own
+/// /dev links), then the real device node (device nodes belong to the kernel, not the root).
+pub fn candidates(spec: &DeviceSpec, paths: &HostPaths) -> Vec<PathBuf> {
+    let rooted = rooted_candidates(spec, paths);
+    let mut all = rooted.clone();
+    if paths.root() != Path::new("/") {
+        let real = HostPaths::new("/");
+        all.extend(rooted_candidates(spec, &real).into_iter().filter(|p| !rooted.contains(p)));
+    }
+    all.dedup();
+    all
+}
+
+fn rooted_candidates(spec: &DeviceSpec, paths: &HostPaths) -> Vec<PathBuf> {
+    match spec {
+        DeviceSpec::None => vec![],
+        DeviceSpec::Path(path) => {
+            let mut found = vec![paths.host(path)];
+            let name = path.to_string_lossy();
+            let bare = name.trim_start_matches("/dev/");
+            if bare.starts_with("xvd") || bare.starts_with("sd") {
+                found.extend(launch_name_twins(bare).iter().skip(1).map(|n| paths.host(format!("/dev/{n}"))));
+            }
+            found
+        }
+        DeviceSpec::Volume(volume) => {
+            let serial = volume.nvme_serial();
+            vec![
+                paths.host(format!("/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{serial}")),
+                paths.host(format!("/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{serial}-ns-1")),
+            ]
+        }
+        DeviceSpec::LaunchName(name) => {
+            launch_name_twins(name).iter().map(|n| paths.host(format!("/dev/{n}"))).collect()
+        }
+    }
+}
+
+/// NVMe devices whose EBS identify data names `launch_name` (via amazon-ec2-utils' ebsnvme-id).
+fn nvme_by_launch_name(launch_name: &str, paths: &HostPaths) -> Option<PathBuf> {
+    let tool = ["/usr/sbin/ebsnvme-id", "/sbin/ebsnvme-id"].into_iter().find(|p| Path::new(p).exists())?;
+    let twins = launch_name_twins(launch_name);
+    let dev = paths.host("/dev");
+    let entries = std::fs::read_dir(&dev).ok()?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("nvme") && name.ends_with("n1")) {
+            continue;
+        }
+        let output = Command::new(tool).args(["-b", "-u"]).arg(entry.path()).output().ok()?;
+        let answer = String::from_utf8_lossy(&output.stdout).trim().trim_start_matches("/dev/").to_string();
+        if output.status.success() && twins.contains(&answer) {
+            return Some(entry.path());
+        }
+    }
+    None
+}
+
+/// Resolves the device, waiting up to `wait` for it to appear (EBS attaches can lag at boot).
+pub fn resolve(spec: &DeviceSpec, paths: &HostPaths, wait: Duration) -> Result<PathBuf, String> {
+    let candidates = candidates(spec, paths);
+    let deadline = Instant::now() + wait;
+    loop {
+        for candidate in &candidates {
+            if let Ok(real) = std::fs::canonicalize(candidate) {
+                let metadata = std::fs::metadata(&real).map_err(|e| format!("reading {}: {e}", real.display()))?;
+                if !metadata.file_type().is_block_device() {
+                    return Err(format!("{} ({}) is not a block device", candidate.display(), real.display()));
+                }
+                return Ok(real);
+            }
+        }
+        if let DeviceSpec::LaunchName(name) = spec
+            && let Some(found) = nvme_by_launch_name(name, paths)
+        {
+            return Ok(found);
+        }
+        if Instant::now() >= deadline {
+            let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+            return Err(format!(
+                "no block device for [docker] data-device after {wait:?} (looked at {}); Docker stays off \
+                 rather than fall back to the root disk. Attach the volume, or set data-device = \"none\" on purpose",
+                looked.join(", ")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::values::VolumeId;
+
+    #[test]
+    fn candidates_cover_names_twins_and_volume_ids() {
+        let paths = HostPaths::new("/r");
+        let launch = candidates(&DeviceSpec::LaunchName("xvdcz".into()), &paths);
+        assert_eq!(launch, ["/r/dev/xvdcz", "/r/dev/sdcz", "/dev/xvdcz", "/dev/sdcz"].map(PathBuf::from));
+        let path = candidates(&DeviceSpec::Path("/dev/sdf".into()), &paths);
+        assert!(path.contains(&PathBuf::from("/r/dev/xvdf")));
+        let volume = candidates(&DeviceSpec::Volume(VolumeId::parse("vol-0123456789abcdef0").unwrap()), &paths);
+        assert_eq!(volume[0], PathBuf::from("/r/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0"));
+    }
+
+    #[test]
+    fn a_missing_device_is_an_error_naming_where_it_looked() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = HostPaths::new(root.path());
+        let error = resolve(&DeviceSpec::LaunchName("xvdzz".into()), &paths, Duration::from_millis(100)).unwrap_err();
+        assert!(error.contains("xvdzz") && error.contains("root disk"), "{error}");
+        std::fs::create_dir_all(root.path().join("dev")).unwrap();
+        std::fs::write(root.path().join("dev/sdzz"), b"").unwrap();
+        let error = resolve(&DeviceSpec::LaunchName("xvdzz".into()), &paths, Duration::from_millis(100)).unwrap_err();
+        assert!(error.contains("not a block device"), "{error}");
+    }
+}

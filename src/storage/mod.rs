@@ -1,0 +1,258 @@
+//! Docker's data on a filesystem of its own, prepared by `nodewarden setup` before Docker
+//! starts: find the device, format it only when it holds nothing, mount it at
+//! `/var/lib/docker` (`noatime,nodev,nosuid`, `prjquota` on xfs when the kernel allows),
+//! grow it when the volume grew, write the mount unit and drop-ins, and merge daemon.json.
+//! nodewarden's own state, `/var/lib/ecs` and the journal stay on the root disk.
+
+pub mod daemon_json;
+pub mod device;
+pub mod mountinfo;
+pub mod probe;
+pub mod units;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::fsutil::{Written, write_atomic};
+use crate::host_paths::HostPaths;
+use crate::settings::Settings;
+use crate::settings::values::{DeviceSpec, Filesystem};
+use probe::{Contents, Verdict};
+
+const BASE_OPTIONS: &str = "noatime,nodev,nosuid";
+
+/// What `prepare` did to the Docker device.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub device: PathBuf,
+    pub formatted: bool,
+    pub fs_type: String,
+    pub uuid: String,
+    pub mount_point: PathBuf,
+    /// Why `overlay2.size` cannot be used, if it cannot.
+    pub quota_unavailable: Option<String>,
+    pub grown_bytes: u64,
+}
+
+fn run(command: &mut Command, what: &str) -> Result<String, String> {
+    let output = command.output().map_err(|e| format!("{what}: cannot run {:?}: {e}", command.get_program()))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{what}: {}{}",
+            String::from_utf8_lossy(&output.stderr).trim(),
+            String::from_utf8_lossy(&output.stdout).trim()
+        ))
+    }
+}
+
+fn device_number(device: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let rdev = std::fs::metadata(device).ok()?.rdev();
+    Some(format!("{}:{}", rustix::fs::major(rdev), rustix::fs::minor(rdev)))
+}
+
+/// Prepares the device; `Ok(None)` when `data-device = "none"`.
+pub fn prepare(paths: &HostPaths, settings: &Settings, device_wait: Duration) -> Result<Option<Prepared>, String> {
+    let spec = &settings.docker.data_device;
+    if *spec == DeviceSpec::None {
+        tracing::warn!(
+            "[docker] data-device = \"none\": Docker's data shares the root disk with the OS, the journal and the ECS agent's state"
+        );
+        return Ok(None);
+    }
+    let device = device::resolve(spec, paths, device_wait)?;
+    let mount_point = paths.docker_data_root();
+    let number = device_number(&device).ok_or_else(|| format!("cannot stat {}", device.display()))?;
+    let mounts = mountinfo::current();
+    // Mounted already: at our mount point (the reboot case) it is fine, anywhere else it is not ours.
+    let at_target = mounts.iter().find(|m| m.mount_point == mount_point);
+    let elsewhere = mounts.iter().find(|m| m.device_number == number && m.mount_point != mount_point);
+    if let Some(other) = elsewhere {
+        return Err(format!(
+            "{} is mounted at {}; refusing to use a device in use",
+            device.display(),
+            other.mount_point.display()
+        ));
+    }
+    let (formatted, fs_type, uuid) = match probe::decide(&device, &probe::probe(&device)?) {
+        Verdict::Refuse(reason) => return Err(reason),
+        Verdict::Reuse { fs_type, uuid } => {
+            tracing::info!(device = %device.display(), %fs_type, %uuid, "reusing nodewarden's filesystem");
+            (false, fs_type, uuid)
+        }
+        Verdict::Format => {
+            format(&device, settings.docker.filesystem)?;
+            let Contents::Found(tags) = probe::probe(&device)? else {
+                return Err(format!("{} still looks empty after formatting", device.display()));
+            };
+            let fs_type = tags.get("TYPE").cloned().unwrap_or_default();
+            let uuid = tags.get("UUID").cloned().unwrap_or_default();
+            tracing::info!(device = %device.display(), %fs_type, %uuid, "formatted the empty Docker device");
+            (true, fs_type, uuid)
+        }
+    };
+    std::fs::create_dir_all(&mount_point).map_err(|e| format!("creating {}: {e}", mount_point.display()))?;
+    match at_target {
+        Some(existing) if existing.device_number == number => {
+            tracing::info!(mount_point = %mount_point.display(), "Docker's device is mounted already");
+        }
+        Some(existing) => {
+            return Err(format!(
+                "{} is already a mount of {}, not of {}; unmount it first",
+                mount_point.display(),
+                existing.source,
+                device.display()
+            ));
+        }
+        None => {
+            let options = mount(&device, &mount_point, &fs_type)?;
+            tracing::info!(mount_point = %mount_point.display(), %options, "mounted Docker's device");
+        }
+    }
+    let mounted = mountinfo::holding(&mountinfo::current(), &mount_point)
+        .filter(|m| m.device_number == number)
+        .ok_or_else(|| format!("{} is not mounted at {} after mounting", device.display(), mount_point.display()))?;
+    let ftype = if fs_type == "xfs" { xfs_ftype(&mount_point) } else { None };
+    let quota_unavailable = daemon_json::overlay_size_supported(&fs_type, &mounted.super_options, ftype).err();
+    let grown_bytes = grow(&device, &mount_point, &fs_type)?;
+    write_units(paths, &uuid, &fs_type, &unit_options(&fs_type, &mounted.super_options))?;
+    Ok(Some(Prepared { device, formatted, fs_type, uuid, mount_point, quota_unavailable, grown_bytes }))
+}
+
+fn format(device: &Path, filesystem: Filesystem) -> Result<(), String> {
+    // No force flags: mkfs refuses a device that holds something, one more guard after blkid.
+    match filesystem {
+        Filesystem::Xfs => {
+            run(Command::new("mkfs.xfs").args(["-q", "-n", "ftype=1", "-L", probe::LABEL]).arg(device), "mkfs.xfs")
+        }
+        Filesystem::Ext4 => run(Command::new("mkfs.ext4").args(["-q", "-L", probe::LABEL]).arg(device), "mkfs.ext4"),
+    }
+    .map(drop)
+}
+
+/// Mounts with project quota on xfs when the kernel supports it, else without (and says so).
+fn mount(device: &Path, mount_point: &Path, fs_type: &str) -> Result<String, String> {
+    let attempt = |options: &str| {
+        run(Command::new("mount").args(["-t", fs_type, "-o", options]).arg(device).arg(mount_point), "mount")
+    };
+    if fs_type == "xfs" {
+        let with_quota = format!("{BASE_OPTIONS},prjquota");
+        match attempt(&with_quota) {
+            Ok(_) => return Ok(with_quota),
+            Err(error) => {
+                tracing::warn!(%error, "mounting with prjquota failed (no XFS quota in this kernel?); mounting without")
+            }
+        }
+    }
+    attempt(BASE_OPTIONS).map(|_| BASE_OPTIONS.to_string())
+}
+
+/// The options the mount unit should use: prjquota only where it took effect.
+fn unit_options(fs_type: &str, super_options: &str) -> String {
+    if fs_type == "xfs" && super_options.split(',').any(|o| o == "prjquota" || o == "pquota") {
+        format!("{BASE_OPTIONS},prjquota")
+    } else {
+        BASE_OPTIONS.to_string()
+    }
+}
+
+fn xfs_ftype(mount_point: &Path) -> Option<u8> {
+    let info = run(Command::new("xfs_info").arg(mount_point), "xfs_info").ok()?;
+    info.split(|c: char| c.is_whitespace() || c == ',')
+        .find_map(|w| w.strip_prefix("ftype="))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Grows the filesystem to the device (a no-op when it already fills it); returns bytes gained.
+fn grow(device: &Path, mount_point: &Path, fs_type: &str) -> Result<u64, String> {
+    let before = crate::disk::probe(mount_point).map_err(|e| e.to_string())?.total_bytes;
+    match fs_type {
+        "xfs" => run(Command::new("xfs_growfs").arg(mount_point), "xfs_growfs")?,
+        "ext4" => run(Command::new("resize2fs").arg(device), "resize2fs")?,
+        _ => return Ok(0),
+    };
+    let after = crate::disk::probe(mount_point).map_err(|e| e.to_string())?.total_bytes;
+    if after > before {
+        tracing::info!(before, after, "grew Docker's filesystem to its device");
+    }
+    Ok(after.saturating_sub(before))
+}
+
+fn write_units(paths: &HostPaths, uuid: &str, fs_type: &str, options: &str) -> Result<(), String> {
+    let dir = paths.systemd_dir();
+    write_atomic(&dir.join(units::MOUNT_UNIT), units::mount_unit(uuid, fs_type, options).as_bytes(), 0o644)
+        .map_err(|e| e.to_string())?;
+    for service in units::SERVICES {
+        let drop_in = dir.join(format!("{service}.d")).join(units::DROP_IN);
+        write_atomic(&drop_in, units::drop_in().as_bytes(), 0o644).map_err(|e| e.to_string())?;
+    }
+    // Enabled as `systemctl enable` would: a link in local-fs.target.wants.
+    let wants = dir.join("local-fs.target.wants");
+    std::fs::create_dir_all(&wants).map_err(|e| format!("creating {}: {e}", wants.display()))?;
+    let link = wants.join(units::MOUNT_UNIT);
+    if std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink(format!("../{}", units::MOUNT_UNIT), &link)
+            .map_err(|e| format!("linking {}: {e}", link.display()))?;
+    }
+    Ok(())
+}
+
+/// Merges daemon.json. `prepared` is the dedicated device, if any; without one the quota
+/// check runs on whatever filesystem holds the data root.
+pub fn write_daemon_json(
+    paths: &HostPaths,
+    settings: &Settings,
+    prepared: Option<&Prepared>,
+) -> Result<Vec<String>, String> {
+    let path = paths.docker_daemon_json();
+    let existing = match std::fs::read(&path) {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => serde_json::Value::Null,
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            format!("{} is not valid JSON ({e}); fix or remove it: nodewarden will not overwrite it", path.display())
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::Value::Null,
+        Err(e) => return Err(format!("reading {}: {e}", path.display())),
+    };
+    let mut notes = Vec::new();
+    let overlay_size = match settings.docker.container_disk_limit {
+        None => None,
+        Some(limit) => {
+            let verdict = match prepared {
+                Some(p) => p.quota_unavailable.clone().map_or(Ok(()), Err),
+                None => {
+                    let root = paths.docker_data_root();
+                    match mountinfo::holding(&mountinfo::current(), &root) {
+                        Some(m) => {
+                            let ftype = if m.fs_type == "xfs" { xfs_ftype(&m.mount_point) } else { None };
+                            daemon_json::overlay_size_supported(&m.fs_type, &m.super_options, ftype)
+                        }
+                        None => Err(format!("cannot tell which filesystem holds {}", root.display())),
+                    }
+                }
+            };
+            match verdict {
+                Ok(()) => Some(limit),
+                Err(why) => {
+                    notes.push(format!("the per-container writable-layer cap ({limit}) is off: {why}"));
+                    None
+                }
+            }
+        }
+    };
+    let wanted = daemon_json::Wanted {
+        data_root: Some(paths.docker_data_root().display().to_string()),
+        log_max_size: settings.docker.log_max_size,
+        log_max_files: settings.docker.log_max_files,
+        overlay_size,
+    };
+    let (merged, merge_notes) = daemon_json::merge(existing, &wanted)?;
+    notes.extend(merge_notes);
+    let mut text = serde_json::to_string_pretty(&merged).map_err(|e| e.to_string())?;
+    text.push('\n');
+    let written = write_atomic(&path, text.as_bytes(), 0o644).map_err(|e| e.to_string())?;
+    notes.push(format!("{}: {}", path.display(), if written == Written::Changed { "written" } else { "unchanged" }));
+    Ok(notes)
+}

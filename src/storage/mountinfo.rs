@@ -1,0 +1,77 @@
+//! `/proc/self/mountinfo`, parsed: which filesystem is mounted where, from which device, with
+//! which superblock options (where xfs says `prjquota` or `noquota`).
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// `major:minor` of the mounted device.
+    pub device_number: String,
+    pub mount_point: PathBuf,
+    pub mount_options: String,
+    pub fs_type: String,
+    pub source: String,
+    pub super_options: String,
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+}
+
+pub fn parse(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let left: Vec<&str> = left.split(' ').collect();
+            let mut right = right.split(' ');
+            Some(Mount {
+                device_number: left.get(2)?.to_string(),
+                mount_point: PathBuf::from(unescape(left.get(4)?)),
+                mount_options: left.get(5)?.to_string(),
+                fs_type: right.next()?.to_string(),
+                source: unescape(right.next()?),
+                super_options: right.next().unwrap_or_default().to_string(),
+            })
+        })
+        .collect()
+}
+
+pub fn current() -> Vec<Mount> {
+    parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+}
+
+/// The mount holding `path` (the longest mount point it lies under; the last one if stacked).
+pub fn holding(mounts: &[Mount], path: &Path) -> Option<Mount> {
+    mounts
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| path.starts_with(&m.mount_point))
+        .max_by_key(|(index, m)| (m.mount_point.components().count(), *index))
+        .map(|(_, m)| m.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+22 1 253:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+42 22 7:3 / /tmp/r/var/lib/docker rw,nosuid,nodev,noatime shared:30 - xfs /dev/loop3 rw,attr2,inode64,logbufs=8,logbsize=32k,noquota
+43 42 0:50 / /tmp/r/var/lib/docker/overlay2/x/merged rw,relatime - overlay overlay rw,lowerdir=a
+44 22 7:4 / /mnt/with\\040space rw - ext4 /dev/loop4 rw
+";
+
+    #[test]
+    fn parses_and_finds_the_holding_mount() {
+        let mounts = parse(SAMPLE);
+        assert_eq!(mounts.len(), 4);
+        let docker = holding(&mounts, Path::new("/tmp/r/var/lib/docker/containers")).unwrap();
+        assert_eq!(
+            (docker.fs_type.as_str(), docker.source.as_str(), docker.device_number.as_str()),
+            ("xfs", "/dev/loop3", "7:3")
+        );
+        assert!(docker.super_options.contains("noquota") && docker.mount_options.contains("nodev"));
+        assert_eq!(holding(&mounts, Path::new("/etc")).unwrap().mount_point, PathBuf::from("/"));
+        assert_eq!(mounts[3].mount_point, PathBuf::from("/mnt/with space"));
+    }
+}

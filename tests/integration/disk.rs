@@ -1,0 +1,257 @@
+//! `nodewarden setup` preparing Docker's disk on real loop devices (as root): format only an
+//! empty device, reuse our own after a reboot, refuse anything holding data (bytes unchanged),
+//! grow with the volume, units that systemd accepts, and a daemon.json a real dockerd uses.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use nodewarden::storage::mountinfo;
+
+use crate::harness::docker::TestDocker;
+use crate::harness::images;
+use crate::harness::loopdisk::LoopDisk;
+use crate::harness::system::{self, require_tool, run};
+
+struct Rig {
+    root: tempfile::TempDir,
+    disk: LoopDisk,
+    settings: PathBuf,
+}
+
+fn rig(size_mb: u64, docker_settings: &str) -> Rig {
+    let root = tempfile::Builder::new().prefix("nwdisk-").tempdir().unwrap();
+    let disk = LoopDisk::create(root.path(), "data", size_mb);
+    let settings = root.path().join("settings.toml");
+    std::fs::write(
+        &settings,
+        format!("[ecs]\ncluster = \"c\"\n[docker]\ndata-device = \"{}\"\n{docker_settings}", disk.device.display()),
+    )
+    .unwrap();
+    Rig { root, disk, settings }
+}
+
+impl Rig {
+    fn setup(&self) -> Output {
+        crate::harness::nodewarden()
+            .args(["setup", "--no-userdata", "--device-wait", "2s", "--root"])
+            .arg(self.root.path())
+            .arg("--settings")
+            .arg(&self.settings)
+            .output()
+            .unwrap()
+    }
+
+    fn mount_point(&self) -> PathBuf {
+        self.root.path().join("var/lib/docker")
+    }
+
+    fn mount(&self) -> Option<mountinfo::Mount> {
+        mountinfo::current().into_iter().find(|m| m.mount_point == self.mount_point())
+    }
+
+    fn unmount(&self) {
+        system::unmount_all_under(&self.mount_point());
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+fn blkid(device: &Path, tag: &str) -> String {
+    run(Command::new("blkid").args(["-p", "-s", tag, "-o", "value"]).arg(device)).trim().to_string()
+}
+
+fn checksum(device: &Path) -> String {
+    run(Command::new("sha256sum").arg(device)).split_whitespace().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_blank_device_is_formatted_mounted_ordered_and_reused_after_a_reboot() {
+    require_tool("mkfs.xfs", "xfsprogs");
+    let rig = rig(400, "");
+    let output = rig.setup();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(blkid(&rig.disk.device, "TYPE"), "xfs");
+    assert_eq!(blkid(&rig.disk.device, "LABEL"), "nodewarden");
+    let uuid = blkid(&rig.disk.device, "UUID");
+    let mount = rig.mount().expect("mounted at var/lib/docker");
+    assert_eq!(mount.source, rig.disk.device.display().to_string());
+    for option in ["noatime", "nodev", "nosuid"] {
+        assert!(mount.mount_options.split(',').any(|o| o == option), "{option} missing: {}", mount.mount_options);
+    }
+    // This kernel has no XFS quota: the cap stays off, with the reason.
+    assert!(text(&output).contains("writable-layer cap (10GiB) is off"), "{}", text(&output));
+
+    let units = rig.root.path().join("etc/systemd/system");
+    let unit = std::fs::read_to_string(units.join("var-lib-docker.mount")).unwrap();
+    assert!(
+        unit.contains(&format!("What=/dev/disk/by-uuid/{uuid}")) && unit.contains("Where=/var/lib/docker"),
+        "{unit}"
+    );
+    assert!(!unit.contains("nofail"));
+    for service in ["docker.service", "containerd.service"] {
+        let drop_in = std::fs::read_to_string(units.join(format!("{service}.d/10-nodewarden-disk.conf"))).unwrap();
+        assert!(drop_in.contains("RequiresMountsFor=/var/lib/docker"));
+    }
+    require_tool("systemd-analyze", "systemd");
+    let verify =
+        Command::new("systemd-analyze").arg("verify").arg(units.join("var-lib-docker.mount")).output().unwrap();
+    assert!(verify.status.success(), "{}", text(&verify));
+    // docker.service with our drop-in, as systemd would load it.
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "docker.service"])
+        .env("SYSTEMD_UNIT_PATH", format!("{}:", units.display()))
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", text(&verify));
+
+    // A reboot: unmounted, set up again. No format, same filesystem, the files are there.
+    std::fs::write(rig.mount_point().join("before-reboot"), b"kept").unwrap();
+    rig.unmount();
+    let output = rig.setup();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(!text(&output).contains("formatted"), "{}", text(&output));
+    assert_eq!(blkid(&rig.disk.device, "UUID"), uuid);
+    assert_eq!(std::fs::read(rig.mount_point().join("before-reboot")).unwrap(), b"kept");
+    // And once more while mounted: nothing changes.
+    assert_eq!(rig.setup().status.code(), Some(0));
+}
+
+/// LVM2's label checksum: CRC-32 (reflected, 0xEDB88320) from 0xf597a6cf, without final xor.
+fn lvm_crc(data: &[u8]) -> u32 {
+    let mut crc: u32 = 0xf597_a6cf;
+    for byte in data {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & 0u32.wrapping_sub(crc & 1));
+        }
+    }
+    crc
+}
+
+/// Puts something on a rig's device.
+type Prepare = dyn Fn(&Rig);
+
+#[test]
+fn devices_holding_anything_are_refused_and_left_byte_for_byte() {
+    require_tool("mkfs.ext4", "e2fsprogs");
+    require_tool("sfdisk", "fdisk");
+    let cases: Vec<(&str, Box<Prepare>, &str)> = vec![
+        (
+            "ext4 with a file",
+            Box::new(|rig: &Rig| {
+                run(Command::new("mkfs.ext4").args(["-q", "-L", "data"]).arg(&rig.disk.device));
+                let at = rig.root.path().join("peek");
+                std::fs::create_dir_all(&at).unwrap();
+                run(Command::new("mount").arg(&rig.disk.device).arg(&at));
+                std::fs::write(at.join("precious"), b"customer data").unwrap();
+                run(Command::new("umount").arg(&at));
+            }),
+            "holds ext4",
+        ),
+        (
+            "a partition table only",
+            Box::new(|rig: &Rig| {
+                let mut child = Command::new("sfdisk")
+                    .arg("-q")
+                    .arg(&rig.disk.device)
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(b"label: gpt\n").unwrap();
+                assert!(child.wait().unwrap().success());
+            }),
+            "gpt partition table",
+        ),
+        (
+            "an LVM physical volume signature",
+            Box::new(|rig: &Rig| {
+                // An LVM2 PV label: "LABELONE" in sector 1, type "LVM2 001" at byte 24 of it.
+                use std::io::{Seek, SeekFrom, Write};
+                let mut device = std::fs::OpenOptions::new().write(true).open(&rig.disk.device).unwrap();
+                let mut sector = [0u8; 512];
+                sector[..8].copy_from_slice(b"LABELONE");
+                sector[8..16].copy_from_slice(&1u64.to_le_bytes());
+                sector[20..24].copy_from_slice(&32u32.to_le_bytes());
+                sector[24..32].copy_from_slice(b"LVM2 001");
+                sector[32..64].copy_from_slice(b"0123456789abcdefghijklmnopqrstuv");
+                let crc = lvm_crc(&sector[20..]);
+                sector[16..20].copy_from_slice(&crc.to_le_bytes());
+                device.seek(SeekFrom::Start(512)).unwrap();
+                device.write_all(&sector).unwrap();
+                device.sync_all().unwrap();
+            }),
+            "LVM2_member",
+        ),
+    ];
+    for (what, make, expected) in cases {
+        let rig = rig(320, "filesystem = \"xfs\"\n");
+        make(&rig);
+        let before = checksum(&rig.disk.device);
+        let output = rig.setup();
+        assert_eq!(output.status.code(), Some(1), "{what}: {}", text(&output));
+        let message = text(&output);
+        assert!(
+            message.contains(expected) && message.contains(&rig.disk.device.display().to_string()),
+            "{what}: {message}"
+        );
+        assert_eq!(checksum(&rig.disk.device), before, "{what}: the device's bytes changed");
+        assert!(rig.mount().is_none(), "{what}: mounted anyway");
+    }
+}
+
+#[test]
+fn the_filesystem_grows_with_its_device() {
+    let rig = rig(400, "");
+    assert_eq!(rig.setup().status.code(), Some(0));
+    let before = nodewarden::disk::probe(&rig.mount_point()).unwrap().total_bytes;
+    rig.unmount();
+    rig.disk.grow(600);
+    let output = rig.setup();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(text(&output).contains("grown by"), "{}", text(&output));
+    let after = nodewarden::disk::probe(&rig.mount_point()).unwrap().total_bytes;
+    assert!(after as f64 >= before as f64 * 1.45, "{before} → {after}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn daemon_json_keeps_other_keys_and_a_real_dockerd_uses_it() {
+    let rig = rig(512, "log-max-size = \"16MiB\"\nlog-max-files = 4\n");
+    let daemon_json = rig.root.path().join("etc/docker/daemon.json");
+    std::fs::create_dir_all(daemon_json.parent().unwrap()).unwrap();
+    std::fs::write(
+        &daemon_json,
+        r#"{"userland-proxy": false, "labels": ["team=web"], "log-opts": {"labels": "team"}}"#,
+    )
+    .unwrap();
+    let output = rig.setup();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&daemon_json).unwrap()).unwrap();
+    assert_eq!(written["userland-proxy"], false);
+    assert_eq!(written["labels"][0], "team=web");
+    assert_eq!(written["data-root"], rig.mount_point().display().to_string());
+    assert_eq!(written["log-opts"]["labels"], "team");
+    assert!(written.get("storage-opts").is_none(), "no overlay2.size without project quota: {written}");
+    let modified = std::fs::metadata(&daemon_json).unwrap().modified().unwrap();
+    assert_eq!(rig.setup().status.code(), Some(0));
+    assert_eq!(
+        std::fs::metadata(&daemon_json).unwrap().modified().unwrap(),
+        modified,
+        "unchanged content was rewritten"
+    );
+
+    let docker = TestDocker::start_on(&daemon_json, &rig.mount_point()).await;
+    let info = docker.client.info().await.unwrap();
+    let root_dir = PathBuf::from(info.docker_root_dir.unwrap());
+    assert_eq!(root_dir, rig.mount_point());
+    let holder = mountinfo::holding(&mountinfo::current(), &root_dir).unwrap();
+    assert_eq!(holder.source, rig.disk.device.display().to_string(), "dockerd's root is on the dedicated device");
+    let base = images::base_image(&docker.client).await;
+    let id = images::create_container(&docker.client, base, Some("logged"), &["true"]).await;
+    let log = docker.client.inspect_container(&id, None).await.unwrap().host_config.unwrap().log_config.unwrap();
+    assert_eq!(log.typ.as_deref(), Some("json-file"));
+    let options = log.config.unwrap();
+    assert_eq!((options["max-size"].as_str(), options["max-file"].as_str()), ("16m", "4"), "{options:?}");
+}
