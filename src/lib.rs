@@ -28,6 +28,8 @@ pub mod environment;
 pub mod fsutil;
 /// Garbage collection: inventory, planner, last-use tracking, executor.
 pub mod gc;
+/// The health endpoint: /healthz, /readyz, /status, /metrics.
+pub mod health;
 /// Host paths under `--root`.
 pub mod host_paths;
 /// A small HTTP/1.1 client for IMDS, introspection and our health endpoint.
@@ -36,9 +38,13 @@ pub mod http;
 pub mod imds;
 /// The ECS agent's introspection API.
 pub mod introspection;
+/// journald or stderr.
+pub mod logging;
 /// Settings: raw → merged → validated.
 pub mod settings;
 /// Docker's data on a filesystem of its own: device, format, mount, units, daemon.json.
 pub mod storage;
+/// sd_notify: READY, STATUS, WATCHDOG, STOPPING.
+pub mod systemd;
 /// EC2 userdata decoding (plain, gzip, multipart MIME).
 pub mod userdata;

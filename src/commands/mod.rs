@@ -6,6 +6,7 @@ mod gc;
 mod inputs;
 mod run;
 mod setup;
+mod status;
 
 use std::process::ExitCode;
 
@@ -14,11 +15,10 @@ use crate::host_paths::HostPaths;
 
 pub use inputs::{SettingsInput, load_settings, read_settings_file, saved_userdata_path};
 
-/// Exit codes: 0 success, 1 failure or invalid input, 2 usage error or not implemented.
+/// Exit codes: 0 success, 1 failure or invalid input, 2 usage error (clap).
 pub mod exit {
     pub const OK: u8 = 0;
     pub const FAILED: u8 = 1;
-    pub const NOT_IMPLEMENTED: u8 = 2;
 }
 
 /// What every command shares: the host paths under `--root` and where the settings file is.
@@ -48,17 +48,12 @@ pub fn run(cli: Cli) -> ExitCode {
             &context,
             setup::SetupArgs { undo, userdata, no_userdata, host_network, device_wait, imds_deadline },
         ),
-        Command::Status { .. } => not_implemented("status"),
+        Command::Status { json } => status::run(&context, json),
         Command::Gc { dry_run } => gc::run(&context, dry_run),
         Command::Drain => drain::run(&context, true),
         Command::Undrain => drain::run(&context, false),
     };
     ExitCode::from(code)
-}
-
-fn not_implemented(command: &str) -> u8 {
-    eprintln!("nodewarden {command}: not yet implemented in this version");
-    exit::NOT_IMPLEMENTED
 }
 
 fn fail(message: &str) -> u8 {

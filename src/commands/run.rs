@@ -12,7 +12,11 @@ pub fn run(context: &Context) -> u8 {
         Ok(environment) => environment,
         Err(error) => return super::fail(&error.to_string()),
     };
-    let result = super::runtime().block_on(crate::daemon::run(context.paths.clone(), loaded.settings, environment));
+    let reload_context = context.clone();
+    let reload: crate::daemon::Reload =
+        Box::new(move || inputs::load_settings(&reload_context).map(|loaded| loaded.settings));
+    let result =
+        super::runtime().block_on(crate::daemon::run(context.paths.clone(), loaded.settings, environment, reload));
     match result {
         Ok(()) => exit::OK,
         Err(message) => super::fail(&message),

@@ -150,6 +150,8 @@ fn apply(
     for dir in spec::host_dirs(paths) {
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
+    let marker = paths.state_dir().join(crate::health::SETUP_MARKER);
+    let stamp = format!("{}\n", humantime::format_rfc3339_seconds(std::time::SystemTime::now()));
     if host_net {
         let added = host_network::apply()?;
         println!("host network: route_localnet=1, {added} iptables rules added");
@@ -159,6 +161,8 @@ fn apply(
             paths.root().display()
         );
     }
+    // For /readyz: setup finished.
+    write_atomic(&marker, stamp.as_bytes(), 0o644).map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -16,7 +16,11 @@ use super::state::SharedState;
 use crate::disk::{self, FillRate, human_bytes};
 use crate::drain::{Observation, Phase, PressureMachine};
 use crate::gc::{self, GcError, GcPolicy, GcReport, LastUseStore};
-use crate::settings::DiskSettings;
+use crate::settings::{DiskSettings, Settings};
+
+/// While this file exists (named by NODEWARDEN_DEBUG_PAUSE_FILE), the main loop stalls: a
+/// fault-injection hook so tests can show the watchdog and /healthz notice a stuck loop.
+const PAUSE_FILE_ENV: &str = "NODEWARDEN_DEBUG_PAUSE_FILE";
 
 /// The fill rate is measured over this window.
 const FILL_RATE_WINDOW: Duration = Duration::from_secs(10);
@@ -27,16 +31,35 @@ const RETRY_AFTER_SHORTFALL: Duration = Duration::from_secs(10);
 pub struct DiskWatch {
     pub docker: Docker,
     pub data_root: PathBuf,
-    pub disk: DiskSettings,
-    pub policy: GcPolicy,
+    /// The settings in force; SIGHUP replaces them.
+    pub settings: watch::Receiver<Arc<Settings>>,
     pub store: Arc<Mutex<LastUseStore>>,
     pub state: SharedState,
     pub wants: watch::Sender<DiskWants>,
+    /// The last STATUS= line sent, to send only changes.
+    last_status: String,
 }
 
 impl DiskWatch {
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut ticks = tokio::time::interval(self.disk.check_interval);
+    pub fn new(
+        docker: Docker,
+        data_root: PathBuf,
+        settings: watch::Receiver<Arc<Settings>>,
+        store: Arc<Mutex<LastUseStore>>,
+        state: SharedState,
+        wants: watch::Sender<DiskWants>,
+    ) -> Self {
+        DiskWatch { docker, data_root, settings, store, state, wants, last_status: String::new() }
+    }
+
+    fn disk(&self) -> DiskSettings {
+        self.settings.borrow().disk.clone()
+    }
+
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let pause_file = std::env::var_os(PAUSE_FILE_ENV).map(PathBuf::from);
+        let mut interval = self.disk().check_interval;
+        let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut rate = FillRate::new(FILL_RATE_WINDOW);
         let mut running: Option<JoinHandle<Result<GcReport, GcError>>> = None;
@@ -48,6 +71,21 @@ impl DiskWatch {
             tokio::select! {
                 _ = ticks.tick() => {}
                 _ = shutdown.changed() => break,
+            }
+            while pause_file.as_ref().is_some_and(|f| f.exists()) && !*shutdown.borrow() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if self.settings.has_changed().unwrap_or(false) {
+                self.settings.mark_unchanged();
+                if self.disk().check_interval != interval {
+                    interval = self.disk().check_interval;
+                    ticks = tokio::time::interval(interval);
+                    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                }
+            }
+            self.state.lock().last_tick = Some(std::time::Instant::now());
+            if crate::systemd::watchdog_timeout().is_some() {
+                crate::systemd::watchdog();
             }
             let sample = match disk::probe(&self.data_root) {
                 Ok(sample) => {
@@ -82,7 +120,8 @@ impl DiskWatch {
                 shortfall = self.finish(report);
             }
             self.update_pressure(&mut pressure, &sample, rate.time_to_full());
-            let start = self.disk.gc_start.fraction();
+            self.report();
+            let start = self.disk().gc_start.fraction();
             let wants_gc = gc::above(&sample, start);
             let waiting = shortfall.is_some_and(|(at, left)| {
                 at.elapsed() < RETRY_AFTER_SHORTFALL && sample.used_fraction() <= left + 0.01
@@ -91,7 +130,7 @@ impl DiskWatch {
                 tracing::info!(
                     used = format!("{:.1}%", sample.used_fraction() * 100.0),
                     inodes = format!("{:.1}%", sample.used_inode_fraction() * 100.0),
-                    gc_start = %self.disk.gc_start,
+                    gc_start = %self.disk().gc_start,
                     "Docker's disk is past gc-start; garbage-collecting"
                 );
                 running = Some(self.spawn_gc());
@@ -111,7 +150,7 @@ impl DiskWatch {
             gc_runs_finished,
         };
         let before = machine.phase();
-        let phase = machine.observe(&observation, &self.disk);
+        let phase = machine.observe(&observation, &self.disk());
         if phase != before {
             match phase {
                 Phase::Pressure => {
@@ -135,11 +174,53 @@ impl DiskWatch {
         });
     }
 
+    /// Conditions for /status, and the STATUS= line for `systemctl status`.
+    fn report(&mut self) {
+        let gc_start = self.disk().gc_start.fraction();
+        let mut state = self.state.lock();
+        let agent = state.agent.lock().clone();
+        let observed = crate::health::conditions::evaluate(&crate::health::conditions::Inputs {
+            pressure: state.pressure,
+            pressure_reason: &state.pressure_reason,
+            sample: state.sample,
+            gc_start,
+            docker_error: state.docker_error.as_deref(),
+            agent: &agent,
+            drain: &state.drain,
+            config_error: state.config_error.as_deref(),
+        });
+        let conditions = state.condition_book.update(observed, std::time::SystemTime::now());
+        state.conditions = conditions;
+        let used = state.sample.map_or(0.0, |s| s.used_fraction() * 100.0);
+        let agent_word = if agent.terminal {
+            "terminal"
+        } else if agent.stopped {
+            "stopped"
+        } else if agent.healthy == Some(true) {
+            "healthy"
+        } else if agent.healthy == Some(false) || !agent.running {
+            "unhealthy"
+        } else {
+            "starting"
+        };
+        let drain_word = match (&state.drain.ecs_status, state.drain.owner) {
+            (_, Some(owner)) if state.drain.draining => format!("DRAINING ({})", owner.as_str()),
+            (Some(status), _) => status.clone(),
+            (None, _) => "ECS status unknown".into(),
+        };
+        let line = format!("docker {used:.0}% used, agent {agent_word}, {drain_word}");
+        drop(state);
+        if self.last_status != line {
+            crate::systemd::status(&line);
+            self.last_status = line;
+        }
+    }
+
     fn spawn_gc(&self) -> JoinHandle<Result<GcReport, GcError>> {
         self.state.lock().gc_running = true;
-        let (docker, data_root, policy, store) =
-            (self.docker.clone(), self.data_root.clone(), self.policy.clone(), self.store.clone());
-        let stop = self.disk.gc_stop.fraction();
+        let policy = GcPolicy::from_settings(&self.settings.borrow());
+        let (docker, data_root, store) = (self.docker.clone(), self.data_root.clone(), self.store.clone());
+        let stop = self.disk().gc_stop.fraction();
         tokio::spawn(async move {
             let usage = store.lock().await.usage().clone();
             gc::run_once(&docker, &data_root, &usage, &policy, stop).await.map(|(_, report)| report)

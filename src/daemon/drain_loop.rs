@@ -33,6 +33,7 @@ pub struct DrainLoop {
     pub on_termination: bool,
     pub lifecycle: LifecycleSettings,
     pub state: SharedState,
+    pub settings: watch::Receiver<Arc<crate::settings::Settings>>,
 }
 
 impl DrainLoop {
@@ -73,6 +74,7 @@ impl DrainLoop {
                     Err(error) => tracing::debug!(%error, "lifecycle state poll failed"),
                 }
             }
+            self.controller.set_max_fraction(self.settings.borrow().drain.max_draining_fraction.fraction());
             let disk_wants = disk.borrow().clone();
             let wants =
                 Wants { disk_pressure: disk_wants.drain, spot_interruption: spot.is_some(), termination: terminating };

@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::agent::SharedAgent;
 use crate::disk::DiskSample;
 use crate::drain::{DrainStatus, Phase};
 use crate::gc::GcReport;
+use crate::health::conditions::{Condition, ConditionBook};
 
 #[derive(Debug, Clone)]
 pub struct NodeState {
@@ -25,6 +26,13 @@ pub struct NodeState {
     pub drain: DrainStatus,
     /// The agent supervisor's view, shared with it.
     pub agent: SharedAgent,
+    /// When the main (disk) loop last ticked: liveness for /healthz and the watchdog.
+    pub last_tick: Option<Instant>,
+    pub docker_error: Option<String>,
+    /// Set when a SIGHUP brought invalid settings (the old ones stay in force).
+    pub config_error: Option<String>,
+    pub conditions: Vec<Condition>,
+    pub condition_book: ConditionBook,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +52,11 @@ impl SharedState {
             pressure_reason: String::new(),
             drain: DrainStatus::default(),
             agent: SharedAgent::default(),
+            last_tick: None,
+            docker_error: None,
+            config_error: None,
+            conditions: Vec::new(),
+            condition_book: ConditionBook::default(),
         })))
     }
 

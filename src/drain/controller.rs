@@ -87,6 +87,11 @@ impl DrainController {
         }
     }
 
+    /// Applies a reloaded `max-draining-fraction`.
+    pub fn set_max_fraction(&mut self, fraction: f64) {
+        self.max_fraction = fraction;
+    }
+
     pub fn status(&self) -> &DrainStatus {
         &self.status
     }

@@ -11,3 +11,4 @@ mod disk;
 mod drain;
 mod gc;
 mod harness_selftest;
+mod health;

@@ -12,19 +12,39 @@ use super::system;
 pub struct Nodewarden {
     pub root: TempDir,
     pub settings: PathBuf,
+    /// The health endpoint's port (a free one, so daemons of parallel tests do not collide).
+    pub health_port: u16,
     env: Vec<(String, String)>,
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Nodewarden {
-    /// A root with `settings` written to it; nothing runs until `start`.
+    /// A root with `settings` written to it (plus a `[health]` on a free port unless the
+    /// settings have one); nothing runs until `start`.
     pub fn new(settings: &str, env: Vec<(String, String)>) -> Nodewarden {
         let root = tempfile::Builder::new().prefix("nwroot-").tempdir().expect("creating a temp root");
         let path = root.path().join("settings.toml");
-        std::fs::write(&path, settings).expect("writing settings");
+        let health_port =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let mut text = settings.to_string();
+        if !text.contains("[health]") {
+            text.push_str(&format!("\n[health]\nlisten = \"127.0.0.1:{health_port}\"\n"));
+        }
+        std::fs::write(&path, text).expect("writing settings");
         let log = root.path().join("nodewarden.log");
-        Nodewarden { root, settings: path, env, child: None, log }
+        Nodewarden { root, settings: path, health_port, env, child: None, log }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// GETs a path of the health endpoint: (status code, body).
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let uri = format!("http://127.0.0.1:{}{path}", self.health_port).parse().ok()?;
+        let response = nodewarden::http::HttpClient::new().get(uri, &[], Duration::from_secs(5)).await.ok()?;
+        Some((response.status.as_u16(), String::from_utf8_lossy(&response.body).into_owned()))
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -46,10 +66,16 @@ impl Nodewarden {
     }
 
     pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Starts with extra environment variables (NOTIFY_SOCKET, WATCHDOG_USEC…).
+    pub fn start_with(&mut self, extra_env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("opening the log");
         let child = self
             .command(&["run"])
+            .envs(extra_env.iter().copied())
             .stdout(log.try_clone().expect("cloning the log handle"))
             .stderr(log)
             .spawn()

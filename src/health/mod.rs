@@ -1,0 +1,110 @@
+//! The health endpoint operators read (linkerd2-proxy's admin server is the model):
+//! `/healthz` 200 while the main loop ticks (503 when it stalls), `/readyz` 503 until setup
+//! and the first disk check are done, `/status` JSON, `/metrics` Prometheus text. Bound to
+//! loopback unless the settings allow otherwise.
+
+pub mod conditions;
+pub mod metrics;
+pub mod status;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::watch;
+
+use crate::daemon::SharedState;
+use status::HostStatus;
+
+/// Marker `nodewarden setup` leaves when it finished.
+pub const SETUP_MARKER: &str = "setup-done";
+
+pub struct HealthContext {
+    pub state: SharedState,
+    pub setup_marker: PathBuf,
+    /// The main loop counts as stalled when its last tick is older than this.
+    pub stale_after: Duration,
+    pub system: Mutex<sysinfo::System>,
+}
+
+impl HealthContext {
+    fn alive(&self) -> bool {
+        self.state.lock().last_tick.is_some_and(|t| t.elapsed() <= self.stale_after)
+    }
+
+    fn ready(&self) -> bool {
+        self.setup_marker.exists() && self.state.lock().sample.is_some()
+    }
+
+    fn host(&self) -> HostStatus {
+        let mut system = self.system.lock().unwrap_or_else(|p| p.into_inner());
+        system.refresh_cpu_usage();
+        system.refresh_memory();
+        HostStatus {
+            cpu_percent: (f64::from(system.global_cpu_usage()) * 10.0).round() / 10.0,
+            memory_used_bytes: system.used_memory(),
+            memory_total_bytes: system.total_memory(),
+        }
+    }
+
+    pub fn document(&self) -> status::StatusDocument {
+        let (alive, ready, host) = (self.alive(), self.ready(), self.host());
+        status::document(&self.state.lock(), alive, ready, host)
+    }
+}
+
+pub fn router(context: Arc<HealthContext>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/status", get(status_json))
+        .route("/metrics", get(metrics_text))
+        .with_state(context)
+}
+
+async fn healthz(State(context): State<Arc<HealthContext>>) -> Response {
+    if context.alive() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "main loop stalled\n").into_response()
+    }
+}
+
+async fn readyz(State(context): State<Arc<HealthContext>>) -> Response {
+    if context.ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: setup or the first disk check has not finished\n").into_response()
+    }
+}
+
+async fn status_json(State(context): State<Arc<HealthContext>>) -> Response {
+    axum::Json(context.document()).into_response()
+}
+
+async fn metrics_text(State(context): State<Arc<HealthContext>>) -> Response {
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], metrics::encode(&context.document())).into_response()
+}
+
+/// Serves until shutdown.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    context: Arc<HealthContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let server = axum::serve(listener, router(context)).with_graceful_shutdown(async move {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+    if let Err(error) = server.await {
+        tracing::error!(%error, "the health endpoint stopped");
+    }
+}

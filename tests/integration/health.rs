@@ -1,0 +1,242 @@
+//! The health endpoint, `nodewarden status` and systemd notifications of a running
+//! `nodewarden run` against the harness's Docker, moto and IMDS.
+
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use crate::harness::daemon::Nodewarden;
+use crate::harness::docker::TestDocker;
+use crate::harness::imds::ImdsServer;
+use crate::harness::moto::Moto;
+use crate::harness::system;
+
+struct Node {
+    _docker: TestDocker,
+    _moto: Moto,
+    _imds: ImdsServer,
+    nodewarden: Nodewarden,
+}
+
+async fn node(extra_settings: &str) -> Node {
+    let docker = TestDocker::start().await;
+    let moto = Moto::start().await;
+    let imds = ImdsServer::start().await;
+    let (instance_id, _) = moto.register_cluster("web", 1).await.remove(0);
+    imds.state().instance_id = instance_id;
+    let mut env = moto.env_vars();
+    env.push(("DOCKER_HOST".into(), docker.host()));
+    env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.endpoint()));
+    env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), "http://127.0.0.1:9".into()));
+    let settings = format!(
+        "[ecs]\ncluster = \"web\"\nagent-health-grace = \"0s\"\n[docker]\ndata-device = \"none\"\n{extra_settings}"
+    );
+    Node { _docker: docker, _moto: moto, _imds: imds, nodewarden: Nodewarden::new(&settings, env) }
+}
+
+async fn wait_get(n: &mut Nodewarden, path: &str, want: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some((code, body)) = n.get(path).await
+            && code == want
+        {
+            return body;
+        }
+        n.assert_running();
+        assert!(Instant::now() < deadline, "{path} never answered {want}; log:\n{}", n.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Parses the Prometheus text exposition: `name{labels} value` → value.
+fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    let mut metrics = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("malformed sample line {line:?}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("malformed value in {line:?}"));
+        assert!(!metrics.contains_key(name), "duplicate series {name}");
+        metrics.insert(name.to_string(), value);
+    }
+    assert!(text.trim_end().ends_with("# EOF"), "an OpenMetrics exposition ends with # EOF");
+    metrics
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_endpoint_answers_and_status_reads_well() {
+    let mut node = node("").await;
+    let n = &mut node.nodewarden;
+    n.start();
+    assert_eq!(wait_get(n, "/healthz", 200).await, "ok\n");
+    assert_eq!(n.get("/readyz").await.map(|(c, _)| c), Some(503), "not ready before setup ran");
+    let setup = n.command(&["setup", "--no-userdata"]).output().unwrap();
+    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    wait_get(n, "/readyz", 200).await;
+
+    // Give the drain loop a moment to ask ECS for this instance's status.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let doc: serde_json::Value = loop {
+        let doc: serde_json::Value = serde_json::from_str(&wait_get(n, "/status", 200).await).unwrap();
+        if doc["drain"]["ecs_status"] == "ACTIVE" || Instant::now() > deadline {
+            break doc;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!((doc["alive"].as_bool(), doc["ready"].as_bool()), (Some(true), Some(true)));
+    let kinds: Vec<&str> = doc["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "DiskPressure",
+            "InodePressure",
+            "DockerUnavailable",
+            "AgentUnhealthy",
+            "AgentTerminal",
+            "Draining",
+            "ConfigInvalid"
+        ]
+    );
+    for condition in doc["conditions"].as_array().unwrap() {
+        assert!(condition["status"] == "True" || condition["status"] == "False", "{condition}");
+        assert!(condition["reason"].as_str().is_some_and(|r| !r.is_empty()), "{condition}");
+        assert!(condition["since"].as_f64().is_some_and(|s| s > 1.7e9), "{condition}");
+    }
+    let by_kind =
+        |kind: &str| doc["conditions"].as_array().unwrap().iter().find(|c| c["type"] == kind).unwrap().clone();
+    assert_eq!(by_kind("DiskPressure")["status"], "False");
+    assert_eq!(by_kind("DockerUnavailable")["status"], "False");
+    assert_eq!(by_kind("AgentUnhealthy")["status"], "True", "no agent image here: {}", by_kind("AgentUnhealthy"));
+    let disk = &doc["disk"];
+    assert!(disk["total_bytes"].as_u64().unwrap() > 0 && disk["used_bytes"].as_u64().is_some());
+    assert!(disk["inodes_total"].as_u64().unwrap() > 0 && disk["used_percent"].as_f64().is_some());
+    assert_eq!(doc["drain"]["ecs_status"], "ACTIVE", "{doc:#}");
+    assert_eq!(doc["drain"]["draining"], false);
+    assert!(doc["drain"]["identity"]["container_instance_arn"].as_str().unwrap().contains("container-instance/web/"));
+    assert!(
+        doc["agent"]["restarts"].as_u64().is_some()
+            && doc["agent"]["image"].as_str().unwrap().contains("amazon-ecs-agent")
+    );
+    assert!(doc["host"]["memory_total_bytes"].as_u64().unwrap() > 0 && doc["host"]["cpu_percent"].as_f64().is_some());
+    assert!(doc["gc"]["runs"].as_u64().is_some());
+
+    let metrics = parse_metrics(&wait_get(n, "/metrics", 200).await);
+    let total = metrics["nodewarden_disk_total_bytes"];
+    assert_eq!(total, disk["total_bytes"].as_f64().unwrap());
+    assert!((0.0..=1.0).contains(&metrics["nodewarden_disk_used_ratio"]));
+    assert_eq!(metrics["nodewarden_draining"], 0.0);
+    assert_eq!(metrics["nodewarden_condition{condition=\"DiskPressure\"}"], 0.0);
+    assert_eq!(metrics["nodewarden_condition{condition=\"AgentUnhealthy\"}"], 1.0);
+    assert!(
+        metrics.contains_key("nodewarden_gc_runs_total") && metrics.contains_key("nodewarden_agent_restarts_total")
+    );
+
+    let status = n.command(&["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let conditions_at = text.find("Conditions:").unwrap();
+    assert!(conditions_at < text.find("Docker disk").unwrap(), "conditions first:\n{text}");
+    assert!(text.contains("! AgentUnhealthy") && text.contains("Drain        ACTIVE"), "{text}");
+    let json = n.command(&["status", "--json"]).output().unwrap();
+    let raw: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(raw["conditions"].as_array().unwrap().len(), 7);
+
+    n.stop();
+    let stopped = n.command(&["status"]).output().unwrap();
+    assert_eq!(stopped.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&stopped.stderr).contains("nodewarden is not running"),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn systemd_hears_ready_status_watchdog_and_stopping_and_a_stuck_loop_stops_the_pings() {
+    let mut node = node("[disk]\ncheck-interval = \"200ms\"\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let pause = dir.path().join("pause");
+    let n = &mut node.nodewarden;
+    n.start_with(&[
+        ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "2000000"),
+        ("NODEWARDEN_DEBUG_PAUSE_FILE", pause.to_str().unwrap()),
+    ]);
+    let mut heard: Vec<String> = Vec::new();
+    let listen = |socket: &UnixDatagram, for_how_long: Duration| {
+        let mut got = Vec::new();
+        let until = Instant::now() + for_how_long;
+        let mut buffer = [0u8; 4096];
+        while Instant::now() < until {
+            if let Ok(n) = socket.recv(&mut buffer) {
+                got.extend(String::from_utf8_lossy(&buffer[..n]).lines().map(str::to_string));
+            }
+        }
+        got
+    };
+    heard.extend(listen(&socket, Duration::from_secs(4)));
+    assert!(heard.iter().any(|m| m == "READY=1"), "{heard:?}\n{}", n.log());
+    assert!(heard.iter().any(|m| m.starts_with("STATUS=docker ") && m.contains("% used, agent ")), "{heard:?}");
+    assert!(heard.iter().filter(|m| *m == "WATCHDOG=1").count() >= 3, "{heard:?}");
+    let ready_at = heard.iter().position(|m| m == "READY=1").unwrap();
+    assert!(heard[..ready_at].iter().any(|m| m.starts_with("STATUS=")), "READY comes after the first check: {heard:?}");
+
+    // The main loop stalls: the pings stop, and /healthz says so.
+    std::fs::write(&pause, b"").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let during = listen(&socket, Duration::from_secs(3));
+    assert!(!during.iter().any(|m| m == "WATCHDOG=1"), "pings went on from a stalled loop: {during:?}");
+    assert_eq!(n.get("/healthz").await.map(|(c, _)| c), Some(503));
+    std::fs::remove_file(&pause).unwrap();
+    let after = listen(&socket, Duration::from_secs(2));
+    assert!(after.iter().any(|m| m == "WATCHDOG=1"), "pings did not resume: {after:?}");
+
+    system::signal(n.pid().unwrap(), "TERM");
+    let last = listen(&socket, Duration::from_secs(3));
+    assert!(last.iter().any(|m| m == "STOPPING=1"), "{last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_keeps_the_settings_in_force_when_the_new_ones_are_invalid() {
+    let mut node = node("").await;
+    let n = &mut node.nodewarden;
+    n.start();
+    wait_get(n, "/healthz", 200).await;
+    let good = std::fs::read_to_string(&n.settings).unwrap();
+    std::fs::write(&n.settings, format!("{good}\n[gc]\nmin-image-age = \"soon\"\n")).unwrap();
+    system::signal(n.pid().unwrap(), "HUP");
+    let config_invalid = async |n: &mut Nodewarden| {
+        let doc: serde_json::Value = serde_json::from_str(&wait_get(n, "/status", 200).await).unwrap();
+        doc["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "ConfigInvalid").unwrap().clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut condition = config_invalid(n).await;
+    while condition["status"] != "True" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        condition = config_invalid(n).await;
+    }
+    assert_eq!(condition["status"], "True", "{condition}");
+    assert!(condition["message"].as_str().unwrap().contains("gc.min-image-age"), "{condition}");
+    n.assert_running();
+
+    std::fs::write(&n.settings, &good).unwrap();
+    system::signal(n.pid().unwrap(), "HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while config_invalid(n).await["status"] != "False" {
+        assert!(Instant::now() < deadline, "valid settings were not taken back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn the_endpoint_refuses_non_loopback_addresses_unless_allowed() {
+    let n = Nodewarden::new("[ecs]\ncluster = \"c\"\n[health]\nlisten = \"0.0.0.0:51690\"\n", vec![]);
+    let output = n.command(&["run"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("health.listen: expected a loopback address") && stderr.contains("allow-remote"),
+        "{stderr}"
+    );
+}
