@@ -42,11 +42,13 @@ async fn world() -> World {
 }
 
 impl World {
+    /// A nodewarden on this world. `drain-if-full-within = "0s"` switches the fill-rate
+    /// trigger off: these tests fill the disk in one burst and test the other reasons.
     fn nodewarden(&self, extra: &str) -> Nodewarden {
         let settings = format!(
             "[ecs]\ncluster = \"{CLUSTER}\"\n[docker]\ndata-device = \"none\"\n\
              [disk]\ncheck-interval = \"1s\"\ngc-start = \"50%\"\ngc-stop = \"45%\"\ndrain-at = \"60%\"\n\
-             recover-below = \"40%\"\nrecover-after = \"4s\"\ndrain-if-full-within = \"1s\"\n{extra}"
+             recover-below = \"40%\"\nrecover-after = \"4s\"\ndrain-if-full-within = \"0s\"\n{extra}"
         );
         let mut env = self.moto.env_vars();
         env.push(("DOCKER_HOST".into(), self.docker.host()));
