@@ -295,7 +295,7 @@ fn host_network_preparation_is_idempotent_and_undone_inside_a_namespace() {
     let host_before = host_route_localnet();
     let root = tempfile::tempdir().unwrap();
     let settings = root.path().join("settings.toml");
-    std::fs::write(&settings, "[ecs]\ncluster = \"netns\"\n").unwrap();
+    std::fs::write(&settings, "[ecs]\ncluster = \"netns\"\n[docker]\ndata-device = \"none\"\n").unwrap();
     let nodewarden = env!("CARGO_BIN_EXE_nodewarden");
     let root_arg = root.path().to_str().unwrap();
     let settings_arg = settings.to_str().unwrap();

@@ -12,3 +12,4 @@ mod drain;
 mod gc;
 mod harness_selftest;
 mod health;
+mod packaging;
