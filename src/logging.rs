@@ -24,5 +24,7 @@ pub fn init() {
         tracing_subscriber::registry().with(filter()).with(journald.with_syslog_identifier("nodewarden".into())).init();
         return;
     }
-    tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr).init();
+    // Colours only for a person at a terminal, never in files or pipes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr).with_ansi(ansi).init();
 }

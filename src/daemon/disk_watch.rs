@@ -119,8 +119,6 @@ impl DiskWatch {
                 });
                 shortfall = self.finish(report);
             }
-            self.update_pressure(&mut pressure, &sample, rate.time_to_full());
-            self.report();
             let start = self.disk().gc_start.fraction();
             let wants_gc = gc::above(&sample, start);
             let waiting = shortfall.is_some_and(|(at, left)| {
@@ -135,6 +133,9 @@ impl DiskWatch {
                 );
                 running = Some(self.spawn_gc());
             }
+            // After GC started, so the machine sees reclaim under way before it drains.
+            self.update_pressure(&mut pressure, &sample, rate.time_to_full());
+            self.report();
         }
         if let Some(task) = running {
             task.abort();
@@ -142,12 +143,16 @@ impl DiskWatch {
     }
 
     fn update_pressure(&self, machine: &mut PressureMachine, sample: &disk::DiskSample, ttf: Option<Duration>) {
-        let gc_runs_finished = self.state.lock().gc_runs;
+        let (gc_runs_finished, gc_running) = {
+            let state = self.state.lock();
+            (state.gc_runs, state.gc_running)
+        };
         let observation = Observation {
             at: sample.at,
             used: sample.used_fraction().max(sample.used_inode_fraction()),
             time_to_full: ttf,
             gc_runs_finished,
+            gc_running,
         };
         let before = machine.phase();
         let phase = machine.observe(&observation, &self.disk());

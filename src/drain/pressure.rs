@@ -28,6 +28,8 @@ pub struct Observation {
     pub time_to_full: Option<Duration>,
     /// GC runs finished since the disk went past gc-start (a finished run means reclaim was tried).
     pub gc_runs_finished: u64,
+    /// A GC run is under way: reclaim has started.
+    pub gc_running: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,7 +84,8 @@ impl PressureMachine {
                     self.enter(Phase::Reclaiming, o.at);
                 }
                 let reclaim_tried = o.gc_runs_finished > self.gc_runs_at_reclaim;
-                if filling_fast {
+                // GC always goes first: drain only once reclaim has started (or was tried).
+                if filling_fast && (o.gc_running || reclaim_tried) {
                     let ttf = o
                         .time_to_full
                         .map(|t| crate::settings::values::format_duration(Duration::from_secs(t.as_secs())));
@@ -135,7 +138,8 @@ mod tests {
         }
     }
 
-    /// Feeds (second, used %, time-to-full seconds, GC runs finished) and returns the phases.
+    /// Feeds (second, used %, time-to-full seconds, GC runs finished) and returns the phases;
+    /// a GC run is under way whenever usage is past gc-start (as the disk loop arranges).
     fn run(steps: &[(u64, f64, Option<u64>, u64)]) -> Vec<Phase> {
         let start = Instant::now();
         let mut machine = PressureMachine::new(start);
@@ -147,6 +151,7 @@ mod tests {
                     used: used / 100.0,
                     time_to_full: ttf.map(Duration::from_secs),
                     gc_runs_finished: runs,
+                    gc_running: used >= 85.0,
                 };
                 machine.observe(&o, &settings())
             })
@@ -175,6 +180,22 @@ mod tests {
     fn a_fast_fill_past_gc_start_drains_at_once_but_a_fast_fill_below_it_does_not() {
         assert_eq!(run(&[(0, 40.0, Some(30), 0), (1, 86.0, Some(20), 0)]), [Normal, Pressure]);
         assert_eq!(run(&[(0, 86.0, Some(3600), 0)]), [Reclaiming], "a slow fill is left to GC");
+    }
+
+    #[test]
+    fn a_fast_fill_waits_for_reclaim_to_start() {
+        let start = Instant::now();
+        let mut m = PressureMachine::new(start);
+        let o = Observation {
+            at: start,
+            used: 0.86,
+            time_to_full: Some(Duration::from_secs(5)),
+            gc_runs_finished: 0,
+            gc_running: false,
+        };
+        assert_eq!(m.observe(&o, &settings()), Reclaiming, "GC first");
+        let o = Observation { gc_running: true, at: start + Duration::from_secs(1), ..o };
+        assert_eq!(m.observe(&o, &settings()), Pressure);
     }
 
     #[test]
@@ -219,6 +240,7 @@ mod tests {
             used,
             time_to_full: ttf.map(Duration::from_secs),
             gc_runs_finished: runs,
+            gc_running: true,
         };
         m.observe(&o(0, 0.86, Some(45), 0), &settings());
         assert_eq!(m.reason(), "disk 86.0% used and filling: full in about 45s (drain-if-full-within 10m)");

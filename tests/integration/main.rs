@@ -12,4 +12,5 @@ mod drain;
 mod gc;
 mod harness_selftest;
 mod health;
+mod incident;
 mod packaging;

@@ -36,6 +36,12 @@ impl Nodewarden {
         Nodewarden { root, settings: path, health_port, env, child: None, log }
     }
 
+    /// Sets an environment variable for the commands started from now on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

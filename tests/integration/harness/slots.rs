@@ -34,3 +34,23 @@ pub fn acquire(kind: &str) -> Slot {
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// All slots of `kind` but one, for a test that must run alone (the one left is for its own
+/// fixture). Waits for running fixtures to finish.
+pub fn acquire_all_but_one(kind: &str) -> Vec<Slot> {
+    let dir = PathBuf::from("/tmp/nodewarden-test-slots");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    (1..SLOTS)
+        .map(|index| {
+            let path = dir.join(format!("{kind}-{index}.lock"));
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+            file.lock().unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
+            Slot { _file: file }
+        })
+        .collect()
+}

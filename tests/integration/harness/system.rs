@@ -141,3 +141,24 @@ pub fn unmount_all_under(dir: &Path) {
         }
     }
 }
+
+/// A tmpfs mounted for a test (so a loop device's backing file is off the root filesystem),
+/// unmounted on drop.
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    pub fn mount(path: &Path, size_mb: u64) -> Tmpfs {
+        require_root("a tmpfs");
+        std::fs::create_dir_all(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        run(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"]).arg(path));
+        Tmpfs { path: path.to_path_buf() }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        unmount_all_under(&self.path);
+    }
+}
