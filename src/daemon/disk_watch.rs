@@ -183,19 +183,9 @@ impl DiskWatch {
     fn report(&mut self) {
         let gc_start = self.disk().gc_start.fraction();
         let mut state = self.state.lock();
+        state.gc_start = gc_start;
+        state.refresh_conditions(std::time::SystemTime::now());
         let agent = state.agent.lock().clone();
-        let observed = crate::health::conditions::evaluate(&crate::health::conditions::Inputs {
-            pressure: state.pressure,
-            pressure_reason: &state.pressure_reason,
-            sample: state.sample,
-            gc_start,
-            docker_error: state.docker_error.as_deref(),
-            agent: &agent,
-            drain: &state.drain,
-            config_error: state.config_error.as_deref(),
-        });
-        let conditions = state.condition_book.update(observed, std::time::SystemTime::now());
-        state.conditions = conditions;
         let used = state.sample.map_or(0.0, |s| s.used_fraction() * 100.0);
         let agent_word = if agent.terminal {
             "terminal"

@@ -33,6 +33,26 @@ pub struct NodeState {
     pub config_error: Option<String>,
     pub conditions: Vec<Condition>,
     pub condition_book: ConditionBook,
+    /// gc-start in force (a fraction), for InodePressure.
+    pub gc_start: f64,
+}
+
+impl NodeState {
+    /// Evaluates the conditions from the current figures, so /status never contradicts itself.
+    pub fn refresh_conditions(&mut self, now: std::time::SystemTime) {
+        let agent = self.agent.lock().clone();
+        let observed = crate::health::conditions::evaluate(&crate::health::conditions::Inputs {
+            pressure: self.pressure,
+            pressure_reason: &self.pressure_reason,
+            sample: self.sample,
+            gc_start: self.gc_start,
+            docker_error: self.docker_error.as_deref(),
+            agent: &agent,
+            drain: &self.drain,
+            config_error: self.config_error.as_deref(),
+        });
+        self.conditions = self.condition_book.update(observed, now);
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +77,7 @@ impl SharedState {
             config_error: None,
             conditions: Vec::new(),
             condition_book: ConditionBook::default(),
+            gc_start: 1.0,
         })))
     }
 

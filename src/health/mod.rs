@@ -54,7 +54,9 @@ impl HealthContext {
 
     pub fn document(&self) -> status::StatusDocument {
         let (alive, ready, host) = (self.alive(), self.ready(), self.host());
-        status::document(&self.state.lock(), alive, ready, host)
+        let mut state = self.state.lock();
+        state.refresh_conditions(std::time::SystemTime::now());
+        status::document(&state, alive, ready, host)
     }
 }
 
