@@ -1,4 +1,380 @@
-#![allow(clippy::unwrap_used)]
+//! `scripts/bench`: nodewarden against its peers, each measured in the same run on the same
+//! daemon, printed as ratios (absolute figures only as context). See BENCHMARKS.md.
+//!   1. reaction: usage crosses the GC watermark because a container writes (no Docker event)
+//!      → first image removal; nodewarden versus docuum with the same threshold;
+//!   2. reclaim: removing 200 unused images; nodewarden's GC versus `docker image prune -a -f`
+//!      and versus docuum;
+//!   3. idle footprint over 60 s at a 1 s check interval: RSS and CPU time, versus docuum;
+//!   4. bootstrap: `nodewarden setup` and a running agent from a tarball, versus the shell glue
+//!      (docker load + docker run) ecs-init replaced.
+#![allow(clippy::unwrap_used)] // A benchmark: a failure should stop it loudly.
+
 #[path = "../tests/integration/harness/mod.rs"]
 mod harness;
-fn main() {}
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use harness::daemon::Nodewarden;
+use harness::docker::TestDocker;
+use harness::events::Recorder;
+use harness::images;
+use nodewarden::disk;
+
+const MIB: u64 = 1 << 20;
+
+fn main() {
+    harness::system::require_root("the benchmarks (loop devices, dockerd)");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    println!(
+        "nodewarden benchmarks, {} on {} cores",
+        humantime::format_rfc3339_seconds(SystemTime::now()),
+        num_cores()
+    );
+    let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    let wants = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    if wants("reaction") {
+        runtime.block_on(reaction());
+    }
+    if wants("reclaim") {
+        runtime.block_on(reclaim());
+    }
+    if wants("idle") {
+        runtime.block_on(idle());
+    }
+    if wants("bootstrap") {
+        runtime.block_on(bootstrap());
+    }
+}
+
+fn num_cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn docuum() -> std::path::PathBuf {
+    harness::system::require_tool("docuum", "docuum (cargo install docuum; scripts/bench does)")
+}
+
+/// docuum drives the docker CLI: use Debian's 20.10 client against our private daemon.
+fn start_docuum(docker: &TestDocker, args: &[&str]) -> Child {
+    Command::new(docuum())
+        .args(args)
+        .env("DOCKER_HOST", docker.host())
+        .env("PATH", format!("/usr/bin:/bin:/usr/sbin:{}", std::env::var("PATH").unwrap_or_default()))
+        .env("LOG_LEVEL", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn stop(mut child: Child) {
+    harness::system::signal(child.id(), "TERM");
+    if !harness::system::wait_gone(child.id(), Duration::from_secs(10)) {
+        harness::system::signal(child.id(), "KILL");
+    }
+    let _ = child.wait();
+}
+
+fn settings(extra: &str) -> String {
+    format!("[ecs]\ncluster = \"bench\"\n[docker]\ndata-device = \"none\"\n[drain]\nenabled = false\n{extra}")
+}
+
+/// Starts a writer at ~50 MB/s and returns (time usage crossed `fraction`, first removal).
+async fn react(docker: &TestDocker, fraction: f64, timeout: Duration) -> Option<Duration> {
+    let client = docker.client.clone();
+    let recorder = Recorder::start(&client).await;
+    let script = "while true; do dd if=/dev/zero bs=1M count=5 2>/dev/null >> /fill; sleep 0.1; done";
+    let writer = images::create_container(&client, images::BASE_IMAGE, Some("writer"), &["sh", "-c", script]).await;
+    client.start_container(&writer, None).await.unwrap();
+    let crossed = loop {
+        if disk::probe(&docker.data_root).unwrap().used_fraction() >= fraction {
+            break SystemTime::now();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let deadline = Instant::now() + timeout;
+    let result = loop {
+        if let Some((at, _)) = recorder.deleted_images().first() {
+            break Some(at.duration_since(crossed).unwrap_or_default());
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let remove = bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).build();
+    client.remove_container(&writer, Some(remove)).await.unwrap();
+    result
+}
+
+async fn reaction_setup() -> TestDocker {
+    let docker = TestDocker::start_with(harness::docker::DockerOptions { disk_mb: 1024, ..Default::default() }).await;
+    for name in ["old/a", "old/b", "old/c"] {
+        images::make_image(&docker.client, &format!("{name}:1"), 20 * MIB).await;
+    }
+    docker
+}
+
+async fn reaction() {
+    println!(
+        "\n1. Reaction: a container fills its writable layer past the watermark (no Docker event) → first image removal"
+    );
+    let timeout = Duration::from_secs(60);
+    let docker = reaction_setup().await;
+    let used = disk::probe(&docker.data_root).unwrap().used_fraction();
+    let start = ((used * 100.0).ceil() + 15.0).min(90.0);
+    let mut nodewarden = Nodewarden::new(
+        &settings(&format!(
+            "[disk]\ncheck-interval = \"1s\"\ngc-start = \"{start}%\"\ngc-stop = \"{}%\"\ndrain-at = \"95%\"\nrecover-below = \"{}%\"\n[gc]\nmin-image-age = \"0s\"\n",
+            start - 1.0,
+            start - 2.0
+        )),
+        vec![("DOCKER_HOST".into(), docker.host())],
+    );
+    nodewarden.start();
+    nodewarden.wait_for_state_file("image-usage.json", Duration::from_secs(30)).await;
+    let ours = react(&docker, start / 100.0, timeout).await;
+    drop(nodewarden);
+    drop(docker);
+
+    let docker = reaction_setup().await;
+    // The same watermark, as docuum reads it: a share of Docker's filesystem.
+    let total = disk::probe(&docker.data_root).unwrap().total_bytes;
+    let threshold = format!("{} B", (total as f64 * start / 100.0) as u64);
+    let peer = start_docuum(&docker, &["--threshold", &threshold, "--min-age", "0s"]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let theirs = react(&docker, start / 100.0, timeout).await;
+    stop(peer);
+    let show = |r: Option<Duration>| {
+        r.map_or(format!("none within {}s", timeout.as_secs()), |d| format!("{:.2} s", d.as_secs_f64()))
+    };
+    println!("   nodewarden: {}   docuum: {}", show(ours), show(theirs));
+    match (ours, theirs) {
+        (Some(a), Some(b)) => {
+            println!("   ratio: nodewarden reacts {:.1}x faster", b.as_secs_f64() / a.as_secs_f64().max(0.001))
+        }
+        (Some(a), None) => println!(
+            "   ratio: nodewarden {:.2} s; docuum did not react within {} s (it acts only on Docker events): > {:.0}x",
+            a.as_secs_f64(),
+            timeout.as_secs(),
+            timeout.as_secs_f64() / a.as_secs_f64().max(0.001)
+        ),
+        _ => println!("   nodewarden did not react: investigate"),
+    }
+}
+
+async fn make_tiny_images(docker: &TestDocker, count: usize) {
+    for index in 0..count {
+        images::import_tiny(&docker.client, &format!("bulk/image{index:03}:1")).await;
+    }
+}
+
+async fn count_images(docker: &TestDocker) -> usize {
+    docker.client.list_images(None::<bollard::query_parameters::ListImagesOptions>).await.unwrap().len()
+}
+
+async fn reclaim() {
+    const COUNT: usize = 200;
+    println!("\n2. Reclaim: remove {COUNT} unused images");
+    let docker = TestDocker::start().await;
+    // nodewarden: one gc run with gc-stop far below what the images take, so all must go.
+    make_tiny_images(&docker, COUNT).await;
+    let nodewarden = Nodewarden::new(
+        &settings(
+            "[disk]\ngc-start = \"3%\"\ngc-stop = \"2%\"\ndrain-at = \"99%\"\nrecover-below = \"1%\"\n[gc]\nmin-image-age = \"0s\"\n",
+        ),
+        vec![("DOCKER_HOST".into(), docker.host())],
+    );
+    let started = Instant::now();
+    let output = nodewarden.command(&["gc"]).output().unwrap();
+    let ours = started.elapsed();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let left_ours = count_images(&docker).await;
+
+    make_tiny_images(&docker, COUNT).await;
+    let started = Instant::now();
+    let prune = Command::new("/usr/bin/docker")
+        .args(["image", "prune", "-a", "-f"])
+        .env("DOCKER_HOST", docker.host())
+        .output()
+        .unwrap();
+    let prune_time = started.elapsed();
+    assert!(prune.status.success());
+    let left_prune = count_images(&docker).await;
+
+    make_tiny_images(&docker, COUNT).await;
+    let started = Instant::now();
+    let peer = start_docuum(&docker, &["--threshold", "0 B", "--min-age", "0s"]);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while count_images(&docker).await > left_prune && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let docuum_time = started.elapsed();
+    let left_docuum = count_images(&docker).await;
+    stop(peer);
+    println!(
+        "   nodewarden gc: {:.2} s ({left_ours} images left)   docker image prune -a -f: {:.2} s ({left_prune} left)   docuum: {:.2} s ({left_docuum} left)",
+        ours.as_secs_f64(),
+        prune_time.as_secs_f64(),
+        docuum_time.as_secs_f64()
+    );
+    println!(
+        "   ratio: prune takes {:.2}x nodewarden's time; docuum {:.2}x",
+        prune_time.as_secs_f64() / ours.as_secs_f64(),
+        docuum_time.as_secs_f64() / ours.as_secs_f64()
+    );
+}
+
+/// (RSS in bytes, user+system CPU seconds) of a process.
+fn footprint(pid: u32) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(") ").map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks: u64 = fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    let hz = 100.0; // USER_HZ on Linux
+    (rss, ticks as f64 / hz)
+}
+
+async fn measure_idle(pid: u32, seconds: u64) -> (u64, f64) {
+    tokio::time::sleep(Duration::from_secs(5)).await; // past startup
+    let (_, cpu_before) = footprint(pid);
+    let mut peak_rss = 0;
+    for _ in 0..seconds {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        peak_rss = peak_rss.max(footprint(pid).0);
+    }
+    let (_, cpu_after) = footprint(pid);
+    (peak_rss, (cpu_after - cpu_before) / seconds as f64 * 100.0)
+}
+
+async fn idle() {
+    const SECONDS: u64 = 60;
+    println!("\n3. Idle footprint over {SECONDS} s, 1 s check interval");
+    let docker = TestDocker::start().await;
+    images::make_image(&docker.client, "idle/a:1", MIB).await;
+    let mut nodewarden =
+        Nodewarden::new(&settings("[disk]\ncheck-interval = \"1s\"\n"), vec![("DOCKER_HOST".into(), docker.host())]);
+    nodewarden.start();
+    nodewarden.wait_for_state_file("image-usage.json", Duration::from_secs(30)).await;
+    let (our_rss, our_cpu) = measure_idle(nodewarden.pid().unwrap(), SECONDS).await;
+    drop(nodewarden);
+    let peer = start_docuum(&docker, &["--threshold", "10 GB"]);
+    let (their_rss, their_cpu) = measure_idle(peer.id(), SECONDS).await;
+    stop(peer);
+    println!(
+        "   nodewarden: RSS {:.1} MiB, CPU {:.3}% of a core   docuum: RSS {:.1} MiB, CPU {:.3}% of a core",
+        our_rss as f64 / MIB as f64,
+        our_cpu,
+        their_rss as f64 / MIB as f64,
+        their_cpu
+    );
+    println!(
+        "   ratio: RSS {:.2}x docuum's, CPU {:.2}x docuum's (nodewarden also supervises, drains and serves health)",
+        our_rss as f64 / their_rss.max(1) as f64,
+        our_cpu / their_cpu.max(0.0001)
+    );
+}
+
+async fn bootstrap() {
+    println!("\n4. Bootstrap: setup, then the agent running from a tarball");
+    let docker = TestDocker::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    images::make_standin_agent(&docker.client, "bench/agent:v1", port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = dir.path().join("agent.tar");
+    let mut export = docker.client.export_image("bench/agent:v1");
+    let mut bytes = Vec::new();
+    use futures_util::StreamExt;
+    while let Some(chunk) = export.next().await {
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
+    std::fs::write(&tarball, bytes).unwrap();
+    let remove_image = |client: bollard::Docker| async move {
+        let _ = client
+            .remove_container(
+                "ecs-agent",
+                Some(bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).build()),
+            )
+            .await;
+        client
+            .remove_image("bench/agent:v1", None::<bollard::query_parameters::RemoveImageOptions>, None)
+            .await
+            .unwrap();
+    };
+    remove_image(docker.client.clone()).await;
+    let mut nodewarden = Nodewarden::new(
+        &format!(
+            "[ecs]\ncluster = \"bench\"\nagent-image = \"bench/agent:v1\"\nagent-tarball = \"{}\"\n[docker]\ndata-device = \"none\"\n[drain]\nenabled = false\n",
+            tarball.display()
+        ),
+        vec![
+            ("DOCKER_HOST".into(), docker.host()),
+            ("NODEWARDEN_AGENT_INTROSPECTION".into(), format!("http://127.0.0.1:{port}")),
+        ],
+    );
+    let started = Instant::now();
+    assert!(nodewarden.command(&["setup", "--no-userdata"]).status().unwrap().success());
+    nodewarden.start();
+    wait_metadata(port).await;
+    let ours = started.elapsed();
+    nodewarden.stop();
+    remove_image(docker.client.clone()).await;
+
+    // The glue ecs-init replaced: docker load, then docker run with the same essentials.
+    let started = Instant::now();
+    let docker_cli =
+        |args: &[&str]| Command::new("/usr/bin/docker").args(args).env("DOCKER_HOST", docker.host()).output().unwrap();
+    assert!(docker_cli(&["load", "-i", tarball.to_str().unwrap()]).status.success());
+    assert!(
+        docker_cli(&[
+            "run",
+            "-d",
+            "--name",
+            "ecs-agent",
+            "--net",
+            "host",
+            "--init",
+            "--cap-add",
+            "NET_ADMIN",
+            "--cap-add",
+            "SYS_ADMIN",
+            "-e",
+            "ECS_CLUSTER=bench",
+            "bench/agent:v1"
+        ])
+        .status
+        .success()
+    );
+    wait_metadata(port).await;
+    let glue = started.elapsed();
+    println!(
+        "   nodewarden setup + run: {:.2} s   docker load + docker run: {:.2} s",
+        ours.as_secs_f64(),
+        glue.as_secs_f64()
+    );
+    println!(
+        "   ratio: nodewarden takes {:.2}x the bare glue's time (it also validates, writes ecs.config and supervises)",
+        ours.as_secs_f64() / glue.as_secs_f64()
+    );
+    let _ = Path::new("/");
+}
+
+async fn wait_metadata(port: u16) {
+    let http = nodewarden::http::HttpClient::new();
+    let uri: hyper::Uri = format!("http://127.0.0.1:{port}/v1/metadata").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !http.get(uri.clone(), &[], Duration::from_secs(1)).await.is_ok_and(|r| r.status.is_success()) {
+        assert!(Instant::now() < deadline, "the agent never answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

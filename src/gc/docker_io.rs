@@ -113,8 +113,9 @@ pub struct GcReport {
 const SETTLE_FOR: Duration = Duration::from_secs(1);
 const SETTLE_POLL: Duration = Duration::from_millis(50);
 
-/// Runs `plan` step by step, re-measuring after each, and stops once usage is below
-/// `stop_below` (a fraction, bytes and inodes). `measure` reads statvfs.
+/// Runs `plan` in order, re-measuring after each step (or batch of image removals that cannot
+/// overshoot), and stops once usage is below `stop_below` (a fraction, bytes and inodes).
+/// `measure` reads statvfs.
 pub async fn execute(
     docker: &Docker,
     plan: &Plan,
@@ -129,20 +130,31 @@ pub async fn execute(
     let below = |s: &DiskSample| !super::above(s, stop_below);
     let mut reached_target = current.as_ref().is_some_and(below);
     let mut expected = 0u64;
-    for (index, step) in plan.steps.iter().enumerate() {
-        if reached_target {
-            break;
+    let mut index = 0;
+    while index < plan.steps.len() && !reached_target {
+        let batch = batch_from(plan, index, expected);
+        let mut outcomes =
+            futures_util::future::join_all(batch.iter().map(|&i| run_step(docker, &plan.steps[i].action))).await;
+        // In a batch a parent may have gone before its child: retry those conflicts in order.
+        if batch.len() > 1 {
+            for (slot, &i) in batch.iter().enumerate() {
+                if matches!(outcomes[slot], Outcome::Skipped(_)) {
+                    outcomes[slot] = run_step(docker, &plan.steps[i].action).await;
+                }
+            }
         }
-        let outcome = run_step(docker, &step.action).await;
-        tracing::info!(action = %step.action, reason = %step.reason, outcome = ?outcome, "gc step");
-        if outcome == Outcome::Done {
-            expected = expected.saturating_add(step.expected_bytes);
+        for (&i, outcome) in batch.iter().zip(outcomes) {
+            let step = &plan.steps[i];
+            tracing::info!(action = %step.action, reason = %step.reason, outcome = ?outcome, "gc step");
+            if outcome == Outcome::Done {
+                expected = expected.saturating_add(step.expected_bytes);
+            }
+            steps.push(StepResult { action: step.action.to_string(), expected_bytes: step.expected_bytes, outcome });
         }
-        steps.push(StepResult { action: step.action.to_string(), expected_bytes: step.expected_bytes, outcome });
+        index += batch.len();
         current = measure().or(current);
         reached_target = current.as_ref().is_some_and(below);
-        let last = index + 1 == plan.steps.len();
-        if !reached_target && (expected >= plan.target_bytes || last) {
+        if !reached_target && expected >= plan.target_bytes {
             current = settle(&mut measure, current, below).await;
             reached_target = current.as_ref().is_some_and(below);
         }
@@ -169,6 +181,31 @@ pub async fn execute(
         steps,
         kept: plan.kept.iter().map(|(name, why)| (name.clone(), why.to_string())).collect(),
     }
+}
+
+/// Image removals in flight at once, where they cannot overshoot the target.
+const MAX_PARALLEL: usize = 8;
+
+/// The steps to run next from `start`: image removals together while, by the plan's own
+/// figures, all of them are still needed; anything else (and the last needed one) alone.
+fn batch_from(plan: &Plan, start: usize, expected: u64) -> Vec<usize> {
+    let is_image = |i: usize| matches!(plan.steps[i].action, Action::RemoveImage { .. });
+    let mut batch = vec![start];
+    if !is_image(start) {
+        return batch;
+    }
+    let mut sum = expected.saturating_add(plan.steps[start].expected_bytes);
+    let mut next = start + 1;
+    while batch.len() < MAX_PARALLEL && next < plan.steps.len() && is_image(next) {
+        let with_next = sum.saturating_add(plan.steps[next].expected_bytes);
+        if with_next >= plan.target_bytes {
+            break;
+        }
+        sum = with_next;
+        batch.push(next);
+        next += 1;
+    }
+    batch
 }
 
 /// Polls until the target is met or the figures stop moving, at most [`SETTLE_FOR`].
@@ -234,4 +271,31 @@ async fn remove_image(docker: &Docker, id: &str, tags: &[String]) -> Outcome {
         }
     }
     Outcome::Done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gc::plan::Step;
+
+    fn image_step(expected_bytes: u64) -> Step {
+        Step {
+            action: Action::RemoveImage { id: "sha256:x".into(), tags: vec![] },
+            reason: String::new(),
+            expected_bytes,
+        }
+    }
+
+    #[test]
+    fn batches_only_what_is_certainly_needed() {
+        let mut plan = Plan { target_bytes: 35, ..Plan::default() };
+        plan.steps = (0..5).map(|_| image_step(10)).collect();
+        assert_eq!(batch_from(&plan, 0, 0), [0, 1, 2], "the fourth would reach the target: it goes alone");
+        assert_eq!(batch_from(&plan, 3, 30), [3]);
+        plan.steps.insert(1, Step { action: Action::PruneBuildCache, reason: String::new(), expected_bytes: 0 });
+        assert_eq!(batch_from(&plan, 0, 0), [0], "only image removals run together");
+        plan.target_bytes = u64::MAX;
+        plan.steps = (0..20).map(|_| image_step(1)).collect();
+        assert_eq!(batch_from(&plan, 0, 0).len(), MAX_PARALLEL);
+    }
 }
