@@ -7,18 +7,13 @@ use std::time::{Duration, SystemTime};
 use super::{Context, exit, inputs};
 use crate::drain::record::{self, DrainRecord};
 use crate::drain::{DrainReason, EcsApi, resolve_identity};
-use crate::environment::Environment;
 use crate::http::HttpClient;
 use crate::imds::{ImdsClient, ImdsConfig};
 
 pub fn run(context: &Context, draining: bool) -> u8 {
-    let loaded = match inputs::load_settings(context) {
-        Ok(loaded) => loaded,
+    let (loaded, environment) = match inputs::settings_and_environment(context) {
+        Ok(both) => both,
         Err(message) => return super::fail(&message),
-    };
-    let environment = match Environment::from_process() {
-        Ok(environment) => environment,
-        Err(error) => return super::fail(&error.to_string()),
     };
     let cluster = loaded.settings.ecs.cluster.as_str().to_string();
     let result = super::runtime().block_on(async {

@@ -5,17 +5,12 @@ use std::path::PathBuf;
 
 use super::{Context, exit, inputs};
 use crate::disk::{DiskSample, human_bytes};
-use crate::environment::Environment;
 use crate::gc::{self, GcPolicy, GcReport, LastUseStore, Outcome, Plan};
 
 pub fn run(context: &Context, dry_run: bool) -> u8 {
-    let loaded = match inputs::load_settings(context) {
-        Ok(loaded) => loaded,
+    let (loaded, environment) = match inputs::settings_and_environment(context) {
+        Ok(both) => both,
         Err(message) => return super::fail(&message),
-    };
-    let environment = match Environment::from_process() {
-        Ok(environment) => environment,
-        Err(error) => return super::fail(&error.to_string()),
     };
     let settings = loaded.settings;
     super::runtime().block_on(async {

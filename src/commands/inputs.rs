@@ -76,3 +76,13 @@ pub fn load_settings(context: &super::Context) -> Result<crate::settings::Loaded
         message
     })
 }
+
+/// What the daemon-side commands (run, gc, drain, undrain) start from: the settings in force
+/// and the standard environment.
+pub fn settings_and_environment(
+    context: &super::Context,
+) -> Result<(crate::settings::Loaded, crate::environment::Environment), String> {
+    let loaded = load_settings(context)?;
+    let environment = crate::environment::Environment::from_process().map_err(|e| e.to_string())?;
+    Ok((loaded, environment))
+}

@@ -1,16 +1,11 @@
 //! `nodewarden run`: the daemon.
 
 use super::{Context, exit, inputs};
-use crate::environment::Environment;
 
 pub fn run(context: &Context) -> u8 {
-    let loaded = match inputs::load_settings(context) {
-        Ok(loaded) => loaded,
+    let (loaded, environment) = match inputs::settings_and_environment(context) {
+        Ok(both) => both,
         Err(message) => return super::fail(&message),
-    };
-    let environment = match Environment::from_process() {
-        Ok(environment) => environment,
-        Err(error) => return super::fail(&error.to_string()),
     };
     let reload_context = context.clone();
     let reload: crate::daemon::Reload =

@@ -13,19 +13,23 @@ pub struct Slot {
     _file: File,
 }
 
-pub fn acquire(kind: &str) -> Slot {
+fn slot_file(kind: &str, index: usize) -> File {
     let dir = PathBuf::from("/tmp/nodewarden-test-slots");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    let path = dir.join(format!("{kind}-{index}.lock"));
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()))
+}
+
+pub fn acquire(kind: &str) -> Slot {
     let deadline = Instant::now() + WAIT;
     loop {
         for index in 0..SLOTS {
-            let path = dir.join(format!("{kind}-{index}.lock"));
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+            let file = slot_file(kind, index);
             if file.try_lock().is_ok() {
                 return Slot { _file: file };
             }
@@ -38,18 +42,10 @@ pub fn acquire(kind: &str) -> Slot {
 /// All slots of `kind` but one, for a test that must run alone (the one left is for its own
 /// fixture). Waits for running fixtures to finish.
 pub fn acquire_all_but_one(kind: &str) -> Vec<Slot> {
-    let dir = PathBuf::from("/tmp/nodewarden-test-slots");
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     (1..SLOTS)
         .map(|index| {
-            let path = dir.join(format!("{kind}-{index}.lock"));
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-            file.lock().unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
+            let file = slot_file(kind, index);
+            file.lock().unwrap_or_else(|e| panic!("locking the {kind} slot {index}: {e}"));
             Slot { _file: file }
         })
         .collect()

@@ -104,20 +104,11 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     mounts
 }
 
-/// The mountinfo line (mount point, fstype, source, super options) for the mount holding `path`.
+/// The mount point, fstype, source and super options of the mount holding `path`.
 pub fn mount_of(path: &Path) -> Option<(PathBuf, String, String, String)> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mount_point = PathBuf::from(unescape_mountinfo(left.split(' ').nth(4)?));
-            let mut right = right.split(' ');
-            let fstype = right.next()?.to_string();
-            let source = right.next()?.to_string();
-            let options = right.next().unwrap_or_default().to_string();
-            path.starts_with(&mount_point).then_some((mount_point, fstype, source, options))
-        })
-        .max_by_key(|(mount_point, ..)| mount_point.components().count())
+    let mounts = nodewarden::storage::mountinfo::current();
+    nodewarden::storage::mountinfo::holding(&mounts, path)
+        .map(|m| (m.mount_point, m.fs_type, m.source, m.super_options))
 }
 
 fn unescape_mountinfo(text: &str) -> String {
