@@ -118,6 +118,19 @@ async fn every_endpoint_answers_and_status_reads_well() {
     assert!(doc["host"]["memory_total_bytes"].as_u64().unwrap() > 0 && doc["host"]["cpu_percent"].as_f64().is_some());
     assert!(doc["gc"]["runs"].as_u64().is_some());
 
+    // The documented example has exactly the live document's shape.
+    let example: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::harness::fixture("../../docs/status-example.json")).unwrap(),
+    )
+    .unwrap();
+    for section in ["", "disk", "drain", "agent", "host", "gc", "pressure"] {
+        let keys = |v: &serde_json::Value| {
+            let v = if section.is_empty() { v } else { &v[section] };
+            v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()
+        };
+        assert_eq!(keys(&example), keys(&doc), "docs/status-example.json differs from /status in {section:?}");
+    }
+
     let metrics = parse_metrics(&wait_get(n, "/metrics", 200).await);
     let total = metrics["nodewarden_disk_total_bytes"];
     assert_eq!(total, disk["total_bytes"].as_f64().unwrap());
