@@ -286,6 +286,11 @@ impl NetNs {
 impl Drop for NetNs {
     fn drop(&mut self) {
         system::try_run(Command::new("ip").args(["netns", "del", &self.0]));
+        // `ip netns add` bind-mounts /run/netns the first time; undo it once no namespace is left.
+        let left = Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout.is_empty()).unwrap_or(false);
+        if left {
+            system::try_run(Command::new("umount").arg("/run/netns"));
+        }
     }
 }
 
