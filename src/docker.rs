@@ -1,11 +1,8 @@
 //! Connecting to the Docker Engine API. Debian's dockerd 20.10 speaks API 1.41 while bollard
 //! defaults to 1.53, so the version is always negotiated down on connect.
 
-use std::time::Duration;
-
 use bollard::{API_DEFAULT_VERSION, Docker};
 
-use crate::backoff::Backoff;
 use crate::environment::Environment;
 
 /// Seconds bollard waits for response headers; long streams (events, wait) are not cut by it.
@@ -27,23 +24,4 @@ pub async fn connect(environment: &Environment) -> Result<Docker, ConnectError> 
     }
     .map_err(|e| unreachable(e.to_string()))?;
     client.negotiate_version().await.map_err(|e| unreachable(e.to_string()))
-}
-
-/// Connects, retrying with backoff until `deadline` (dockerd may still be starting).
-pub async fn connect_with_retry(environment: &Environment, deadline: Duration) -> Result<Docker, ConnectError> {
-    let started = tokio::time::Instant::now();
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(3));
-    loop {
-        match connect(environment).await {
-            Ok(docker) => return Ok(docker),
-            Err(error) => {
-                let delay = backoff.next_delay();
-                if started.elapsed() + delay >= deadline {
-                    return Err(error);
-                }
-                tracing::debug!(%error, ?delay, "Docker not reachable yet; retrying");
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
 }

@@ -44,6 +44,13 @@ impl HostPaths {
         self.host("/var/lib/nodewarden")
     }
 
+    /// Left by `nodewarden setup` in this boot (`/run` is emptied at boot) once Docker's disk
+    /// and daemon.json are ready; the package's docker.service drop-in asserts it, so Docker
+    /// never starts unprepared.
+    pub fn docker_ready_marker(&self) -> PathBuf {
+        self.host("/run/nodewarden/docker-ready")
+    }
+
     pub fn docker_data_root(&self) -> PathBuf {
         self.host("/var/lib/docker")
     }

@@ -101,6 +101,15 @@ fn apply(
     device_wait: Duration,
 ) -> Result<(), String> {
     let paths = &context.paths;
+    // Until Docker's disk and daemon.json are ready, Docker may not start (the package's
+    // drop-in asserts the marker).
+    let ready_marker = paths.docker_ready_marker();
+    match std::fs::remove_file(&ready_marker) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("removing {}: {e}", ready_marker.display()));
+        }
+        _ => {}
+    }
     let stopped_docker = stop_docker_on_root_disk(context, settings)?;
     let prepared = storage::prepare(paths, settings, device_wait)?;
     if let Some(p) = &prepared {
@@ -126,9 +135,12 @@ fn apply(
             println!("{note}");
         }
     }
+    let stamp = format!("{}\n", humantime::format_rfc3339_seconds(std::time::SystemTime::now()));
+    write_atomic(&ready_marker, stamp.as_bytes(), 0o644).map_err(|e| e.to_string())?;
     if stopped_docker {
-        systemctl(&["start", "docker.service"])?;
-        println!("started Docker again on its own disk");
+        // --no-block: under nodewarden-setup.service, Docker's start waits for this very unit.
+        systemctl(&["start", "--no-block", "docker.service"])?;
+        println!("asked systemd to start Docker again, on its own disk");
     }
     // The last good userdata settings, for `run` and the other commands.
     let saved = inputs::saved_userdata_path(paths);
@@ -151,7 +163,6 @@ fn apply(
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
     let marker = paths.state_dir().join(crate::health::SETUP_MARKER);
-    let stamp = format!("{}\n", humantime::format_rfc3339_seconds(std::time::SystemTime::now()));
     if host_net {
         let added = host_network::apply()?;
         println!("host network: route_localnet=1, {added} iptables rules added");

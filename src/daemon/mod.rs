@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, watch};
 
+use crate::backoff::Backoff;
 use crate::drain::termination::LifecycleSettings;
 use crate::drain::{DrainController, EcsApi};
 use crate::environment::Environment;
@@ -23,28 +24,25 @@ use crate::imds::{ImdsClient, ImdsConfig};
 use crate::settings::Settings;
 pub use state::{NodeState, SharedState};
 
-/// How long startup waits for dockerd (it may still be starting after boot).
-const DOCKER_STARTUP_DEADLINE: Duration = Duration::from_secs(300);
+/// How long startup waits for the first disk check before READY: long enough for a dockerd
+/// that is up, short enough that systemd's start timeout never fires while Docker is down.
+const FIRST_CHECK_GRACE: Duration = Duration::from_secs(10);
+/// While Docker does not answer at start, a warning this often (besides the first).
+const DOCKER_WAIT_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Re-reads settings on SIGHUP; an error keeps the settings in force.
 pub type Reload = Box<dyn Fn() -> Result<Settings, String> + Send + Sync>;
 
+/// Startup order: bind and serve the health endpoint, start the drain loop (spot and
+/// termination drains need no Docker), then the Docker side as soon as dockerd answers. READY
+/// follows the first disk check, or the grace when Docker is down: the daemon is up and says
+/// `DockerUnavailable` rather than hold the boot in systemd's start timeout.
 pub async fn run(paths: HostPaths, settings: Settings, environment: Environment, reload: Reload) -> Result<(), String> {
     // Bind first: a taken or disallowed address is a configuration error to fail on.
     let listener = tokio::net::TcpListener::bind(settings.health.listen)
         .await
         .map_err(|e| format!("binding the health endpoint on {}: {e}", settings.health.listen))?;
-    let docker =
-        crate::docker::connect_with_retry(&environment, DOCKER_STARTUP_DEADLINE).await.map_err(|e| e.to_string())?;
-    let info = docker
-        .info()
-        .await
-        .map_err(|e| format!("asking Docker at {} for its root dir: {e}", environment.docker_host))?;
-    let data_root = info.docker_root_dir.map(PathBuf::from).unwrap_or_else(|| paths.docker_data_root());
-    tracing::info!(docker = %environment.docker_host, data_root = %data_root.display(), "watching Docker's disk");
-
-    let store = Arc::new(Mutex::new(LastUseStore::load(&paths.state_dir())));
-    let state = SharedState::new(data_root.clone());
+    let state = SharedState::new(paths.docker_data_root());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (settings_tx, settings_rx) = watch::channel(Arc::new(settings.clone()));
     let (wants_tx, wants_rx) = watch::channel(drain_loop::DiskWants::default());
@@ -58,32 +56,20 @@ pub async fn run(paths: HostPaths, settings: Settings, environment: Environment,
     });
     tracing::info!(listen = %settings.health.listen, "health endpoint: /healthz /readyz /status /metrics");
     tasks.push(tokio::spawn(crate::health::serve(listener, health, shutdown_rx.clone())));
-    tasks.push(tokio::spawn(docker_watch(docker.clone(), state.clone(), shutdown_rx.clone())));
-    tasks.push(tokio::spawn(Tracker::new(docker.clone(), store.clone()).run(shutdown_rx.clone())));
+    tasks.push(tokio::spawn(keepalive_until_first_check(state.clone(), shutdown_rx.clone())));
 
     let agent = crate::agent::SharedAgent::default();
     state.lock().agent = agent.clone();
-    for dir in crate::agent::spec::host_dirs(&paths) {
-        if let Err(error) = std::fs::create_dir_all(&dir) {
-            tracing::warn!(dir = %dir.display(), %error, "cannot create a directory the agent mounts");
-        }
-    }
-    let supervisor = crate::agent::Supervisor {
-        docker: docker.clone(),
-        spec: crate::agent::spec::build(&settings, &paths, environment.docker_socket()),
-        tarball: settings.ecs.agent_tarball.clone(),
-        introspection: environment.agent_introspection.clone(),
-        health: crate::agent::HealthPolicy {
-            grace: settings.ecs.agent_health_grace,
-            interval: settings.ecs.agent_health_interval,
-            failures: settings.ecs.agent_health_failures,
-        },
-        state: agent,
+    let docker_side = DockerSide {
+        paths: paths.clone(),
+        settings: settings.clone(),
+        environment: environment.clone(),
+        state: state.clone(),
+        settings_rx: settings_rx.clone(),
+        wants: wants_tx,
+        agent,
     };
-    tasks.push(tokio::spawn(supervisor.run(shutdown_rx.clone())));
-
-    let watcher = disk_watch::DiskWatch::new(docker, data_root, settings_rx.clone(), store, state.clone(), wants_tx);
-    tasks.push(tokio::spawn(watcher.run(shutdown_rx.clone())));
+    tasks.push(tokio::spawn(docker_side.run(shutdown_rx.clone())));
     if settings.drain.enabled {
         let drain = drain_loop(&paths, &settings, &environment, state.clone(), settings_rx.clone()).await;
         tasks.push(tokio::spawn(drain.run(wants_rx, shutdown_rx.clone())));
@@ -91,13 +77,15 @@ pub async fn run(paths: HostPaths, settings: Settings, environment: Environment,
         tracing::warn!("[drain] enabled = false: this instance is never drained by nodewarden");
     }
 
-    // READY only once the first disk check ran: everything is initialised.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + FIRST_CHECK_GRACE;
     while state.lock().sample.is_none() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     crate::systemd::ready();
-    tracing::info!("ready");
+    match state.lock().docker_error.clone() {
+        None => tracing::info!("ready"),
+        Some(error) => tracing::warn!(%error, "ready without Docker: GC and agent supervision start when it answers"),
+    }
 
     wait_for_signals(&reload, &settings_tx, &state).await;
     crate::systemd::stopping();
@@ -107,6 +95,120 @@ pub async fn run(paths: HostPaths, settings: Settings, environment: Environment,
         let _ = task.await;
     }
     Ok(())
+}
+
+/// Until the disk loop's first check (which needs Docker), keep /healthz alive, the watchdog
+/// fed and `systemctl status` saying what the daemon waits for.
+async fn keepalive_until_first_check(state: SharedState, mut shutdown: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let waiting = {
+            let mut state = state.lock();
+            if state.sample.is_some() {
+                return;
+            }
+            state.last_tick = Some(std::time::Instant::now());
+            state.docker_error.clone()
+        };
+        if crate::systemd::watchdog_timeout().is_some() {
+            crate::systemd::watchdog();
+        }
+        if let Some(error) = waiting {
+            crate::systemd::status(&format!("waiting for Docker: {error}"));
+        }
+    }
+}
+
+/// Everything that needs dockerd: the image-use tracker, agent supervision and the disk loop
+/// with GC. Started once Docker answers; until then `DockerUnavailable` says why not.
+struct DockerSide {
+    paths: HostPaths,
+    settings: Settings,
+    environment: Environment,
+    state: SharedState,
+    settings_rx: watch::Receiver<Arc<Settings>>,
+    wants: watch::Sender<drain_loop::DiskWants>,
+    agent: crate::agent::SharedAgent,
+}
+
+impl DockerSide {
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let Some(docker) = wait_for_docker(&self.environment, &self.state, &mut shutdown).await else { return };
+        let data_root = match docker.info().await {
+            Ok(info) => info.docker_root_dir.map(PathBuf::from).unwrap_or_else(|| self.paths.docker_data_root()),
+            Err(error) => {
+                let fallback = self.paths.docker_data_root();
+                tracing::warn!(%error, data_root = %fallback.display(), "Docker did not say its root dir; assuming");
+                fallback
+            }
+        };
+        tracing::info!(docker = %self.environment.docker_host, data_root = %data_root.display(), "watching Docker's disk");
+        self.state.lock().data_root = data_root.clone();
+        let store = Arc::new(Mutex::new(LastUseStore::load(&self.paths.state_dir())));
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(docker_watch(docker.clone(), self.state.clone(), shutdown.clone())));
+        tasks.push(tokio::spawn(Tracker::new(docker.clone(), store.clone()).run(shutdown.clone())));
+        for dir in crate::agent::spec::host_dirs(&self.paths) {
+            if let Err(error) = std::fs::create_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), %error, "cannot create a directory the agent mounts");
+            }
+        }
+        let supervisor = crate::agent::Supervisor {
+            docker: docker.clone(),
+            spec: crate::agent::spec::build(&self.settings, &self.paths, self.environment.docker_socket()),
+            tarball: self.settings.ecs.agent_tarball.clone(),
+            introspection: self.environment.agent_introspection.clone(),
+            health: crate::agent::HealthPolicy {
+                grace: self.settings.ecs.agent_health_grace,
+                interval: self.settings.ecs.agent_health_interval,
+                failures: self.settings.ecs.agent_health_failures,
+            },
+            state: self.agent,
+        };
+        tasks.push(tokio::spawn(supervisor.run(shutdown.clone())));
+        let watcher = disk_watch::DiskWatch::new(docker, data_root, self.settings_rx, store, self.state, self.wants);
+        tasks.push(tokio::spawn(watcher.run(shutdown.clone())));
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Connects to Docker, retrying with backoff until it answers or the daemon stops; while it
+/// does not, `DockerUnavailable` carries the error and the journal hears of it.
+async fn wait_for_docker(
+    environment: &Environment,
+    state: &SharedState,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<bollard::Docker> {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut warned_at: Option<tokio::time::Instant> = None;
+    loop {
+        match crate::docker::connect(environment).await {
+            Ok(docker) => {
+                if warned_at.is_some() {
+                    tracing::info!(docker = %environment.docker_host, "Docker answers");
+                }
+                state.lock().docker_error = None;
+                return Some(docker);
+            }
+            Err(error) => {
+                if warned_at.is_none_or(|at| at.elapsed() >= DOCKER_WAIT_WARN_EVERY) {
+                    tracing::warn!(%error, "waiting for Docker");
+                    warned_at = Some(tokio::time::Instant::now());
+                }
+                state.lock().docker_error = Some(error.to_string());
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = shutdown.changed() => return None,
+        }
+    }
 }
 
 /// Pings Docker every few seconds for the DockerUnavailable condition.

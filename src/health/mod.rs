@@ -79,10 +79,13 @@ async fn healthz(State(context): State<Arc<HealthContext>>) -> Response {
 
 async fn readyz(State(context): State<Arc<HealthContext>>) -> Response {
     if context.ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: setup or the first disk check has not finished\n").into_response()
+        return (StatusCode::OK, "ready\n").into_response();
     }
+    let why = match context.state.lock().docker_error.clone() {
+        Some(error) => format!("not ready: waiting for Docker: {error}\n"),
+        None => "not ready: setup or the first disk check has not finished\n".to_string(),
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
 }
 
 async fn status_json(State(context): State<Arc<HealthContext>>) -> Response {

@@ -363,16 +363,18 @@ fn glob_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&b| b == b'*')
 }
 
-/// An EBS volume id, `vol-` and 8 or 17 lowercase hex digits.
+/// An EBS volume id, `vol-` and 8 or 17 lowercase hex digits. The NVMe serial form without
+/// the hyphen (`vol0123…`, what `nvme id-ctrl` and `/dev/disk/by-id` show) is accepted too and
+/// kept as `vol-0123…`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeId(String);
 
 impl VolumeId {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let hex = text.strip_prefix("vol-").unwrap_or("");
+        let hex = text.strip_prefix("vol-").or_else(|| text.strip_prefix("vol")).unwrap_or("");
         let valid = matches!(hex.len(), 8 | 17) && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
         if valid {
-            Ok(VolumeId(text.to_string()))
+            Ok(VolumeId(format!("vol-{hex}")))
         } else {
             Err("an EBS volume id such as \"vol-0123456789abcdef0\"".into())
         }
@@ -407,7 +409,7 @@ impl DeviceSpec {
         if text == "none" {
             return Ok(DeviceSpec::None);
         }
-        if text.starts_with("vol-") {
+        if text.starts_with("vol") {
             return VolumeId::parse(text).map(DeviceSpec::Volume);
         }
         if is_launch_name(text) {
@@ -613,8 +615,24 @@ mod tests {
         let volume = DeviceSpec::parse("vol-0123456789abcdef0").unwrap();
         assert_eq!(volume, DeviceSpec::Volume(VolumeId("vol-0123456789abcdef0".into())));
         assert_eq!(VolumeId::parse("vol-0123456789abcdef0").unwrap().nvme_serial(), "vol0123456789abcdef0");
-        for bad in ["", "xvdabc", "sd", "vol-xyz", "vol-0123", "/dev/", "/dev/../etc/passwd", "/etc/passwd", "nvme1n1"]
-        {
+        // The NVMe serial form names the same volume.
+        assert_eq!(DeviceSpec::parse("vol0123456789abcdef0"), Ok(volume));
+        assert_eq!(VolumeId::parse("vol01234567").unwrap().as_str(), "vol-01234567");
+        for bad in [
+            "",
+            "xvdabc",
+            "sd",
+            "vol-xyz",
+            "vol-0123",
+            "vol0123",
+            "volume",
+            "vol--0123456789abcdef0",
+            "vol-0123456789ABCDEF0",
+            "/dev/",
+            "/dev/../etc/passwd",
+            "/etc/passwd",
+            "nvme1n1",
+        ] {
             assert!(DeviceSpec::parse(bad).is_err(), "{bad} accepted");
         }
     }

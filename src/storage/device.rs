@@ -1,7 +1,8 @@
 //! Finding the block device `[docker] data-device` names: a /dev path, an EBS volume id
 //! (through /dev/disk/by-id, where the NVMe serial is the id without its hyphen), or a launch
 //! name such as `xvdcz` (the name itself, its xvd/sd twin that Amazon Linux's udev rules
-//! link, or the NVMe identify data through `ebsnvme-id` where installed). Device paths are
+//! link, or the NVMe identify data through `ebsnvme-id` where installed). A volume id is also
+//! matched against the NVMe serials in sysfs, for hosts whose udev names it otherwise. Device paths are
 //! looked up under `--root`. Waits a bounded time; a missing device is an error.
 
 use std::os::unix::fs::FileTypeExt;
@@ -82,12 +83,30 @@ fn nvme_by_launch_name(launch_name: &str, paths: &HostPaths) -> Option<PathBuf> 
     None
 }
 
+/// The NVMe namespace whose controller reports `serial` (EBS puts the volume id there), read
+/// from sysfs: found even where udev's by-id link is missing or names another model.
+fn nvme_by_serial(serial: &str, paths: &HostPaths) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(paths.host("/sys/block")).ok()?;
+    let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names.into_iter().filter(|name| name.starts_with("nvme")).find_map(|name| {
+        let reported = std::fs::read_to_string(paths.host(format!("/sys/block/{name}/device/serial"))).ok()?;
+        (reported.trim() == serial).then(|| paths.host(format!("/dev/{name}")))
+    })
+}
+
 /// Resolves the device, waiting up to `wait` for it to appear (EBS attaches can lag at boot).
 pub fn resolve(spec: &DeviceSpec, paths: &HostPaths, wait: Duration) -> Result<PathBuf, String> {
     let candidates = candidates(spec, paths);
     let deadline = Instant::now() + wait;
     loop {
-        for candidate in &candidates {
+        // The identify data and sysfs are read anew each round: the device may attach meanwhile.
+        let found = match spec {
+            DeviceSpec::LaunchName(name) => nvme_by_launch_name(name, paths),
+            DeviceSpec::Volume(volume) => nvme_by_serial(&volume.nvme_serial(), paths),
+            DeviceSpec::None | DeviceSpec::Path(_) => None,
+        };
+        for candidate in candidates.iter().chain(&found) {
             if let Ok(real) = std::fs::canonicalize(candidate) {
                 let metadata = std::fs::metadata(&real).map_err(|e| format!("reading {}: {e}", real.display()))?;
                 if !metadata.file_type().is_block_device() {
@@ -95,11 +114,6 @@ pub fn resolve(spec: &DeviceSpec, paths: &HostPaths, wait: Duration) -> Result<P
                 }
                 return Ok(real);
             }
-        }
-        if let DeviceSpec::LaunchName(name) = spec
-            && let Some(found) = nvme_by_launch_name(name, paths)
-        {
-            return Ok(found);
         }
         if Instant::now() >= deadline {
             let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
@@ -139,5 +153,22 @@ mod tests {
         std::fs::write(root.path().join("dev/sdzz"), b"").unwrap();
         let error = resolve(&DeviceSpec::LaunchName("xvdzz".into()), &paths, Duration::from_millis(100)).unwrap_err();
         assert!(error.contains("not a block device"), "{error}");
+    }
+
+    #[test]
+    fn a_volume_is_found_by_its_nvme_serial_in_sysfs() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = HostPaths::new(root.path());
+        let volume = DeviceSpec::parse("vol-0123456789abcdef0").unwrap();
+        for (name, serial) in [("nvme0n1", "vol0aaaaaaaaaaaaaaaa"), ("nvme1n1", "vol0123456789abcdef0")] {
+            let sys = root.path().join(format!("sys/block/{name}/device"));
+            std::fs::create_dir_all(&sys).unwrap();
+            // NVMe pads the serial with spaces.
+            std::fs::write(sys.join("serial"), format!("{serial:<20}    \n")).unwrap();
+        }
+        std::fs::create_dir_all(root.path().join("dev")).unwrap();
+        std::fs::write(root.path().join("dev/nvme1n1"), b"").unwrap();
+        let error = resolve(&volume, &paths, Duration::from_millis(100)).unwrap_err();
+        assert!(error.contains("dev/nvme1n1") && error.contains("not a block device"), "{error}");
     }
 }

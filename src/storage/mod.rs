@@ -1,13 +1,16 @@
 //! Docker's data on a filesystem of its own, prepared by `nodewarden setup` before Docker
 //! starts: find the device, format it only when it holds nothing, mount it at
-//! `/var/lib/docker` (`noatime,nodev,nosuid`, `prjquota` on xfs when the kernel allows),
-//! grow it when the volume grew, write the mount unit and drop-ins, and merge daemon.json.
+//! `/var/lib/docker` (`noatime,nodev,nosuid`; on xfs `prjquota` when the kernel allows, and
+//! then without `nodev`, see [`QUOTA_OPTIONS`]), grow it when the volume grew, write the mount
+//! unit and drop-ins, and merge daemon.json with `overlay2.size` only where dockerd's own
+//! project-quota check passes on the mount.
 //! nodewarden's own state, `/var/lib/ecs` and the journal stay on the root disk.
 
 pub mod daemon_json;
 pub mod device;
 pub mod mountinfo;
 pub mod probe;
+pub mod quota;
 pub mod units;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +24,11 @@ use crate::settings::values::{DeviceSpec, Filesystem};
 use probe::{Contents, Verdict};
 
 const BASE_OPTIONS: &str = "noatime,nodev,nosuid";
+/// xfs with project quota, for the per-container writable-layer cap. Without `nodev`: dockerd
+/// checks quota through a device node it makes in its data root, which the kernel refuses on a
+/// `nodev` mount, and dockerd then does not start at all with `overlay2.size`. Containers do
+/// not lose by it: their device nodes are governed by the overlay mounts and the device cgroup.
+const QUOTA_OPTIONS: &str = "noatime,nosuid,prjquota";
 
 /// What `prepare` did to the Docker device.
 #[derive(Debug, Clone)]
@@ -112,13 +120,16 @@ pub fn prepare(paths: &HostPaths, settings: &Settings, device_wait: Duration) ->
             tracing::info!(mount_point = %mount_point.display(), %options, "mounted Docker's device");
         }
     }
-    let mounted = mountinfo::holding(&mountinfo::current(), &mount_point)
-        .filter(|m| m.device_number == number)
-        .ok_or_else(|| format!("{} is not mounted at {} after mounting", device.display(), mount_point.display()))?;
-    let ftype = if fs_type == "xfs" { xfs_ftype(&mount_point) } else { None };
-    let quota_unavailable = daemon_json::overlay_size_supported(&fs_type, &mounted.super_options, ftype).err();
+    let mounted = || {
+        mountinfo::holding(&mountinfo::current(), &mount_point)
+            .filter(|m| m.device_number == number)
+            .ok_or_else(|| format!("{} is not mounted at {} after mounting", device.display(), mount_point.display()))
+    };
+    allow_device_nodes(&mounted()?)?;
+    let mounted = mounted()?;
+    let quota_unavailable = overlay_size_verdict(&mounted, &mount_point).err();
     let grown_bytes = grow(&device, &mount_point, &fs_type)?;
-    write_units(paths, &uuid, &fs_type, &unit_options(&fs_type, &mounted.super_options))?;
+    write_units(paths, &uuid, &fs_type, unit_options(&fs_type, &mounted.super_options))?;
     Ok(Some(Prepared { device, formatted, fs_type, uuid, mount_point, quota_unavailable, grown_bytes }))
 }
 
@@ -139,9 +150,8 @@ fn mount(device: &Path, mount_point: &Path, fs_type: &str) -> Result<String, Str
         run(Command::new("mount").args(["-t", fs_type, "-o", options]).arg(device).arg(mount_point), "mount")
     };
     if fs_type == "xfs" {
-        let with_quota = format!("{BASE_OPTIONS},prjquota");
-        match attempt(&with_quota) {
-            Ok(_) => return Ok(with_quota),
+        match attempt(QUOTA_OPTIONS) {
+            Ok(_) => return Ok(QUOTA_OPTIONS.to_string()),
             Err(error) => {
                 tracing::warn!(%error, "mounting with prjquota failed (no XFS quota in this kernel?); mounting without")
             }
@@ -150,13 +160,35 @@ fn mount(device: &Path, mount_point: &Path, fs_type: &str) -> Result<String, Str
     attempt(BASE_OPTIONS).map(|_| BASE_OPTIONS.to_string())
 }
 
+fn has_project_quota(super_options: &str) -> bool {
+    super_options.split(',').any(|o| o == "prjquota" || o == "pquota")
+}
+
 /// The options the mount unit should use: prjquota only where it took effect.
-fn unit_options(fs_type: &str, super_options: &str) -> String {
-    if fs_type == "xfs" && super_options.split(',').any(|o| o == "prjquota" || o == "pquota") {
-        format!("{BASE_OPTIONS},prjquota")
-    } else {
-        BASE_OPTIONS.to_string()
+fn unit_options(fs_type: &str, super_options: &str) -> &'static str {
+    if fs_type == "xfs" && has_project_quota(super_options) { QUOTA_OPTIONS } else { BASE_OPTIONS }
+}
+
+/// An xfs quota mount that an older nodewarden (or an operator) mounted `nodev` is remounted
+/// `dev`, so dockerd's quota check can pass; a per-mount flag, changed in place.
+fn allow_device_nodes(mounted: &mountinfo::Mount) -> Result<(), String> {
+    if mounted.fs_type != "xfs"
+        || !has_project_quota(&mounted.super_options)
+        || !mounted.mount_options.split(',').any(|o| o == "nodev")
+    {
+        return Ok(());
     }
+    run(Command::new("mount").args(["-o", "remount,dev"]).arg(&mounted.mount_point), "mount -o remount,dev")?;
+    tracing::info!(mount_point = %mounted.mount_point.display(), "remounted without nodev for dockerd's quota check");
+    Ok(())
+}
+
+/// Whether `overlay2.size` can be written for the filesystem `mount` holding `dir`: the
+/// filesystem's own properties first, then dockerd's project-quota check made for real in `dir`.
+fn overlay_size_verdict(mount: &mountinfo::Mount, dir: &Path) -> Result<(), String> {
+    let ftype = if mount.fs_type == "xfs" { xfs_ftype(&mount.mount_point) } else { None };
+    daemon_json::overlay_size_supported(&mount.fs_type, &mount.super_options, ftype)?;
+    quota::dockerd_accepts_overlay_size(dir)
 }
 
 fn xfs_ftype(mount_point: &Path) -> Option<u8> {
@@ -226,8 +258,8 @@ pub fn write_daemon_json(
                     let root = paths.docker_data_root();
                     match mountinfo::holding(&mountinfo::current(), &root) {
                         Some(m) => {
-                            let ftype = if m.fs_type == "xfs" { xfs_ftype(&m.mount_point) } else { None };
-                            daemon_json::overlay_size_supported(&m.fs_type, &m.super_options, ftype)
+                            let dir = if root.is_dir() { root.clone() } else { m.mount_point.clone() };
+                            overlay_size_verdict(&m, &dir)
                         }
                         None => Err(format!("cannot tell which filesystem holds {}", root.display())),
                     }

@@ -82,6 +82,8 @@ fn a_blank_device_is_formatted_mounted_ordered_and_reused_after_a_reboot() {
     }
     // This kernel has no XFS quota: the cap stays off, with the reason.
     assert!(text(&output).contains("writable-layer cap (10GiB) is off"), "{}", text(&output));
+    // Docker may start in this boot (the package's docker.service drop-in asserts this).
+    assert!(rig.root.path().join("run/nodewarden/docker-ready").exists());
 
     let units = rig.root.path().join("etc/systemd/system");
     let unit = std::fs::read_to_string(units.join("var-lib-docker.mount")).unwrap();
@@ -199,6 +201,7 @@ fn devices_holding_anything_are_refused_and_left_byte_for_byte() {
         );
         assert_eq!(checksum(&rig.disk.device), before, "{what}: the device's bytes changed");
         assert!(rig.mount().is_none(), "{what}: mounted anyway");
+        assert!(!rig.root.path().join("run/nodewarden/docker-ready").exists(), "{what}: Docker may start anyway");
     }
 }
 

@@ -117,6 +117,27 @@ async fn the_imds_server_speaks_imdsv2() {
     let response =
         http.get(url("/latest/meta-data/spot/instance-action"), &with_token, timeout).await.expect("answers");
     assert_eq!(response.status, StatusCode::NOT_FOUND, "no spot notice until one is set");
+
+    // What cloud-init walks: dated versions, listings with subdirectories marked by a slash.
+    let get = |path: &'static str| http.get(url(path), &with_token, timeout);
+    let response = get("/2021-03-23/meta-data/instance-id").await.expect("answers");
+    assert_eq!((response.status, &response.body[..]), (StatusCode::OK, &b"i-0123456789abcdef0"[..]));
+    assert_eq!(get("/1999-01-01/meta-data/instance-id").await.expect("answers").status, StatusCode::NOT_FOUND);
+    let listing = get("/latest/meta-data/").await.expect("answers");
+    let listing = String::from_utf8_lossy(&listing.body).into_owned();
+    let keys: Vec<&str> = listing.lines().collect();
+    assert!(keys.contains(&"instance-id") && keys.contains(&"placement/") && keys.contains(&"network/"), "{listing}");
+    assert!(!keys.contains(&"spot/") && !keys.contains(&"iam/"), "absent until set: {listing}");
+    let macs = get("/latest/meta-data/network/interfaces/macs").await.expect("answers");
+    assert_eq!(&macs.body[..], b"06:00:00:00:00:01/");
+    let identity = get("/2016-09-02/dynamic/instance-identity/").await.expect("answers");
+    assert_eq!(&identity.body[..], b"document");
+    imds.state().iam_role = Some("ecs-instance".into());
+    let role = get("/latest/meta-data/iam/security-credentials/").await.expect("answers");
+    assert_eq!(&role.body[..], b"ecs-instance");
+    let credentials = get("/latest/meta-data/iam/security-credentials/ecs-instance").await.expect("answers");
+    let credentials: serde_json::Value = serde_json::from_slice(&credentials.body).expect("JSON credentials");
+    assert_eq!(credentials["Code"], "Success");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -253,3 +253,52 @@ fn the_endpoint_refuses_non_loopback_addresses_unless_allowed() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_docker_the_daemon_is_ready_says_why_and_takes_docker_when_it_answers() {
+    // Booted with Docker down (its disk refused, say): systemd must hear READY rather than
+    // time the start out, operators must read why, and Docker is taken up once it answers.
+    let moto = Moto::start().await;
+    let imds = ImdsServer::start().await;
+    let (instance_id, _) = moto.register_cluster("web", 1).await.remove(0);
+    imds.state().instance_id = instance_id;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    let mut env = moto.env_vars();
+    env.push(("DOCKER_HOST".into(), format!("unix://{}", socket.display())));
+    env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.endpoint()));
+    env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), "http://127.0.0.1:9".into()));
+    let settings = "[ecs]\ncluster = \"web\"\n[docker]\ndata-device = \"none\"\n";
+    let mut n = Nodewarden::new(settings, env);
+    let setup = n.command(&["setup", "--no-userdata"]).output().unwrap();
+    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    let notify = UnixDatagram::bind(dir.path().join("notify.sock")).unwrap();
+    notify.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    n.start_with(&[("NOTIFY_SOCKET", dir.path().join("notify.sock").to_str().unwrap())]);
+
+    let mut heard: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut buffer = [0u8; 4096];
+    while !heard.iter().any(|m| m == "READY=1") {
+        assert!(Instant::now() < deadline, "no READY without Docker: {heard:?}\n{}", n.log());
+        if let Ok(count) = notify.recv(&mut buffer) {
+            heard.extend(String::from_utf8_lossy(&buffer[..count]).lines().map(str::to_string));
+        }
+    }
+    assert_eq!(wait_get(&mut n, "/healthz", 200).await, "ok\n");
+    let readyz = wait_get(&mut n, "/readyz", 503).await;
+    assert!(readyz.contains("waiting for Docker") && readyz.contains("docker.sock"), "{readyz}");
+    let doc: serde_json::Value = serde_json::from_str(&wait_get(&mut n, "/status", 200).await).unwrap();
+    let docker = doc["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "DockerUnavailable").unwrap();
+    assert_eq!(docker["status"], "True", "{docker}");
+    let status = n.command(&["status"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&status.stdout).contains("DockerUnavailable"));
+    assert!(n.log().contains("waiting for Docker"), "the journal hears nothing:\n{}", n.log());
+
+    // Docker comes up where DOCKER_HOST points: the daemon takes it up and becomes ready.
+    let docker = TestDocker::start().await;
+    std::os::unix::fs::symlink(&docker.socket, &socket).unwrap();
+    wait_get(&mut n, "/readyz", 200).await;
+    assert!(n.log().contains("Docker answers"), "{}", n.log());
+    n.stop();
+}

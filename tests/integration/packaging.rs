@@ -42,6 +42,7 @@ const SHIPPED: &[&str] = &[
     "etc/nodewarden/settings.toml",
     "usr/share/doc/nodewarden/README.md",
     "usr/share/doc/nodewarden/examples/userdata.mime",
+    "systemd/system/docker.service.d/nodewarden.conf",
 ];
 
 #[test]
@@ -66,12 +67,21 @@ fn packages_carry_the_binary_units_settings_and_docs_and_the_deb_installs() {
         let enabled = Path::new("/etc/systemd/system/multi-user.target.wants").join(unit);
         assert!(enabled.exists(), "{unit} was not enabled");
     }
-    // Enabled, never started by the install: Docker must not start before setup ran.
+    // Enabled, never started by the install on a running host: Docker must not start before
+    // setup ran. Only while the system boots (userdata's bootcmd) are the units queued.
     let scripts = tempfile::tempdir().unwrap();
     run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(scripts.path()));
     let postinst = std::fs::read_to_string(scripts.path().join("postinst")).unwrap();
     assert!(postinst.contains("deb-systemd-helper") && postinst.contains("nodewarden.service"), "{postinst}");
-    assert!(!postinst.contains("deb-systemd-invoke start") && !postinst.contains("systemctl start"), "{postinst}");
+    assert!(!postinst.contains("deb-systemd-invoke start"), "{postinst}");
+    let booting = postinst.find("initializing|starting)").expect("the booting branch");
+    let branch_end = booting + postinst[booting..].find(";;").expect("the branch ends");
+    let starts: Vec<usize> = postinst.match_indices("systemctl start").map(|(i, _)| i).collect();
+    assert!(!starts.is_empty() && starts.iter().all(|i| (booting..branch_end).contains(i)), "{postinst}");
+    assert!(postinst[booting..branch_end].contains("--no-block"), "{postinst}");
+    // Docker's start asserts setup's marker of this boot, even for a job queued before install.
+    let drop_in = std::fs::read_to_string("/lib/systemd/system/docker.service.d/nodewarden.conf").unwrap();
+    assert!(drop_in.contains("AssertPathExists=/run/nodewarden/docker-ready"), "{drop_in}");
     let verify = Command::new("systemd-analyze")
         .args(["verify", "/lib/systemd/system/nodewarden-setup.service", "/lib/systemd/system/nodewarden.service"])
         .output()
@@ -99,7 +109,7 @@ fn the_cloud_init_example_is_valid_for_cloud_init_and_for_nodewarden() {
     assert_eq!(check.status.code(), Some(0), "{}", text(&check));
     assert!(String::from_utf8_lossy(&check.stdout).contains("cluster = \"prod-web\"  # userdata:"));
 
-    // userdata.mime is exactly the two parts (rebuild it with cloud-init/make-userdata).
+    // userdata.mime is exactly the three parts (rebuild it with cloud-init/make-userdata).
     let mime = std::fs::read(dir.join("userdata.mime")).unwrap();
     let message = mail_parser::MessageParser::default().parse(&mime).expect("userdata.mime is MIME");
     let parts: Vec<String> = message
@@ -108,7 +118,7 @@ fn the_cloud_init_example_is_valid_for_cloud_init_and_for_nodewarden() {
         .filter(|p| !matches!(p.body, mail_parser::PartType::Multipart(_)))
         .map(|p| String::from_utf8_lossy(p.contents()).trim_end().to_string())
         .collect();
-    let expected: Vec<String> = ["cloud-config.yaml", "settings.toml"]
+    let expected: Vec<String> = ["cloud-config.yaml", "toml-part-handler.py", "settings.toml"]
         .iter()
         .map(|f| std::fs::read_to_string(dir.join(f)).unwrap().trim_end().to_string())
         .collect();

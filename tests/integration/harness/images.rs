@@ -119,12 +119,15 @@ pub async fn make_image(docker: &Docker, reference: &str, size_bytes: u64) -> St
 /// The stand-in ECS agent (the real image cannot be pulled here): busybox `httpd` serving
 /// `/v1/metadata` on 127.0.0.1:`port` (host network), built from a tarball through the API.
 /// Control files in its `/etc/ecs` (bind-mounted from the host): `standin-exit` holding a
-/// code makes it exit with that code; `standin-unhealthy` stops its HTTP server.
+/// code makes it exit with that code; `standin-unhealthy` stops its HTTP server;
+/// `standin-arn` is the container instance ARN it reports (as the real agent does once it has
+/// registered), else a made-up one.
 pub async fn make_standin_agent(docker: &Docker, reference: &str, port: u16) {
     let script = format!(
         r#"#!/bin/sh
 mkdir -p /www/v1
-printf '{{"Cluster":"%s","ContainerInstanceArn":"arn:aws:ecs:us-east-1:123456789012:container-instance/%s/standin","Version":"Amazon ECS Agent - v1.105.1 (stand-in)"}}' "$ECS_CLUSTER" "$ECS_CLUSTER" > /www/v1/metadata
+ARN=$(cat /etc/ecs/standin-arn 2>/dev/null || echo "arn:aws:ecs:us-east-1:123456789012:container-instance/$ECS_CLUSTER/standin")
+printf '{{"Cluster":"%s","ContainerInstanceArn":"%s","Version":"Amazon ECS Agent - v1.105.1 (stand-in)"}}' "$ECS_CLUSTER" "$ARN" > /www/v1/metadata
 httpd -f -p 127.0.0.1:{port} -h /www &
 HTTPD=$!
 while true; do

@@ -1,10 +1,14 @@
 //! An IMDSv2 test server, faithful to the real one where nodewarden depends on it: a token from
 //! `PUT /latest/api/token` with a TTL header (1–21600 s, else 400), 401 for a missing, unknown
 //! or expired token, 404 for absent paths (spot/instance-action until a notice is set), and
-//! user-data as raw bytes. Everything is settable at run time, with faults: a delay before
-//! answers (or only token answers), N answers of 500, and N dropped connections.
+//! user-data as raw bytes. What cloud-init's Ec2 datasource walks is there too: every path
+//! under `/latest` and the dated versions (`/2021-03-23/…`), directory listings
+//! (`/latest/meta-data/` lists its keys, subdirectories with a trailing `/`), the network
+//! interface by MAC, and instance-profile credentials when a role is set. Everything is
+//! settable at run time, with faults: a delay before answers (or only token answers), N
+//! answers of 500, and N dropped connections.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -47,6 +51,11 @@ pub struct ImdsState {
     pub availability_zone: String,
     pub account_id: String,
     pub instance_type: String,
+    /// The instance's network interface, for `network/interfaces/macs/…`.
+    pub mac: String,
+    pub local_ipv4: String,
+    /// The instance profile's role: `iam/security-credentials/ROLE` serves (dummy) credentials.
+    pub iam_role: Option<String>,
     /// JSON of spot/instance-action, e.g. {"action":"terminate","time":"…"}; 404 while None.
     pub spot_action: Option<String>,
     /// autoscaling/target-lifecycle-state ("InService", "Terminated"); 404 while None.
@@ -66,6 +75,9 @@ impl Default for ImdsState {
             availability_zone: "us-east-1a".into(),
             account_id: "123456789012".into(),
             instance_type: "m5.large".into(),
+            mac: "06:00:00:00:00:01".into(),
+            local_ipv4: "10.0.0.10".into(),
+            iam_role: None,
             spot_action: None,
             lifecycle_state: None,
             faults: Faults::default(),
@@ -184,21 +196,99 @@ async fn handle(state: Arc<Mutex<ImdsState>>, request: Request<Incoming>) -> Ans
         s.stats.unauthorized += 1;
         return answer(StatusCode::UNAUTHORIZED, "");
     }
-    let found: Option<Bytes> = match request.uri().path() {
-        "/latest/user-data" => s.user_data.clone().map(Bytes::from),
-        "/latest/meta-data/instance-id" => Some(s.instance_id.clone().into()),
-        "/latest/meta-data/placement/region" => Some(s.region.clone().into()),
-        "/latest/meta-data/placement/availability-zone" => Some(s.availability_zone.clone().into()),
-        "/latest/meta-data/instance-type" => Some(s.instance_type.clone().into()),
-        "/latest/meta-data/spot/instance-action" => s.spot_action.clone().map(Bytes::from),
-        "/latest/meta-data/autoscaling/target-lifecycle-state" => s.lifecycle_state.clone().map(Bytes::from),
-        "/latest/dynamic/instance-identity/document" => Some(identity_document(&s).into()),
-        _ => None,
-    };
-    match found {
+    match lookup(&s, request.uri().path()) {
         Some(body) => answer(StatusCode::OK, body),
         None => answer(StatusCode::NOT_FOUND, ""),
     }
+}
+
+/// The metadata versions the service answers besides `latest` (cloud-init asks for these).
+const VERSIONS: &[&str] = &["2009-04-04", "2016-09-02", "2018-09-24", "2021-03-23"];
+
+/// A leaf's value, or a directory's listing, for a path under any version.
+fn lookup(s: &ImdsState, path: &str) -> Option<Bytes> {
+    let path = path.strip_prefix('/')?;
+    let (version, rest) = path.split_once('/').unwrap_or((path, ""));
+    if version != "latest" && !VERSIONS.contains(&version) {
+        return None;
+    }
+    let tree = tree(s);
+    if let Some(value) = tree.get(rest) {
+        return Some(Bytes::from(value.clone()));
+    }
+    let dir = rest.trim_end_matches('/');
+    let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+    let mut children: Vec<String> = Vec::new();
+    for key in tree.keys().filter_map(|k| k.strip_prefix(prefix.as_str())) {
+        let child = match key.split_once('/') {
+            Some((first, _)) => format!("{first}/"),
+            None => key.to_string(),
+        };
+        if !children.contains(&child) {
+            children.push(child);
+        }
+    }
+    (!children.is_empty()).then(|| Bytes::from(children.join("\n")))
+}
+
+/// Every leaf the instance has, keyed by its path below the version.
+fn tree(s: &ImdsState) -> BTreeMap<String, Vec<u8>> {
+    let mut tree: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut put = |key: String, value: &str| {
+        tree.insert(key, value.as_bytes().to_vec());
+    };
+    let hostname = format!("ip-{}.ec2.internal", s.local_ipv4.replace('.', "-"));
+    for (key, value) in [
+        ("ami-id", "ami-0123456789abcdef0"),
+        ("instance-id", s.instance_id.as_str()),
+        ("instance-type", s.instance_type.as_str()),
+        ("hostname", hostname.as_str()),
+        ("local-hostname", hostname.as_str()),
+        ("local-ipv4", s.local_ipv4.as_str()),
+        ("mac", s.mac.as_str()),
+        ("placement/availability-zone", s.availability_zone.as_str()),
+        ("placement/region", s.region.as_str()),
+        ("services/domain", "amazonaws.com"),
+        ("services/partition", "aws"),
+    ] {
+        put(format!("meta-data/{key}"), value);
+    }
+    let nic = format!("meta-data/network/interfaces/macs/{}", s.mac);
+    for (key, value) in [
+        ("device-number", "0"),
+        ("interface-id", "eni-0123456789abcdef0"),
+        ("local-ipv4s", s.local_ipv4.as_str()),
+        ("mac", s.mac.as_str()),
+        ("subnet-ipv4-cidr-block", "10.0.0.0/16"),
+        ("vpc-id", "vpc-0123456789abcdef0"),
+    ] {
+        put(format!("{nic}/{key}"), value);
+    }
+    if let Some(action) = &s.spot_action {
+        put("meta-data/spot/instance-action".into(), action);
+    }
+    if let Some(state) = &s.lifecycle_state {
+        put("meta-data/autoscaling/target-lifecycle-state".into(), state);
+    }
+    if let Some(role) = &s.iam_role {
+        let expiration =
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(6 * 3600));
+        let credentials = serde_json::json!({
+            "Code": "Success",
+            "LastUpdated": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            "Type": "AWS-HMAC",
+            "AccessKeyId": "ASIATESTINSTANCEPROFILE",
+            "SecretAccessKey": "instance-profile-test-secret",
+            "Token": "instance-profile-test-token",
+            "Expiration": expiration.to_string(),
+        });
+        put(format!("meta-data/iam/security-credentials/{role}"), &credentials.to_string());
+    }
+    put("dynamic/instance-identity/document".into(), &identity_document(s));
+    if let Some(user_data) = &s.user_data {
+        tree.insert("user-data".into(), user_data.clone());
+    }
+    tree
 }
 
 fn token(s: &mut ImdsState, request: &Request<Incoming>) -> Answer {
@@ -237,7 +327,7 @@ fn identity_document(s: &ImdsState) -> String {
         "instanceId": s.instance_id,
         "instanceType": s.instance_type,
         "pendingTime": "2026-11-26T00:00:00Z",
-        "privateIp": "10.0.0.10",
+        "privateIp": s.local_ipv4,
         "region": s.region,
         "version": "2017-09-30"
     })
