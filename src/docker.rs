@@ -14,6 +14,27 @@ pub enum ConnectError {
     Unreachable { host: String, detail: String },
 }
 
+/// The sockets docker.socket listens on (Debian, Amazon Linux).
+const ACTIVATED_SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/docker.sock"];
+
+/// Why connecting now would be wrong, if it would: under systemd a connection to Docker's own
+/// socket starts docker.service through docker.socket, and with the package that pulls in
+/// nodewarden-setup again. So while docker.service is not running (its disk refused, say),
+/// nodewarden does not knock: it would start Docker, or re-run a failing setup every few
+/// seconds. Private sockets (tests, other daemons) are never socket-activated.
+pub fn not_yet(environment: &Environment) -> Option<String> {
+    let socket = environment.docker_socket()?;
+    if !ACTIVATED_SOCKETS.contains(&socket) {
+        return None;
+    }
+    match crate::systemd::unit_running("docker.service") {
+        Some(false) => Some(format!(
+            "docker.service is not running (not connecting to {socket}, which would start it through docker.socket)"
+        )),
+        Some(true) | None => None,
+    }
+}
+
 /// Connects once and negotiates the API version.
 pub async fn connect(environment: &Environment) -> Result<Docker, ConnectError> {
     let host = environment.docker_host.clone();

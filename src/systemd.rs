@@ -36,3 +36,18 @@ pub fn reloading() {
 pub fn watchdog_timeout() -> Option<Duration> {
     sd_notify::watchdog_enabled()
 }
+
+/// Whether `unit` is running or starting, as systemd says; `None` when this host does not run
+/// systemd or `systemctl` cannot tell.
+pub fn unit_running(unit: &str) -> Option<bool> {
+    if !std::path::Path::new("/run/systemd/system").is_dir() {
+        return None;
+    }
+    let output = std::process::Command::new("systemctl").args(["is-active", unit]).output().ok()?;
+    let state = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    match state.as_str() {
+        "active" | "activating" | "reloading" => Some(true),
+        "inactive" | "failed" | "deactivating" => Some(false),
+        _ => None,
+    }
+}

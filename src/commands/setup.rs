@@ -101,6 +101,21 @@ fn apply(
     device_wait: Duration,
 ) -> Result<(), String> {
     let paths = &context.paths;
+    // The last good userdata settings, for `run` and the other commands: saved first, since
+    // they are valid whatever happens to the disk, and the daemon should run (and say why
+    // Docker is off) even when the disk is refused.
+    let saved = inputs::saved_userdata_path(paths);
+    match userdata {
+        Some(text) => {
+            write_atomic(&saved, text.as_bytes(), 0o600).map_err(|e| e.to_string())?;
+        }
+        None => match std::fs::remove_file(&saved) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("removing stale {}: {e}", saved.display()));
+            }
+            _ => {}
+        },
+    }
     // Until Docker's disk and daemon.json are ready, Docker may not start (the package's
     // drop-in asserts the marker).
     let ready_marker = paths.docker_ready_marker();
@@ -142,19 +157,6 @@ fn apply(
         systemctl(&["start", "--no-block", "docker.service"])?;
         println!("asked systemd to start Docker again, on its own disk");
     }
-    // The last good userdata settings, for `run` and the other commands.
-    let saved = inputs::saved_userdata_path(paths);
-    match userdata {
-        Some(text) => {
-            write_atomic(&saved, text.as_bytes(), 0o600).map_err(|e| e.to_string())?;
-        }
-        None => match std::fs::remove_file(&saved) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(format!("removing stale {}: {e}", saved.display()));
-            }
-            _ => {}
-        },
-    }
     let ecs_config = paths.ecs_config();
     let written =
         write_atomic(&ecs_config, ecs_config::render(settings).as_bytes(), 0o600).map_err(|e| e.to_string())?;
@@ -195,6 +197,10 @@ fn stop_docker_on_root_disk(context: &Context, settings: &settings::Settings) ->
     }
     let data_root = context.paths.docker_data_root();
     let Ok(environment) = Environment::from_process() else { return Ok(false) };
+    // Not running: nothing to move, and knocking on its socket would start it.
+    if crate::docker::not_yet(&environment).is_some() {
+        return Ok(false);
+    }
     let probe = async {
         let docker = crate::docker::connect(&environment).await.ok()?;
         let info = docker.info().await.ok()?;

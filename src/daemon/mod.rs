@@ -188,7 +188,11 @@ async fn wait_for_docker(
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut warned_at: Option<tokio::time::Instant> = None;
     loop {
-        match crate::docker::connect(environment).await {
+        let attempt = match crate::docker::not_yet(environment) {
+            Some(why) => Err(why),
+            None => crate::docker::connect(environment).await.map_err(|e| e.to_string()),
+        };
+        match attempt {
             Ok(docker) => {
                 if warned_at.is_some() {
                     tracing::info!(docker = %environment.docker_host, "Docker answers");
@@ -201,7 +205,7 @@ async fn wait_for_docker(
                     tracing::warn!(%error, "waiting for Docker");
                     warned_at = Some(tokio::time::Instant::now());
                 }
-                state.lock().docker_error = Some(error.to_string());
+                state.lock().docker_error = Some(error);
             }
         }
         tokio::select! {

@@ -89,9 +89,12 @@ fn nvme_by_serial(serial: &str, paths: &HostPaths) -> Option<PathBuf> {
     let entries = std::fs::read_dir(paths.host("/sys/block")).ok()?;
     let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     names.sort();
+    // Only namespaces with a device node: with native NVMe multipath the controller's own path
+    // (`nvme0c0n1`) reports the serial too, but is hidden; `nvme0n1` is the one to use.
     names.into_iter().filter(|name| name.starts_with("nvme")).find_map(|name| {
         let reported = std::fs::read_to_string(paths.host(format!("/sys/block/{name}/device/serial"))).ok()?;
-        (reported.trim() == serial).then(|| paths.host(format!("/dev/{name}")))
+        let node = paths.host(format!("/dev/{name}"));
+        (reported.trim() == serial && node.exists()).then_some(node)
     })
 }
 
@@ -160,7 +163,13 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let paths = HostPaths::new(root.path());
         let volume = DeviceSpec::parse("vol-0123456789abcdef0").unwrap();
-        for (name, serial) in [("nvme0n1", "vol0aaaaaaaaaaaaaaaa"), ("nvme1n1", "vol0123456789abcdef0")] {
+        // nvme1c1n1 is multipath's hidden path to the same namespace: no device node.
+        let devices = [
+            ("nvme0n1", "vol0aaaaaaaaaaaaaaaa"),
+            ("nvme1c1n1", "vol0123456789abcdef0"),
+            ("nvme1n1", "vol0123456789abcdef0"),
+        ];
+        for (name, serial) in devices {
             let sys = root.path().join(format!("sys/block/{name}/device"));
             std::fs::create_dir_all(&sys).unwrap();
             // NVMe pads the serial with spaces.
