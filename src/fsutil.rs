@@ -22,6 +22,16 @@ pub enum Written {
     Unchanged,
 }
 
+/// Removes `path`; a file that is not there already is fine.
+pub fn remove_if_present(path: &Path) -> Result<(), WriteError> {
+    match fs::remove_file(path) {
+        Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+            Err(WriteError { path: path.to_path_buf(), source })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Writes `contents` to `path` atomically with permissions `mode`, creating parent
 /// directories (0755). Leaves an identical file alone.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<Written, WriteError> {

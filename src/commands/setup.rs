@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::{Context, exit, inputs};
 use crate::agent::{ecs_config, host_network, spec};
 use crate::environment::Environment;
-use crate::fsutil::{Written, write_atomic};
+use crate::fsutil::{Written, remove_if_present, write_atomic};
 use crate::imds::{ImdsClient, ImdsConfig};
 use crate::settings::values::DeviceSpec;
 use crate::settings::{self, Layers};
@@ -106,25 +106,14 @@ fn apply(
     // Docker is off) even when the disk is refused.
     let saved = inputs::saved_userdata_path(paths);
     match userdata {
-        Some(text) => {
-            write_atomic(&saved, text.as_bytes(), 0o600).map_err(|e| e.to_string())?;
-        }
-        None => match std::fs::remove_file(&saved) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(format!("removing stale {}: {e}", saved.display()));
-            }
-            _ => {}
-        },
+        Some(text) => write_atomic(&saved, text.as_bytes(), 0o600).map(drop),
+        None => remove_if_present(&saved),
     }
+    .map_err(|e| e.to_string())?;
     // Until Docker's disk and daemon.json are ready, Docker may not start (the package's
     // drop-in asserts the marker).
     let ready_marker = paths.docker_ready_marker();
-    match std::fs::remove_file(&ready_marker) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(format!("removing {}: {e}", ready_marker.display()));
-        }
-        _ => {}
-    }
+    remove_if_present(&ready_marker).map_err(|e| e.to_string())?;
     let stopped_docker = stop_docker_on_root_disk(context, settings)?;
     let prepared = storage::prepare(paths, settings, device_wait)?;
     if let Some(p) = &prepared {

@@ -46,9 +46,5 @@ pub fn save(state_dir: &Path, record: &DrainRecord) -> Result<(), WriteError> {
 }
 
 pub fn clear(state_dir: &Path) -> Result<(), WriteError> {
-    let path = path(state_dir);
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(WriteError { path, source: e }),
-        _ => Ok(()),
-    }
+    crate::fsutil::remove_if_present(&path(state_dir))
 }
