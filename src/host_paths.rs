@@ -44,6 +44,26 @@ impl HostPaths {
         self.host("/var/lib/nodewarden")
     }
 
+    /// Who drained this instance and why (`drain::record`).
+    pub fn drain_record(&self) -> PathBuf {
+        self.state_dir().join("drain.json")
+    }
+
+    /// When each image was last used, learnt from Docker's events (`gc::last_use`).
+    pub fn image_usage(&self) -> PathBuf {
+        self.state_dir().join("image-usage.json")
+    }
+
+    /// The last good settings from userdata, saved by `nodewarden setup` for the other commands.
+    pub fn saved_userdata(&self) -> PathBuf {
+        self.state_dir().join("userdata.toml")
+    }
+
+    /// Left by `nodewarden setup` when it finished (for `/readyz`).
+    pub fn setup_marker(&self) -> PathBuf {
+        self.state_dir().join("setup-done")
+    }
+
     /// Left by `nodewarden setup` in this boot (`/run` is emptied at boot) once Docker's disk
     /// and daemon.json are ready; the package's docker.service drop-in asserts it, so Docker
     /// never starts unprepared.
@@ -68,6 +88,9 @@ mod tests {
         assert_eq!(test.ecs_config(), PathBuf::from("/tmp/root/etc/ecs/ecs.config"));
         assert_eq!(test.docker_daemon_json(), PathBuf::from("/tmp/root/etc/docker/daemon.json"));
         assert_eq!(test.state_dir(), PathBuf::from("/tmp/root/var/lib/nodewarden"));
+        for state_file in [test.drain_record(), test.image_usage(), test.saved_userdata(), test.setup_marker()] {
+            assert!(state_file.starts_with(test.state_dir()), "{}", state_file.display());
+        }
         assert_eq!(test.host("relative/x"), PathBuf::from("/tmp/root/relative/x"));
     }
 }

@@ -28,7 +28,7 @@ pub mod environment;
 pub mod fsutil;
 /// Garbage collection: inventory, planner, last-use tracking, executor.
 pub mod gc;
-/// The health endpoint: /healthz, /readyz, /status, /metrics.
+/// The health endpoint: /healthz, /readyz, /status, /metrics, serving the node model.
 pub mod health;
 /// Host paths under `--root`.
 pub mod host_paths;
@@ -40,6 +40,9 @@ pub mod imds;
 pub mod introspection;
 /// journald or stderr.
 pub mod logging;
+/// The node model: what the daemon knows (NodeState), the conditions it derives, and the
+/// /status document that the health endpoint serves and `nodewarden status` reads.
+pub mod node;
 /// Settings: raw → merged → validated.
 pub mod settings;
 /// Docker's data on a filesystem of its own: device, format, mount, units, daemon.json.

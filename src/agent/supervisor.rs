@@ -33,7 +33,7 @@ pub struct HealthPolicy {
 }
 
 /// What the health endpoint reports about the agent.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct AgentState {
     pub container_id: Option<String>,
     pub image: String,

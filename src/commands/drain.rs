@@ -33,7 +33,7 @@ pub fn run(context: &Context, draining: bool) -> u8 {
         let identity =
             resolve_identity(&api, &cluster, &imds, &HttpClient::new(), &environment.agent_introspection).await?;
         api.set_status(&identity, draining).await?;
-        let state_dir = context.paths.state_dir();
+        let record_path = context.paths.drain_record();
         if draining {
             let since = SystemTime::now();
             let detail = "drained by an operator (nodewarden drain)".to_string();
@@ -44,12 +44,12 @@ pub fn run(context: &Context, draining: bool) -> u8 {
                 cluster: identity.cluster.clone(),
                 container_instance_arn: identity.container_instance_arn.clone(),
             };
-            record::save(&state_dir, &record).map_err(|e| e.to_string())?;
+            record::save(&record_path, &record).map_err(|e| e.to_string())?;
             if let Err(error) = api.tag(&identity.ec2_instance_id, &format!("operator: {detail}"), since).await {
                 eprintln!("warning: {error}");
             }
         } else {
-            record::clear(&state_dir).map_err(|e| e.to_string())?;
+            record::clear(&record_path).map_err(|e| e.to_string())?;
             if let Err(error) = api.untag(&identity.ec2_instance_id).await {
                 eprintln!("warning: {error}");
             }

@@ -23,7 +23,7 @@ pub fn run(context: &Context, dry_run: bool) -> u8 {
             Err(error) => return super::fail(&format!("asking Docker for its root dir: {error}")),
         };
         // Read-only: the daemon owns the file and keeps it current.
-        let store = LastUseStore::load(&context.paths.state_dir());
+        let store = LastUseStore::load(&context.paths.image_usage());
         let policy = GcPolicy::from_settings(&settings);
         let stop = settings.disk.gc_stop.fraction();
         let (sample, plan) = match gc::plan_now(&docker, &data_root, store.usage(), &policy, stop).await {

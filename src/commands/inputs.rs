@@ -48,17 +48,12 @@ pub fn read_userdata_file(path: &Path) -> Result<Userdata, String> {
     userdata::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Where `nodewarden setup` keeps the last good userdata settings (decoded TOML), so `run`,
-/// `gc` and the other commands see the same settings without asking IMDS again.
-pub fn saved_userdata_path(paths: &crate::host_paths::HostPaths) -> std::path::PathBuf {
-    paths.state_dir().join("userdata.toml")
-}
-
 /// Loads the settings every command but `check` and `setup` uses: defaults < settings file <
 /// the userdata settings `setup` saved. Problems come back as one printable message.
 pub fn load_settings(context: &super::Context) -> Result<crate::settings::Loaded, String> {
     let file = read_settings_file(&context.settings)?;
-    let saved = saved_userdata_path(&context.paths);
+    // The decoded TOML setup saved, so every command sees the same settings without IMDS.
+    let saved = context.paths.saved_userdata();
     let userdata = match std::fs::read_to_string(&saved) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,

@@ -104,7 +104,7 @@ fn apply(
     // The last good userdata settings, for `run` and the other commands: saved first, since
     // they are valid whatever happens to the disk, and the daemon should run (and say why
     // Docker is off) even when the disk is refused.
-    let saved = inputs::saved_userdata_path(paths);
+    let saved = paths.saved_userdata();
     match userdata {
         Some(text) => write_atomic(&saved, text.as_bytes(), 0o600).map(drop),
         None => remove_if_present(&saved),
@@ -153,7 +153,7 @@ fn apply(
     for dir in spec::host_dirs(paths) {
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
-    let marker = paths.state_dir().join(crate::health::SETUP_MARKER);
+    let marker = paths.setup_marker();
     if host_net {
         let added = host_network::apply()?;
         println!("host network: route_localnet=1, {added} iptables rules added");

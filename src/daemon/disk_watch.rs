@@ -12,10 +12,10 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::drain_loop::DiskWants;
-use super::state::SharedState;
 use crate::disk::{self, FillRate, human_bytes};
 use crate::drain::{Observation, Phase, PressureMachine};
 use crate::gc::{self, GcError, GcPolicy, GcReport, LastUseStore};
+use crate::node::SharedState;
 use crate::settings::{DiskSettings, Settings};
 
 /// While this file exists (named by NODEWARDEN_DEBUG_PAUSE_FILE), the main loop stalls: a

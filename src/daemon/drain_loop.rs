@@ -8,10 +8,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::state::SharedState;
 use crate::drain::termination::{self, LifecycleSettings};
 use crate::drain::{DrainController, DrainReason, EcsApi, Wants};
 use crate::imds::ImdsClient;
+use crate::node::SharedState;
 
 const TICK: Duration = Duration::from_secs(1);
 pub const SPOT_POLL: Duration = Duration::from_secs(2);
@@ -84,7 +84,8 @@ impl DrainLoop {
                 _ => disk_wants.reason.clone(),
             };
             self.controller.tick(wants, &detail).await;
-            self.state.lock().drain = self.controller.status().clone();
+            let drain = self.controller.status().clone();
+            self.state.update(|state| state.drain = drain);
 
             let drained_for_termination = self.controller.status().owner == Some(DrainReason::Termination);
             if terminating

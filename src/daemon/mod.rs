@@ -5,7 +5,6 @@
 
 pub mod disk_watch;
 pub mod drain_loop;
-pub mod state;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,11 +17,11 @@ use crate::drain::termination::LifecycleSettings;
 use crate::drain::{DrainController, EcsApi};
 use crate::environment::Environment;
 use crate::gc::{LastUseStore, Tracker};
-use crate::health::{HealthContext, SETUP_MARKER};
+use crate::health::HealthContext;
 use crate::host_paths::HostPaths;
 use crate::imds::{ImdsClient, ImdsConfig};
+use crate::node::SharedState;
 use crate::settings::Settings;
-pub use state::{NodeState, SharedState};
 
 /// How long startup waits for the first disk check before READY: long enough for a dockerd
 /// that is up, short enough that systemd's start timeout never fires while Docker is down.
@@ -50,7 +49,7 @@ pub async fn run(paths: HostPaths, settings: Settings, environment: Environment,
 
     let health = Arc::new(HealthContext {
         state: state.clone(),
-        setup_marker: paths.state_dir().join(SETUP_MARKER),
+        setup_marker: paths.setup_marker(),
         stale_after: (settings.disk.check_interval * 3).max(Duration::from_secs(2)),
         system: std::sync::Mutex::new(sysinfo::System::new()),
     });
@@ -106,14 +105,17 @@ async fn keepalive_until_first_check(state: SharedState, mut shutdown: watch::Re
             _ = ticks.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let waiting = {
-            let mut state = state.lock();
-            if state.sample.is_some() {
-                return;
+        let waiting = state.update(|state| {
+            let first_check_done = state.sample.is_some();
+            if !first_check_done {
+                state.last_tick = Some(std::time::Instant::now());
             }
-            state.last_tick = Some(std::time::Instant::now());
-            state.docker_error.clone()
-        };
+            (first_check_done, state.docker_error.clone())
+        });
+        let (first_check_done, waiting) = waiting;
+        if first_check_done {
+            return;
+        }
         if crate::systemd::watchdog_timeout().is_some() {
             crate::systemd::watchdog();
         }
@@ -148,7 +150,7 @@ impl DockerSide {
         };
         tracing::info!(docker = %self.environment.docker_host, data_root = %data_root.display(), "watching Docker's disk");
         self.state.lock().data_root = data_root.clone();
-        let store = Arc::new(Mutex::new(LastUseStore::load(&self.paths.state_dir())));
+        let store = Arc::new(Mutex::new(LastUseStore::load(&self.paths.image_usage())));
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(docker_watch(docker.clone(), self.state.clone(), shutdown.clone())));
         tasks.push(tokio::spawn(Tracker::new(docker.clone(), store.clone()).run(shutdown.clone())));
@@ -197,7 +199,7 @@ async fn wait_for_docker(
                 if warned_at.is_some() {
                     tracing::info!(docker = %environment.docker_host, "Docker answers");
                 }
-                state.lock().docker_error = None;
+                state.update(|state| state.docker_error = None);
                 return Some(docker);
             }
             Err(error) => {
@@ -205,7 +207,7 @@ async fn wait_for_docker(
                     tracing::warn!(%error, "waiting for Docker");
                     warned_at = Some(tokio::time::Instant::now());
                 }
-                state.lock().docker_error = Some(error);
+                state.update(|state| state.docker_error = Some(error));
             }
         }
         tokio::select! {
@@ -228,14 +230,15 @@ async fn docker_watch(docker: bollard::Docker, state: SharedState, mut shutdown:
             Ok(Err(error)) => Some(format!("Docker does not answer: {error}")),
             Err(_) => Some("Docker did not answer a ping within 3 s".to_string()),
         };
-        let mut state = state.lock();
-        if state.docker_error.is_some() != error.is_some() {
-            match &error {
-                Some(error) => tracing::warn!(%error, "Docker is unavailable"),
-                None => tracing::info!("Docker answers again"),
+        state.update(|state| {
+            if state.docker_error.is_some() != error.is_some() {
+                match &error {
+                    Some(error) => tracing::warn!(%error, "Docker is unavailable"),
+                    None => tracing::info!("Docker answers again"),
+                }
             }
-        }
-        state.docker_error = error;
+            state.docker_error = error;
+        });
     }
 }
 
@@ -258,11 +261,11 @@ async fn wait_for_signals(reload: &Reload, settings: &watch::Sender<Arc<Settings
                     Ok(new) => {
                         tracing::info!("settings reloaded ([disk], [gc] and [drain] max-draining-fraction apply now; agent changes at the next start)");
                         settings.send_replace(Arc::new(new));
-                        state.lock().config_error = None;
+                        state.update(|state| state.config_error = None);
                     }
                     Err(error) => {
                         tracing::error!(%error, "new settings are invalid; keeping the ones in force");
-                        state.lock().config_error = Some(error);
+                        state.update(|state| state.config_error = Some(error));
                     }
                 }
                 crate::systemd::ready();
@@ -301,7 +304,7 @@ async fn drain_loop(
         settings.drain.max_draining_fraction.fraction(),
         imds.clone(),
         environment.agent_introspection.clone(),
-        paths.state_dir(),
+        paths.drain_record(),
     );
     drain_loop::DrainLoop {
         controller,

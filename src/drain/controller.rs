@@ -23,7 +23,7 @@ const IDLE_REFRESH: Duration = Duration::from_secs(60);
 const BUSY_REFRESH: Duration = Duration::from_secs(3);
 
 /// What /status shows about draining.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct DrainStatus {
     /// ECS's view: ACTIVE, DRAINING, or unknown before the first answer.
     pub ecs_status: Option<String>,
@@ -46,7 +46,8 @@ pub struct DrainController {
     imds: std::sync::Arc<ImdsClient>,
     http: HttpClient,
     introspection: Uri,
-    state_dir: PathBuf,
+    /// Where the drain record lives (`HostPaths::drain_record`).
+    record_path: PathBuf,
     identity: Option<Identity>,
     record: Option<DrainRecord>,
     status: DrainStatus,
@@ -61,9 +62,9 @@ impl DrainController {
         max_fraction: f64,
         imds: std::sync::Arc<ImdsClient>,
         introspection: Uri,
-        state_dir: PathBuf,
+        record_path: PathBuf,
     ) -> Self {
-        let record = record::load(&state_dir);
+        let record = record::load(&record_path);
         let status = DrainStatus {
             draining: record.is_some(),
             owner: record.as_ref().map(|r| r.reason),
@@ -78,7 +79,7 @@ impl DrainController {
             imds,
             http: HttpClient::new(),
             introspection,
-            state_dir,
+            record_path,
             identity: None,
             record,
             status,
@@ -136,7 +137,7 @@ impl DrainController {
     async fn reconcile(&mut self, wants: Wants, detail: &str) -> Result<(), String> {
         let identity = self.resolve_identity().await?;
         // An operator may have run `nodewarden drain`/`undrain` meanwhile: the file is the truth.
-        self.record = record::load(&self.state_dir);
+        self.record = record::load(&self.record_path);
         let members = self.api.members(&self.cluster).await?;
         let own =
             members.iter().find(|m| m.arn == identity.container_instance_arn).map_or(EcsStatus::Other, |m| m.status);
@@ -205,7 +206,7 @@ impl DrainController {
             cluster: identity.cluster.clone(),
             container_instance_arn: identity.container_instance_arn.clone(),
         };
-        record::save(&self.state_dir, &record).map_err(|e| e.to_string())?;
+        record::save(&self.record_path, &record).map_err(|e| e.to_string())?;
         let tag_text = format!("{}: {detail}", reason.as_str());
         if let Err(error) = self.api.tag(&identity.ec2_instance_id, &tag_text, record.since).await {
             tracing::warn!(%error, "could not tag the instance with the drain reason");
@@ -219,7 +220,7 @@ impl DrainController {
     }
 
     fn forget_record(&mut self) -> Result<(), String> {
-        record::clear(&self.state_dir).map_err(|e| e.to_string())?;
+        record::clear(&self.record_path).map_err(|e| e.to_string())?;
         self.record = None;
         self.status.draining = false;
         self.status.owner = None;

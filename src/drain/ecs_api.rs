@@ -17,7 +17,7 @@ fn ecs_error(context: &str, error: impl std::error::Error) -> String {
 }
 
 /// This instance as ECS knows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     pub cluster: String,
     pub container_instance_arn: String,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::settings::DiskSettings;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     Normal,

@@ -1,7 +1,7 @@
 //! Who drained this instance and why, persisted under nodewarden's state directory, so a
 //! restart never forgets whose drain it is (and never undoes an operator's).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -9,8 +9,6 @@ use serde::{Deserialize, Serialize};
 use super::policy::DrainReason;
 use crate::fsutil::{WriteError, write_atomic};
 use crate::gc::inventory::unix_seconds;
-
-pub const FILE_NAME: &str = "drain.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrainRecord {
@@ -23,13 +21,9 @@ pub struct DrainRecord {
     pub container_instance_arn: String,
 }
 
-pub fn path(state_dir: &Path) -> PathBuf {
-    state_dir.join(FILE_NAME)
-}
-
-pub fn load(state_dir: &Path) -> Option<DrainRecord> {
-    let path = path(state_dir);
-    let bytes = std::fs::read(&path).ok()?;
+/// Reads the record at `path` (`HostPaths::drain_record`).
+pub fn load(path: &Path) -> Option<DrainRecord> {
+    let bytes = std::fs::read(path).ok()?;
     match serde_json::from_slice(&bytes) {
         Ok(record) => Some(record),
         Err(error) => {
@@ -40,11 +34,11 @@ pub fn load(state_dir: &Path) -> Option<DrainRecord> {
     }
 }
 
-pub fn save(state_dir: &Path, record: &DrainRecord) -> Result<(), WriteError> {
+pub fn save(path: &Path, record: &DrainRecord) -> Result<(), WriteError> {
     let bytes = serde_json::to_vec_pretty(record).expect("a drain record always serializes");
-    write_atomic(&path(state_dir), &bytes, 0o644).map(drop)
+    write_atomic(path, &bytes, 0o644).map(drop)
 }
 
-pub fn clear(state_dir: &Path) -> Result<(), WriteError> {
-    crate::fsutil::remove_if_present(&path(state_dir))
+pub fn clear(path: &Path) -> Result<(), WriteError> {
+    crate::fsutil::remove_if_present(path)
 }

@@ -70,7 +70,7 @@ pub async fn gather_inventory(docker: &Docker) -> Result<Inventory, DockerError>
 }
 
 /// What became of one planned step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "outcome", content = "detail")]
 pub enum Outcome {
     Done,
@@ -81,7 +81,7 @@ pub enum Outcome {
     Failed(String),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct StepResult {
     pub action: String,
     pub expected_bytes: u64,
@@ -90,7 +90,7 @@ pub struct StepResult {
 }
 
 /// One GC run, kept for the health endpoint and metrics.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct GcReport {
     #[serde(with = "super::inventory::unix_seconds")]
     pub started: SystemTime,

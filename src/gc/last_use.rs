@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use super::inventory::{ContainerState, Inventory, Usage, UsageMap, unix_seconds};
 use crate::fsutil::{WriteError, write_atomic};
 
-pub const FILE_NAME: &str = "image-usage.json";
 const VERSION: u32 = 1;
 
 /// What the event stream tells the store, already resolved to an image id.
@@ -43,8 +42,9 @@ pub struct LastUseStore {
 impl LastUseStore {
     /// Loads the store; a missing file is an empty store, and an unreadable one is moved aside
     /// (never silently overwritten) and replaced by an empty store.
-    pub fn load(state_dir: &Path) -> LastUseStore {
-        let path = state_dir.join(FILE_NAME);
+    /// `path` is `HostPaths::image_usage`.
+    pub fn load(path: &Path) -> LastUseStore {
+        let path = path.to_path_buf();
         let data = match std::fs::read(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Persisted { version: VERSION, ..Persisted::default() }
@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn events_move_last_use_forward_only_and_deletes_forget() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = LastUseStore::load(dir.path());
+        let mut store = LastUseStore::load(&dir.path().join("image-usage.json"));
         store.apply(&UsageEvent::Used { image_id: "a".into(), at: t(10) });
         store.apply(&UsageEvent::Used { image_id: "a".into(), at: t(5) });
         assert_eq!(store.usage()["a"], Usage { first_seen: t(5), last_used: Some(t(10)) });
@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn reconcile_adds_marks_running_and_forgets_gone_images() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = LastUseStore::load(dir.path());
+        let mut store = LastUseStore::load(&dir.path().join("image-usage.json"));
         store.apply(&UsageEvent::Used { image_id: "gone".into(), at: t(1) });
         store.apply(&UsageEvent::Used { image_id: "kept".into(), at: t(2) });
         let running = Container {
@@ -197,16 +197,16 @@ mod tests {
     #[test]
     fn persists_across_loads_and_moves_a_corrupt_file_aside() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = LastUseStore::load(dir.path());
+        let mut store = LastUseStore::load(&dir.path().join("image-usage.json"));
         store.apply(&UsageEvent::Used { image_id: "a".into(), at: t(10) });
         store.seen_until(t(11));
         store.save().unwrap();
-        let again = LastUseStore::load(dir.path());
+        let again = LastUseStore::load(&dir.path().join("image-usage.json"));
         assert_eq!(again.usage()["a"].last_used, Some(t(10)));
         assert_eq!(again.events_seen_until(), Some(t(11)));
 
-        std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
-        let fresh = LastUseStore::load(dir.path());
+        std::fs::write(dir.path().join("image-usage.json"), b"{not json").unwrap();
+        let fresh = LastUseStore::load(&dir.path().join("image-usage.json"));
         assert!(fresh.usage().is_empty());
         assert!(dir.path().join("image-usage.json.unreadable").exists(), "the unreadable file is kept for inspection");
     }

@@ -3,9 +3,7 @@
 //! and the first disk check are done, `/status` JSON, `/metrics` Prometheus text. Bound to
 //! loopback unless the settings allow otherwise.
 
-pub mod conditions;
 pub mod metrics;
-pub mod status;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -18,11 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::watch;
 
-use crate::daemon::SharedState;
-use status::HostStatus;
-
-/// Marker `nodewarden setup` leaves when it finished.
-pub const SETUP_MARKER: &str = "setup-done";
+use crate::node::SharedState;
+use crate::node::status::{self, HostStatus};
 
 pub struct HealthContext {
     pub state: SharedState,
@@ -52,11 +47,10 @@ impl HealthContext {
         }
     }
 
+    /// A snapshot of the node model; the daemon's loops keep its conditions current.
     pub fn document(&self) -> status::StatusDocument {
         let (alive, ready, host) = (self.alive(), self.ready(), self.host());
-        let mut state = self.state.lock();
-        state.refresh_conditions(std::time::SystemTime::now());
-        status::document(&state, alive, ready, host)
+        status::document(&self.state.lock(), alive, ready, host)
     }
 }
 

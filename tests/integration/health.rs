@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
+use nodewarden::node::status::StatusDocument;
+
 use crate::harness::daemon::Nodewarden;
 use crate::harness::docker::TestDocker;
 use crate::harness::imds::ImdsServer;
@@ -130,6 +132,12 @@ async fn every_endpoint_answers_and_status_reads_well() {
         };
         assert_eq!(keys(&example), keys(&doc), "docs/status-example.json differs from /status in {section:?}");
     }
+    // One schema: the live document and the example read as the type `nodewarden status`
+    // uses, and the live one writes back unchanged.
+    let typed: StatusDocument = serde_json::from_value(doc.clone()).expect("/status reads as a StatusDocument");
+    assert_eq!(serde_json::to_value(&typed).unwrap(), doc, "/status does not round-trip through StatusDocument");
+    let example: StatusDocument = serde_json::from_value(example).expect("the example reads as a StatusDocument");
+    assert!(nodewarden::commands::status_summary(&example).contains("DRAINING by disk-pressure"));
 
     let metrics = parse_metrics(&wait_get(n, "/metrics", 200).await);
     let total = metrics["nodewarden_disk_total_bytes"];

@@ -9,7 +9,7 @@ use crate::agent::SharedAgent;
 use crate::disk::DiskSample;
 use crate::drain::{DrainStatus, Phase};
 use crate::gc::GcReport;
-use crate::health::conditions::{Condition, ConditionBook};
+use crate::node::conditions::{Condition, ConditionBook};
 
 #[derive(Debug, Clone)]
 pub struct NodeState {
@@ -41,7 +41,7 @@ impl NodeState {
     /// Evaluates the conditions from the current figures, so /status never contradicts itself.
     pub fn refresh_conditions(&mut self, now: std::time::SystemTime) {
         let agent = self.agent.lock().clone();
-        let observed = crate::health::conditions::evaluate(&crate::health::conditions::Inputs {
+        let observed = crate::node::conditions::evaluate(&crate::node::conditions::Inputs {
             pressure: self.pressure,
             pressure_reason: &self.pressure_reason,
             sample: self.sample,
@@ -83,5 +83,14 @@ impl SharedState {
 
     pub fn lock(&self) -> MutexGuard<'_, NodeState> {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Changes the state and derives the conditions again: how the daemon's loops write, so
+    /// that readers (the health endpoint) only ever take a consistent snapshot.
+    pub fn update<T>(&self, change: impl FnOnce(&mut NodeState) -> T) -> T {
+        let mut state = self.lock();
+        let result = change(&mut state);
+        state.refresh_conditions(std::time::SystemTime::now());
+        result
     }
 }

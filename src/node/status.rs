@@ -7,13 +7,14 @@ use serde::{Deserialize, Serialize};
 
 use super::conditions::Condition;
 use crate::agent::AgentState;
-use crate::daemon::NodeState;
 use crate::drain::{DrainStatus, Phase};
 use crate::gc::GcReport;
+use crate::node::NodeState;
 
-#[derive(Debug, Clone, Serialize)]
+/// Serialized by the health endpoint, deserialized by `nodewarden status`: one schema.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusDocument {
-    pub version: &'static str,
+    pub version: String,
     /// The main loop ticked recently.
     pub alive: bool,
     /// Setup finished and the first disk check ran.
@@ -41,13 +42,13 @@ pub struct DiskStatus {
     pub time_to_full_seconds: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PressureStatus {
     pub phase: Phase,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GcStatus {
     pub running: bool,
     pub runs: u64,
@@ -75,7 +76,7 @@ pub fn document(state: &NodeState, alive: bool, ready: bool, host: HostStatus) -
         time_to_full_seconds: state.time_to_full.map(|t| t.as_secs_f64().round()),
     });
     StatusDocument {
-        version: env!("CARGO_PKG_VERSION"),
+        version: env!("CARGO_PKG_VERSION").to_string(),
         alive,
         ready,
         conditions: state.conditions.clone(),

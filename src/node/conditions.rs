@@ -128,12 +128,12 @@ pub fn evaluate(i: &Inputs<'_>) -> Vec<Observed> {
 }
 
 /// A condition as /status reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Condition {
     #[serde(rename = "type")]
     pub kind: String,
     /// "True" or "False", as Kubernetes writes conditions.
-    pub status: &'static str,
+    pub status: String,
     pub reason: String,
     pub message: String,
     #[serde(with = "crate::gc::inventory::unix_seconds")]
@@ -157,7 +157,7 @@ impl ConditionBook {
                 }
                 Condition {
                     kind: o.kind.to_string(),
-                    status: if o.active { "True" } else { "False" },
+                    status: if o.active { "True" } else { "False" }.to_string(),
                     reason: o.reason.to_string(),
                     message: o.message,
                     since: entry.1,
@@ -221,6 +221,6 @@ mod tests {
         i.config_error = Some("bad");
         let changed = book.update(evaluate(&i), t(30));
         let config = changed.iter().find(|c| c.kind == "ConfigInvalid").unwrap();
-        assert_eq!((config.status, config.since), ("True", t(30)));
+        assert_eq!((config.status.as_str(), config.since), ("True", t(30)));
     }
 }
