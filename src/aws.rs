@@ -57,3 +57,39 @@ pub fn autoscaling_client(environment: &Environment, config: &SdkConfig) -> aws_
     }
     aws_sdk_autoscaling::Client::from_conf(builder.build())
 }
+
+/// The clients nodewarden uses, built once: ECS and EC2 for draining and tags, Auto Scaling
+/// for lifecycle actions.
+#[derive(Clone)]
+pub struct Clients {
+    pub ecs: aws_sdk_ecs::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+}
+
+impl Clients {
+    /// Builds the clients with the Region from `AWS_REGION`, else from IMDS. When neither
+    /// says, the SDK's default chain decides, and the second value says why the Region is
+    /// unknown: a command that needs AWS fails on it, the daemon warns and goes on.
+    pub async fn resolve(environment: &Environment, imds: &crate::imds::ImdsClient) -> (Clients, Option<String>) {
+        let (region, unknown) = match environment.aws_region {
+            Some(_) => (None, None),
+            None => match imds.region().await {
+                Ok(region) => (Some(region), None),
+                Err(error) => (None, Some(format!("no AWS_REGION, and IMDS did not say the Region: {error}"))),
+            },
+        };
+        let config = sdk_config(environment, region.as_deref()).await;
+        let clients = Clients {
+            ecs: ecs_client(environment, &config),
+            ec2: ec2_client(environment, &config),
+            autoscaling: autoscaling_client(environment, &config),
+        };
+        (clients, unknown)
+    }
+
+    /// What the drain controller talks to.
+    pub fn ecs_api(&self) -> crate::drain::EcsApi {
+        crate::drain::EcsApi { ecs: self.ecs.clone(), ec2: self.ec2.clone() }
+    }
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{Context, exit, inputs};
 use crate::drain::record::{self, DrainRecord};
-use crate::drain::{DrainReason, EcsApi, resolve_identity};
+use crate::drain::{DrainReason, resolve_identity};
 use crate::http::HttpClient;
 use crate::imds::{ImdsClient, ImdsConfig};
 
@@ -21,15 +21,11 @@ pub fn run(context: &Context, draining: bool) -> u8 {
             environment.imds_endpoint.clone(),
             ImdsConfig { deadline: Duration::from_secs(20), ..ImdsConfig::default() },
         );
-        let region = match &environment.aws_region {
-            Some(_) => None,
-            None => Some(imds.region().await.map_err(|e| e.to_string())?),
-        };
-        let config = crate::aws::sdk_config(&environment, region.as_deref()).await;
-        let api = EcsApi {
-            ecs: crate::aws::ecs_client(&environment, &config),
-            ec2: crate::aws::ec2_client(&environment, &config),
-        };
+        let (clients, region_unknown) = crate::aws::Clients::resolve(&environment, &imds).await;
+        if let Some(why) = region_unknown {
+            return Err(why);
+        }
+        let api = clients.ecs_api();
         let identity =
             resolve_identity(&api, &cluster, &imds, &HttpClient::new(), &environment.agent_introspection).await?;
         api.set_status(&identity, draining).await?;

@@ -110,6 +110,7 @@ impl DiskWatch {
                 state.fill_rate = rate.bytes_per_second();
                 state.time_to_full = rate.time_to_full();
             }
+            self.state.mark_first_check();
             if let Some(task) = running.take_if(|task| task.is_finished()) {
                 let report = task.await.unwrap_or_else(|e| {
                     Err(GcError::Disk(disk::ProbeError {

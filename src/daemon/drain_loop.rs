@@ -8,10 +8,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::backoff::Backoff;
 use crate::drain::termination::{self, LifecycleSettings};
 use crate::drain::{DrainController, DrainReason, EcsApi, Wants};
-use crate::imds::ImdsClient;
+use crate::environment::Environment;
+use crate::host_paths::HostPaths;
+use crate::imds::{ImdsClient, ImdsConfig};
 use crate::node::SharedState;
+use crate::settings::Settings;
 
 const TICK: Duration = Duration::from_secs(1);
 pub const SPOT_POLL: Duration = Duration::from_secs(2);
@@ -33,10 +37,51 @@ pub struct DrainLoop {
     pub on_termination: bool,
     pub lifecycle: LifecycleSettings,
     pub state: SharedState,
-    pub settings: watch::Receiver<Arc<crate::settings::Settings>>,
+    pub settings: watch::Receiver<Arc<Settings>>,
 }
 
 impl DrainLoop {
+    /// Builds the loop and what it talks to: IMDS (identity, Region, spot and lifecycle) and
+    /// the AWS clients.
+    pub async fn from_settings(
+        paths: &HostPaths,
+        settings: &Settings,
+        environment: &Environment,
+        state: SharedState,
+        settings_rx: watch::Receiver<Arc<Settings>>,
+    ) -> DrainLoop {
+        let imds_config = ImdsConfig { deadline: Duration::from_secs(5), ..ImdsConfig::default() };
+        let imds = Arc::new(ImdsClient::new(environment.imds_endpoint.clone(), imds_config));
+        let (clients, region_unknown) = crate::aws::Clients::resolve(environment, &imds).await;
+        if let Some(why) = region_unknown {
+            tracing::warn!(%why, "the SDK's default chain decides the Region");
+        }
+        let api = clients.ecs_api();
+        let controller = DrainController::new(
+            api.clone(),
+            settings.ecs.cluster.as_str().to_string(),
+            settings.drain.max_draining_fraction.fraction(),
+            imds.clone(),
+            environment.agent_introspection.clone(),
+            paths.drain_record(),
+        );
+        DrainLoop {
+            controller,
+            api,
+            autoscaling: clients.autoscaling,
+            imds,
+            on_spot: settings.drain.on_spot_interruption,
+            on_termination: settings.drain.on_termination,
+            lifecycle: LifecycleSettings {
+                hook: settings.drain.lifecycle_hook.clone(),
+                heartbeat_every: settings.drain.heartbeat_interval,
+                timeout: settings.drain.termination_timeout,
+            },
+            state,
+            settings: settings_rx,
+        }
+    }
+
     pub async fn run(mut self, mut disk: watch::Receiver<DiskWants>, mut shutdown: watch::Receiver<bool>) {
         let mut ticks = tokio::time::interval(TICK);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -95,13 +140,12 @@ impl DrainLoop {
             {
                 let (autoscaling, api, settings) = (self.autoscaling.clone(), self.api.clone(), self.lifecycle.clone());
                 lifecycle_task = Some(tokio::spawn(async move {
-                    let mut delay = Duration::from_secs(5);
+                    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(60));
                     while let Err(error) =
                         termination::complete_after_tasks_stop(&autoscaling, &api, &identity, &settings).await
                     {
                         tracing::warn!(%error, "completing the lifecycle action failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(60));
+                        tokio::time::sleep(backoff.next_delay()).await;
                     }
                 }));
             }

@@ -13,13 +13,10 @@ use std::time::Duration;
 use tokio::sync::{Mutex, watch};
 
 use crate::backoff::Backoff;
-use crate::drain::termination::LifecycleSettings;
-use crate::drain::{DrainController, EcsApi};
 use crate::environment::Environment;
 use crate::gc::{LastUseStore, Tracker};
 use crate::health::HealthContext;
 use crate::host_paths::HostPaths;
-use crate::imds::{ImdsClient, ImdsConfig};
 use crate::node::SharedState;
 use crate::settings::Settings;
 
@@ -70,16 +67,16 @@ pub async fn run(paths: HostPaths, settings: Settings, environment: Environment,
     };
     tasks.push(tokio::spawn(docker_side.run(shutdown_rx.clone())));
     if settings.drain.enabled {
-        let drain = drain_loop(&paths, &settings, &environment, state.clone(), settings_rx.clone()).await;
+        let drain =
+            drain_loop::DrainLoop::from_settings(&paths, &settings, &environment, state.clone(), settings_rx.clone())
+                .await;
         tasks.push(tokio::spawn(drain.run(wants_rx, shutdown_rx.clone())));
     } else {
         tracing::warn!("[drain] enabled = false: this instance is never drained by nodewarden");
     }
 
-    let deadline = tokio::time::Instant::now() + FIRST_CHECK_GRACE;
-    while state.lock().sample.is_none() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut first_check = state.first_check();
+    let _ = tokio::time::timeout(FIRST_CHECK_GRACE, first_check.wait_for(|done| *done)).await;
     crate::systemd::ready();
     match state.lock().docker_error.clone() {
         None => tracing::info!("ready"),
@@ -100,22 +97,17 @@ pub async fn run(paths: HostPaths, settings: Settings, environment: Environment,
 /// fed and `systemctl status` saying what the daemon waits for.
 async fn keepalive_until_first_check(state: SharedState, mut shutdown: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    let mut first_check = state.first_check();
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
+            _ = first_check.wait_for(|done| *done) => return,
             _ = shutdown.changed() => return,
         }
         let waiting = state.update(|state| {
-            let first_check_done = state.sample.is_some();
-            if !first_check_done {
-                state.last_tick = Some(std::time::Instant::now());
-            }
-            (first_check_done, state.docker_error.clone())
+            state.last_tick = Some(std::time::Instant::now());
+            state.docker_error.clone()
         });
-        let (first_check_done, waiting) = waiting;
-        if first_check_done {
-            return;
-        }
         if crate::systemd::watchdog_timeout().is_some() {
             crate::systemd::watchdog();
         }
@@ -271,54 +263,5 @@ async fn wait_for_signals(reload: &Reload, settings: &watch::Sender<Arc<Settings
                 crate::systemd::ready();
             }
         }
-    }
-}
-
-/// Builds the drain loop: IMDS (for identity, region, spot and lifecycle), and the ECS, EC2
-/// and Auto Scaling clients, region from the environment or else from IMDS.
-async fn drain_loop(
-    paths: &HostPaths,
-    settings: &Settings,
-    environment: &Environment,
-    state: SharedState,
-    settings_rx: watch::Receiver<Arc<Settings>>,
-) -> drain_loop::DrainLoop {
-    let imds_config = ImdsConfig { deadline: Duration::from_secs(5), ..ImdsConfig::default() };
-    let imds = Arc::new(ImdsClient::new(environment.imds_endpoint.clone(), imds_config));
-    let region = match environment.aws_region {
-        Some(_) => None,
-        None => match imds.region().await {
-            Ok(region) => Some(region),
-            Err(error) => {
-                tracing::warn!(%error, "no AWS_REGION and IMDS did not say; the SDK's default chain decides");
-                None
-            }
-        },
-    };
-    let config = crate::aws::sdk_config(environment, region.as_deref()).await;
-    let api =
-        EcsApi { ecs: crate::aws::ecs_client(environment, &config), ec2: crate::aws::ec2_client(environment, &config) };
-    let controller = DrainController::new(
-        api.clone(),
-        settings.ecs.cluster.as_str().to_string(),
-        settings.drain.max_draining_fraction.fraction(),
-        imds.clone(),
-        environment.agent_introspection.clone(),
-        paths.drain_record(),
-    );
-    drain_loop::DrainLoop {
-        controller,
-        api,
-        autoscaling: crate::aws::autoscaling_client(environment, &config),
-        imds,
-        on_spot: settings.drain.on_spot_interruption,
-        on_termination: settings.drain.on_termination,
-        lifecycle: LifecycleSettings {
-            hook: settings.drain.lifecycle_hook.clone(),
-            heartbeat_every: settings.drain.heartbeat_interval,
-            timeout: settings.drain.termination_timeout,
-        },
-        state,
-        settings: settings_rx,
     }
 }

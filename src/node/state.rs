@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
 use crate::agent::SharedAgent;
 use crate::disk::DiskSample;
 use crate::drain::{DrainStatus, Phase};
@@ -55,12 +57,17 @@ impl NodeState {
     }
 }
 
+/// The node model shared by the daemon's loops (writers) and the health endpoint (reader),
+/// with a signal for the first disk check, which READY and the wait for Docker follow.
 #[derive(Debug, Clone)]
-pub struct SharedState(Arc<Mutex<NodeState>>);
+pub struct SharedState {
+    state: Arc<Mutex<NodeState>>,
+    first_check: Arc<watch::Sender<bool>>,
+}
 
 impl SharedState {
     pub fn new(data_root: PathBuf) -> Self {
-        SharedState(Arc::new(Mutex::new(NodeState {
+        let state = Arc::new(Mutex::new(NodeState {
             data_root,
             sample: None,
             fill_rate: None,
@@ -78,11 +85,22 @@ impl SharedState {
             conditions: Vec::new(),
             condition_book: ConditionBook::default(),
             gc_start: 1.0,
-        })))
+        }));
+        SharedState { state, first_check: Arc::new(watch::channel(false).0) }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, NodeState> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The disk loop measured for the first time (the model now has figures).
+    pub fn mark_first_check(&self) {
+        self.first_check.send_if_modified(|done| !std::mem::replace(done, true));
+    }
+
+    /// Becomes true once the disk loop has measured.
+    pub fn first_check(&self) -> watch::Receiver<bool> {
+        self.first_check.subscribe()
     }
 
     /// Changes the state and derives the conditions again: how the daemon's loops write, so
