@@ -9,6 +9,7 @@
 //!   2. the same disks again: the filesystem reused (same UUID and data), everything back;
 //!   3. a new instance whose volume holds someone's ext4 data: setup refuses, Docker stays
 //!      off, the reason is on the serial console, the data is untouched.
+//!
 //! Each check is printed with its time; the exit code is 0 only when every one passed.
 //! Needs root, QEMU and socat (tests/boot/install-deps), the image (tests/boot/build-image)
 //! and the .deb (packaging/build --debug), which scripts/boot-test provides.
@@ -33,8 +34,9 @@ const AGENT_IMAGE: &str = "amazon/amazon-ecs-agent:v1.105.1";
 const CLUSTER: &str = "boot";
 const VOLUME_ID: &str = "vol-0123456789abcdef0";
 const VOLUME_MB: u64 = 1024;
-/// One boot, its checks included, under TCG on a shared 2-core machine.
-const BOOT_LIMIT: Duration = Duration::from_secs(1200);
+/// One boot, its checks included, under TCG on a shared 2-core machine (2–4 minutes seen; a
+/// guest check waits 10 minutes at most), so that a hung guest cannot eat CI's time.
+const BOOT_LIMIT: Duration = Duration::from_secs(720);
 
 /// Every check, in order, with when it was decided.
 #[derive(Default)]
@@ -180,8 +182,12 @@ async fn scenario(report: &mut Report) {
         return;
     }
 
-    // 2. The same instance and disks, rebooted.
-    boot(report, &out, "second", &image, &instance, &volume, ports).await;
+    // 2. The same instance and disks, rebooted (only after a first boot that got through).
+    if first {
+        boot(report, &out, "second", &image, &instance, &volume, ports).await;
+    } else {
+        report.host(false, "second boot", "not run: the first boot did not get through its checks");
+    }
 
     // 3. A new instance launched with a volume that holds someone's data.
     let precious = work.path().join("precious");
