@@ -132,11 +132,12 @@ fn apply(
         );
     }
     for note in storage::write_daemon_json(paths, settings, prepared.as_ref())? {
-        if note.contains("is off") {
-            tracing::warn!("{note}");
-            eprintln!("warning: {note}");
-        } else {
-            println!("{note}");
+        match note {
+            storage::Note::Warning(note) => {
+                tracing::warn!("{note}");
+                eprintln!("warning: {note}");
+            }
+            storage::Note::Info(note) => println!("{note}"),
         }
     }
     let stamp = format!("{}\n", humantime::format_rfc3339_seconds(std::time::SystemTime::now()));

@@ -141,7 +141,7 @@ impl DrainController {
         let members = self.api.members(&self.cluster).await?;
         let own =
             members.iter().find(|m| m.arn == identity.container_instance_arn).map_or(EcsStatus::Other, |m| m.status);
-        self.status.ecs_status = Some(format!("{own:?}").to_uppercase());
+        self.status.ecs_status = Some(own.as_str().to_string());
         if own == EcsStatus::Active && self.record.is_some() {
             tracing::warn!("this instance is ACTIVE again although nodewarden drained it: someone undrained it");
             self.forget_record()?;

@@ -47,6 +47,15 @@ impl EcsStatus {
             _ => EcsStatus::Other,
         }
     }
+
+    /// As /status shows it (ECS's own words for the two it acts on).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EcsStatus::Active => "ACTIVE",
+            EcsStatus::Draining => "DRAINING",
+            EcsStatus::Other => "OTHER",
+        }
+    }
 }
 
 /// What nodewarden wants right now.
@@ -152,6 +161,14 @@ mod tests {
     const DISK: Wants = Wants { disk_pressure: true, spot_interruption: false, termination: false };
     const SPOT: Wants = Wants { disk_pressure: false, spot_interruption: true, termination: false };
     const NONE: Wants = Wants { disk_pressure: false, spot_interruption: false, termination: false };
+
+    #[test]
+    fn ecs_statuses_read_and_show_as_ecs_writes_them() {
+        for status in [EcsStatus::Active, EcsStatus::Draining] {
+            assert_eq!(EcsStatus::parse(status.as_str()), status);
+        }
+        assert_eq!(EcsStatus::parse("DEREGISTERING"), EcsStatus::Other);
+    }
 
     #[test]
     fn the_budget_from_the_issue() {

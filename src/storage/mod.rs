@@ -30,6 +30,15 @@ const BASE_OPTIONS: &str = "noatime,nodev,nosuid";
 /// not lose by it: their device nodes are governed by the overlay mounts and the device cgroup.
 const QUOTA_OPTIONS: &str = "noatime,nosuid,prjquota";
 
+/// What writing daemon.json has to tell the operator, by kind rather than by wording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// Something the settings ask for is not in effect (the writable-layer cap).
+    Warning(String),
+    /// What was done, and merge remarks.
+    Info(String),
+}
+
 /// What `prepare` did to the Docker device.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -238,7 +247,7 @@ pub fn write_daemon_json(
     paths: &HostPaths,
     settings: &Settings,
     prepared: Option<&Prepared>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<Note>, String> {
     let path = paths.docker_daemon_json();
     let existing = match std::fs::read(&path) {
         Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => serde_json::Value::Null,
@@ -268,7 +277,7 @@ pub fn write_daemon_json(
             match verdict {
                 Ok(()) => Some(limit),
                 Err(why) => {
-                    notes.push(format!("the per-container writable-layer cap ({limit}) is off: {why}"));
+                    notes.push(Note::Warning(format!("the per-container writable-layer cap ({limit}) is off: {why}")));
                     None
                 }
             }
@@ -281,10 +290,11 @@ pub fn write_daemon_json(
         overlay_size,
     };
     let (merged, merge_notes) = daemon_json::merge(existing, &wanted)?;
-    notes.extend(merge_notes);
+    notes.extend(merge_notes.into_iter().map(Note::Info));
     let mut text = serde_json::to_string_pretty(&merged).map_err(|e| e.to_string())?;
     text.push('\n');
     let written = write_atomic(&path, text.as_bytes(), 0o644).map_err(|e| e.to_string())?;
-    notes.push(format!("{}: {}", path.display(), if written == Written::Changed { "written" } else { "unchanged" }));
+    let what = if written == Written::Changed { "written" } else { "unchanged" };
+    notes.push(Note::Info(format!("{}: {what}", path.display())));
     Ok(notes)
 }
