@@ -27,12 +27,15 @@ pub fn not_yet(environment: &Environment) -> Option<String> {
     if !ACTIVATED_SOCKETS.contains(&socket) {
         return None;
     }
-    match crate::systemd::unit_running("docker.service") {
-        Some(false) => Some(format!(
+    // Only docker.socket's own listener activates anything; Docker run by another unit (a
+    // snap, a distribution's other name) is connected to as always.
+    let activating = crate::systemd::unit_running("docker.socket") == Some(true);
+    let stopped = crate::systemd::unit_running("docker.service") == Some(false);
+    (activating && stopped).then(|| {
+        format!(
             "docker.service is not running (not connecting to {socket}, which would start it through docker.socket)"
-        )),
-        Some(true) | None => None,
-    }
+        )
+    })
 }
 
 /// Connects once and negotiates the API version.
