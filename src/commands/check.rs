@@ -3,10 +3,8 @@
 
 use std::path::Path;
 
-use super::inputs::{SettingsInput, read_settings_file, read_userdata_file};
 use super::{Context, exit, fail};
-use crate::settings::{self, Layers};
-use crate::userdata::Userdata;
+use crate::settings::{self, SettingsInput, UserdataSource};
 
 pub fn run(context: &Context, file: Option<&str>, userdata: Option<&Path>) -> u8 {
     let input = match file {
@@ -14,34 +12,21 @@ pub fn run(context: &Context, file: Option<&str>, userdata: Option<&Path>) -> u8
         Some(path) => SettingsInput::Required(path.into()),
         None => context.settings.clone(),
     };
-    let file_layer = match read_settings_file(&input) {
-        Ok(layer) => layer,
+    let userdata = userdata.map_or(UserdataSource::None, |path| UserdataSource::File(path.into()));
+    let assembly = match super::runtime().block_on(settings::assemble(&context.paths, &input, &userdata)) {
+        Ok(assembly) => assembly,
         Err(message) => return fail(&message),
     };
-    let userdata_text = match userdata.map(read_userdata_file).transpose() {
-        Ok(Some(Userdata::Toml(text))) => Some(text),
-        Ok(Some(Userdata::NoSettings(reason))) => {
-            eprintln!("note: {reason}; no settings taken from userdata");
-            None
-        }
-        Ok(None) => None,
-        Err(message) => return fail(&message),
-    };
-    let layers = Layers {
-        file: file_layer.as_ref().map(|(source, text)| (source.clone(), text.as_str())),
-        userdata: userdata_text.as_deref(),
-    };
-    match settings::load(&layers) {
+    if let Some(note) = &assembly.userdata_note {
+        eprintln!("note: {note}");
+    }
+    match assembly.result {
         Ok(loaded) => {
             print!("{}", loaded.render());
             exit::OK
         }
-        Err(problems) => {
-            for problem in &problems {
-                eprintln!("error: {problem}");
-            }
-            let count = problems.len();
-            eprintln!("settings are invalid: {count} problem{}", if count == 1 { "" } else { "s" });
+        Err(invalid) => {
+            invalid.print(&invalid.count());
             exit::FAILED
         }
     }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 use crate::host_paths::HostPaths;
 
-pub use inputs::{SettingsInput, load_settings, read_settings_file};
+pub use crate::settings::SettingsInput;
 pub use status::summary as status_summary;
 
 /// Exit codes: 0 success, 1 failure or invalid input, 2 usage error (clap).

@@ -7,12 +7,8 @@ pub fn run(context: &Context) -> u8 {
         Ok(both) => both,
         Err(message) => return super::fail(&message),
     };
-    let reload_context = context.clone();
-    let reload: crate::daemon::Reload =
-        Box::new(move || inputs::load_settings(&reload_context).map(|loaded| loaded.settings));
-    let result =
-        super::runtime().block_on(crate::daemon::run(context.paths.clone(), loaded.settings, environment, reload));
-    match result {
+    let daemon = crate::daemon::run(context.paths.clone(), context.settings.clone(), loaded.settings, environment);
+    match super::runtime().block_on(daemon) {
         Ok(()) => exit::OK,
         Err(message) => super::fail(&message),
     }

@@ -7,15 +7,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Context, exit, inputs};
+use super::{Context, exit};
 use crate::agent::{ecs_config, host_network, spec};
 use crate::environment::Environment;
 use crate::fsutil::{Written, remove_if_present, write_atomic};
-use crate::imds::{ImdsClient, ImdsConfig};
 use crate::settings::values::DeviceSpec;
-use crate::settings::{self, Layers};
+use crate::settings::{self, UserdataSource};
 use crate::storage;
-use crate::userdata::{self, Userdata};
 
 pub struct SetupArgs {
     pub undo: bool,
@@ -40,57 +38,40 @@ pub fn run(context: &Context, args: SetupArgs) -> u8 {
             Err(message) => super::fail(&message),
         };
     }
-    let userdata = match read_userdata(&args) {
-        Ok(userdata) => userdata,
+    let userdata = match userdata_source(&args) {
+        Ok(source) => source,
         Err(message) => return super::fail(&message),
     };
-    let userdata_text = match &userdata {
-        Userdata::Toml(text) => Some(text.as_str()),
-        Userdata::NoSettings(reason) => {
-            tracing::info!("{reason}; no settings taken from userdata");
-            None
-        }
-    };
-    let file = match inputs::read_settings_file(&context.settings) {
-        Ok(file) => file,
+    let assembly = match super::runtime().block_on(settings::assemble(&context.paths, &context.settings, &userdata)) {
+        Ok(assembly) => assembly,
         Err(message) => return super::fail(&message),
     };
-    let layers = Layers { file: file.as_ref().map(|(s, t)| (s.clone(), t.as_str())), userdata: userdata_text };
-    let loaded = match settings::load(&layers) {
+    if let Some(note) = &assembly.userdata_note {
+        tracing::info!("{note}");
+    }
+    let loaded = match assembly.result {
         Ok(loaded) => loaded,
-        Err(problems) => {
-            for problem in &problems {
-                eprintln!("error: {problem}");
-            }
-            eprintln!("settings are invalid: nothing was changed (the last good /etc/ecs/ecs.config stays)");
+        Err(invalid) => {
+            invalid.print("nothing was changed (the last good /etc/ecs/ecs.config stays)");
             return exit::FAILED;
         }
     };
+    let userdata_text = assembly.userdata_toml.as_deref();
     match apply(context, &loaded.settings, userdata_text, touches_host_network, args.device_wait) {
         Ok(()) => exit::OK,
         Err(message) => super::fail(&message),
     }
 }
 
-fn read_userdata(args: &SetupArgs) -> Result<Userdata, String> {
+fn userdata_source(args: &SetupArgs) -> Result<UserdataSource, String> {
     if args.no_userdata {
-        return Ok(Userdata::NoSettings("--no-userdata"));
+        return Ok(UserdataSource::None);
     }
     if let Some(path) = &args.userdata {
-        return inputs::read_userdata_file(path);
+        return Ok(UserdataSource::File(path.clone()));
     }
     let environment = Environment::from_process().map_err(|e| e.to_string())?;
-    let imds = ImdsClient::new(
-        environment.imds_endpoint.clone(),
-        ImdsConfig { deadline: args.imds_deadline, ..ImdsConfig::default() },
-    );
-    let bytes = super::runtime()
-        .block_on(imds.user_data())
-        .map_err(|e| format!("reading userdata: {e}; is this an EC2 instance with IMDSv2 enabled?"))?;
-    match bytes {
-        None => Ok(Userdata::NoSettings("the instance has no userdata")),
-        Some(bytes) => userdata::decode(&bytes).map_err(|e| format!("userdata from IMDS: {e}")),
-    }
+    Ok(UserdataSource::Imds { endpoint: environment.imds_endpoint, deadline: args.imds_deadline })
 }
 
 fn apply(

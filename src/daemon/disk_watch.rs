@@ -16,7 +16,8 @@ use crate::disk::{self, FillRate, human_bytes};
 use crate::drain::{Observation, Phase, PressureMachine};
 use crate::gc::{self, GcError, GcPolicy, GcReport, LastUseStore};
 use crate::node::SharedState;
-use crate::settings::{DiskSettings, Settings};
+use crate::settings::values::ImageReference;
+use crate::settings::{DiskSettings, Reloadable};
 
 /// While this file exists (named by NODEWARDEN_DEBUG_PAUSE_FILE), the main loop stalls: a
 /// fault-injection hook so tests can show the watchdog and /healthz notice a stuck loop.
@@ -31,8 +32,10 @@ const RETRY_AFTER_SHORTFALL: Duration = Duration::from_secs(10);
 pub struct DiskWatch {
     pub docker: Docker,
     pub data_root: PathBuf,
-    /// The settings in force; SIGHUP replaces them.
-    pub settings: watch::Receiver<Arc<Settings>>,
+    /// The settings SIGHUP changes, as in force now.
+    pub settings: watch::Receiver<Arc<Reloadable>>,
+    /// The agent's image, protected from GC (an agent change applies at the next start).
+    pub agent_image: ImageReference,
     pub store: Arc<Mutex<LastUseStore>>,
     pub state: SharedState,
     pub wants: watch::Sender<DiskWants>,
@@ -44,12 +47,13 @@ impl DiskWatch {
     pub fn new(
         docker: Docker,
         data_root: PathBuf,
-        settings: watch::Receiver<Arc<Settings>>,
+        settings: watch::Receiver<Arc<Reloadable>>,
+        agent_image: ImageReference,
         store: Arc<Mutex<LastUseStore>>,
         state: SharedState,
         wants: watch::Sender<DiskWants>,
     ) -> Self {
-        DiskWatch { docker, data_root, settings, store, state, wants, last_status: String::new() }
+        DiskWatch { docker, data_root, settings, agent_image, store, state, wants, last_status: String::new() }
     }
 
     fn disk(&self) -> DiskSettings {
@@ -214,7 +218,7 @@ impl DiskWatch {
 
     fn spawn_gc(&self) -> JoinHandle<Result<GcReport, GcError>> {
         self.state.lock().gc_running = true;
-        let policy = GcPolicy::from_settings(&self.settings.borrow());
+        let policy = GcPolicy::new(&self.settings.borrow().gc, &self.agent_image);
         let (docker, data_root, store) = (self.docker.clone(), self.data_root.clone(), self.store.clone());
         let stop = self.disk().gc_stop.fraction();
         tokio::spawn(async move {

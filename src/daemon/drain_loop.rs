@@ -15,7 +15,7 @@ use crate::environment::Environment;
 use crate::host_paths::HostPaths;
 use crate::imds::{ImdsClient, ImdsConfig};
 use crate::node::SharedState;
-use crate::settings::Settings;
+use crate::settings::{Reloadable, Settings};
 
 const TICK: Duration = Duration::from_secs(1);
 pub const SPOT_POLL: Duration = Duration::from_secs(2);
@@ -37,7 +37,8 @@ pub struct DrainLoop {
     pub on_termination: bool,
     pub lifecycle: LifecycleSettings,
     pub state: SharedState,
-    pub settings: watch::Receiver<Arc<Settings>>,
+    /// The settings SIGHUP changes; this loop reads `max_draining_fraction`.
+    pub settings: watch::Receiver<Arc<Reloadable>>,
 }
 
 impl DrainLoop {
@@ -48,7 +49,7 @@ impl DrainLoop {
         settings: &Settings,
         environment: &Environment,
         state: SharedState,
-        settings_rx: watch::Receiver<Arc<Settings>>,
+        settings_rx: watch::Receiver<Arc<Reloadable>>,
     ) -> DrainLoop {
         let imds_config = ImdsConfig { deadline: Duration::from_secs(5), ..ImdsConfig::default() };
         let imds = Arc::new(ImdsClient::new(environment.imds_endpoint.clone(), imds_config));
@@ -119,7 +120,7 @@ impl DrainLoop {
                     Err(error) => tracing::debug!(%error, "lifecycle state poll failed"),
                 }
             }
-            self.controller.set_max_fraction(self.settings.borrow().drain.max_draining_fraction.fraction());
+            self.controller.set_max_fraction(self.settings.borrow().max_draining_fraction.fraction());
             let disk_wants = disk.borrow().clone();
             let wants =
                 Wants { disk_pressure: disk_wants.drain, spot_interruption: spot.is_some(), termination: terminating };

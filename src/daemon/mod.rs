@@ -18,7 +18,7 @@ use crate::gc::{LastUseStore, Tracker};
 use crate::health::HealthContext;
 use crate::host_paths::HostPaths;
 use crate::node::SharedState;
-use crate::settings::Settings;
+use crate::settings::{Reloadable, Settings, SettingsInput, UserdataSource};
 
 /// How long startup waits for the first disk check before READY: long enough for a dockerd
 /// that is up, short enough that systemd's start timeout never fires while Docker is down.
@@ -26,21 +26,25 @@ const FIRST_CHECK_GRACE: Duration = Duration::from_secs(10);
 /// While Docker does not answer at start, a warning this often (besides the first).
 const DOCKER_WAIT_WARN_EVERY: Duration = Duration::from_secs(60);
 
-/// Re-reads settings on SIGHUP; an error keeps the settings in force.
-pub type Reload = Box<dyn Fn() -> Result<Settings, String> + Send + Sync>;
-
 /// Startup order: bind and serve the health endpoint, start the drain loop (spot and
 /// termination drains need no Docker), then the Docker side as soon as dockerd answers. READY
 /// follows the first disk check, or the grace when Docker is down: the daemon is up and says
 /// `DockerUnavailable` rather than hold the boot in systemd's start timeout.
-pub async fn run(paths: HostPaths, settings: Settings, environment: Environment, reload: Reload) -> Result<(), String> {
+///
+/// SIGHUP assembles the settings again from `settings_file` and the saved userdata.
+pub async fn run(
+    paths: HostPaths,
+    settings_file: SettingsInput,
+    settings: Settings,
+    environment: Environment,
+) -> Result<(), String> {
     // Bind first: a taken or disallowed address is a configuration error to fail on.
     let listener = tokio::net::TcpListener::bind(settings.health.listen)
         .await
         .map_err(|e| format!("binding the health endpoint on {}: {e}", settings.health.listen))?;
     let state = SharedState::new(paths.docker_data_root());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (settings_tx, settings_rx) = watch::channel(Arc::new(settings.clone()));
+    let (settings_tx, settings_rx) = watch::channel(Arc::new(settings.reloadable()));
     let (wants_tx, wants_rx) = watch::channel(drain_loop::DiskWants::default());
     let mut tasks = Vec::new();
 
@@ -83,7 +87,7 @@ pub async fn run(paths: HostPaths, settings: Settings, environment: Environment,
         Some(error) => tracing::warn!(%error, "ready without Docker: GC and agent supervision start when it answers"),
     }
 
-    wait_for_signals(&reload, &settings_tx, &state).await;
+    wait_for_signals(&paths, &settings_file, &settings_tx, &state).await;
     crate::systemd::stopping();
     tracing::info!("stopping (the ECS agent and its tasks keep running)");
     let _ = shutdown_tx.send(true);
@@ -124,7 +128,7 @@ struct DockerSide {
     settings: Settings,
     environment: Environment,
     state: SharedState,
-    settings_rx: watch::Receiver<Arc<Settings>>,
+    settings_rx: watch::Receiver<Arc<Reloadable>>,
     wants: watch::Sender<drain_loop::DiskWants>,
     agent: crate::agent::SharedAgent,
 }
@@ -164,7 +168,15 @@ impl DockerSide {
             state: self.agent,
         };
         tasks.push(tokio::spawn(supervisor.run(shutdown.clone())));
-        let watcher = disk_watch::DiskWatch::new(docker, data_root, self.settings_rx, store, self.state, self.wants);
+        let watcher = disk_watch::DiskWatch::new(
+            docker,
+            data_root,
+            self.settings_rx,
+            self.settings.ecs.agent_image.clone(),
+            store,
+            self.state,
+            self.wants,
+        );
         tasks.push(tokio::spawn(watcher.run(shutdown.clone())));
         for task in tasks {
             let _ = task.await;
@@ -235,7 +247,12 @@ async fn docker_watch(docker: bollard::Docker, state: SharedState, mut shutdown:
 }
 
 /// SIGHUP reloads settings (invalid ones are refused and reported); SIGTERM or SIGINT stops.
-async fn wait_for_signals(reload: &Reload, settings: &watch::Sender<Arc<Settings>>, state: &SharedState) {
+async fn wait_for_signals(
+    paths: &HostPaths,
+    settings_file: &SettingsInput,
+    live: &watch::Sender<Arc<Reloadable>>,
+    state: &SharedState,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
         (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
@@ -249,10 +266,11 @@ async fn wait_for_signals(reload: &Reload, settings: &watch::Sender<Arc<Settings
             _ = int.recv() => return,
             _ = hup.recv() => {
                 crate::systemd::reloading();
-                match reload() {
+                let assembled = crate::settings::assemble(paths, settings_file, &UserdataSource::Saved).await;
+                match assembled.and_then(|assembly| assembly.result.map_err(|invalid| invalid.to_string())) {
                     Ok(new) => {
                         tracing::info!("settings reloaded ([disk], [gc] and [drain] max-draining-fraction apply now; agent changes at the next start)");
-                        settings.send_replace(Arc::new(new));
+                        live.send_replace(Arc::new(new.settings.reloadable()));
                         state.update(|state| state.config_error = None);
                     }
                     Err(error) => {

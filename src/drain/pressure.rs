@@ -125,15 +125,16 @@ impl PressureMachine {
 mod tests {
     use super::*;
     use crate::settings::values::Percent;
+    use std::str::FromStr;
 
     fn settings() -> DiskSettings {
         DiskSettings {
             check_interval: Duration::from_secs(1),
-            gc_start: Percent::parse("85%").unwrap(),
-            gc_stop: Percent::parse("80%").unwrap(),
-            drain_at: Percent::parse("92%").unwrap(),
+            gc_start: Percent::from_str("85%").unwrap(),
+            gc_stop: Percent::from_str("80%").unwrap(),
+            drain_at: Percent::from_str("92%").unwrap(),
             drain_if_full_within: Duration::from_secs(600),
-            recover_below: Percent::parse("75%").unwrap(),
+            recover_below: Percent::from_str("75%").unwrap(),
             recover_after: Duration::from_secs(300),
         }
     }

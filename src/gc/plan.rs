@@ -6,11 +6,12 @@
 //! image younger than the minimum age, or a parent of any of those.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use super::inventory::{Container, Image, Inventory, UsageMap, short_id};
-use crate::settings::Settings;
-use crate::settings::values::ImagePattern;
+use crate::settings::values::{ImagePattern, ImageReference};
+use crate::settings::{GcSettings, Settings};
 
 /// The ECS agent's container, as ecs-init and nodewarden name it.
 pub const AGENT_CONTAINER: &str = "ecs-agent";
@@ -28,15 +29,15 @@ pub struct GcPolicy {
 
 impl GcPolicy {
     pub fn from_settings(settings: &Settings) -> Self {
-        let mut keep = settings.gc.keep_images.clone();
-        let agent = &settings.ecs.agent_image;
-        keep.extend(ImagePattern::parse(&format!("{}:{}", agent.repository, agent.tag.as_deref().unwrap_or("*"))));
-        keep.extend(BUILT_IN_KEEP.iter().filter_map(|p| ImagePattern::parse(p).ok()));
-        GcPolicy {
-            min_image_age: settings.gc.min_image_age,
-            exited_container_min_age: settings.gc.exited_container_min_age,
-            keep,
-        }
+        GcPolicy::new(&settings.gc, &settings.ecs.agent_image)
+    }
+
+    /// The policy for `gc`, protecting `agent`'s repository at its tag besides the keep list.
+    pub fn new(gc: &GcSettings, agent: &ImageReference) -> Self {
+        let mut keep = gc.keep_images.clone();
+        keep.extend(ImagePattern::from_str(&format!("{}:{}", agent.repository, agent.tag.as_deref().unwrap_or("*"))));
+        keep.extend(BUILT_IN_KEEP.iter().filter_map(|p| ImagePattern::from_str(p).ok()));
+        GcPolicy { min_image_age: gc.min_image_age, exited_container_min_age: gc.exited_container_min_age, keep }
     }
 
     fn protecting_pattern(&self, image: &Image) -> Option<&ImagePattern> {

@@ -36,7 +36,7 @@ fn policy() -> GcPolicy {
     GcPolicy {
         min_image_age: Duration::from_secs(120),
         exited_container_min_age: Duration::from_secs(600),
-        keep: ["amazon/amazon-ecs-agent:*", "keep/me:*"].iter().map(|p| ImagePattern::parse(p).unwrap()).collect(),
+        keep: ["amazon/amazon-ecs-agent:*", "keep/me:*"].iter().map(|p| ImagePattern::from_str(p).unwrap()).collect(),
     }
 }
 

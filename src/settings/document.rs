@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn defaults_parse_cleanly() {
-        let (doc, problems) = parse(schema::DEFAULTS_TOML, &Source::Default);
+        let (doc, problems) = parse(&schema::defaults_toml(), &Source::Default);
         assert!(problems.is_empty(), "{problems:?}");
         assert!(doc.entries.contains_key("disk.gc-start"));
     }

@@ -2,24 +2,27 @@
 //! → merged (defaults < `/etc/nodewarden/settings.toml` < userdata) → validated [`Settings`].
 //! Every problem names its source, line, column and key; all of them are reported at once.
 
+mod assemble;
 mod document;
 mod ecs_keys;
 mod merge;
+mod model;
 mod render;
 mod schema;
 mod source;
 mod validate;
 pub mod values;
 
+pub use assemble::{Assembly, Invalid, SettingsInput, UserdataSource, assemble};
 pub use document::{RawEntry, RawValue};
 pub use ecs_keys::go_parse_bool;
 pub use merge::Merged;
-pub use schema::DEFAULTS_TOML;
-pub use source::{Origin, Position, Problem, Source};
-pub use validate::{
+pub use model::{
     DiskSettings, DockerSettings, DrainSettings, EcsSettings, EngineAuth, EngineAuthType, GcSettings, HealthSettings,
-    Settings,
+    Reloadable, Settings,
 };
+pub use schema::defaults_toml;
+pub use source::{Origin, Position, Problem, Source};
 
 /// The layers above the built-in defaults, as text. Either may be absent.
 #[derive(Debug, Default)]
@@ -46,12 +49,13 @@ impl Loaded {
 
 /// Parses, merges and validates. On failure returns every problem, in source order.
 pub fn load(layers: &Layers<'_>) -> Result<Loaded, Vec<Problem>> {
+    let defaults = defaults_toml();
     let mut merged = Merged::new();
     let mut problems = Vec::new();
     let mut syntax_broken = false;
     let file = layers.file.as_ref().map(|(source, text)| (source.clone(), *text));
     let userdata = layers.userdata.map(|text| (Source::Userdata, text));
-    for (source, text) in [Some((Source::Default, DEFAULTS_TOML)), file, userdata].into_iter().flatten() {
+    for (source, text) in [Some((Source::Default, defaults.as_str())), file, userdata].into_iter().flatten() {
         let (doc, found) = document::parse(text, &source);
         syntax_broken |= found.iter().any(|p| p.key.is_none());
         problems.extend(found);

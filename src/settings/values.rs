@@ -4,16 +4,17 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// A percentage of a filesystem, from `"85%"` or `"92.5%"`; 0 to 100.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
 pub struct Percent(f64);
 
-impl Percent {
-    pub const EXPECTED: &'static str = "a percentage such as \"85%\"";
+impl FromStr for Percent {
+    type Err = String;
 
-    pub fn parse(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, String> {
         let number = text.strip_suffix('%').ok_or_else(|| Self::EXPECTED.to_string())?;
         let valid = !number.is_empty()
             && number.chars().all(|c| c.is_ascii_digit() || c == '.')
@@ -30,6 +31,10 @@ impl Percent {
         }
         Ok(Percent(value))
     }
+}
+
+impl Percent {
+    pub const EXPECTED: &'static str = "a percentage such as \"85%\"";
 
     /// The share as a fraction from 0.0 to 1.0.
     pub fn fraction(self) -> f64 {
@@ -64,10 +69,10 @@ const SIZE_UNITS: &[(&str, u64)] = &[
     ("TB", 1_000_000_000_000),
 ];
 
-impl ByteSize {
-    pub const EXPECTED: &'static str = "a size such as \"16MiB\" (units B, KiB, MiB, GiB, TiB, kB, MB, GB, TB)";
+impl FromStr for ByteSize {
+    type Err = String;
 
-    pub fn parse(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, String> {
         let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
         let (number, unit) = text.split_at(digits_end);
         let unit = unit.trim_start();
@@ -84,6 +89,10 @@ impl ByteSize {
         let count: u64 = number.parse().map_err(|_| Self::EXPECTED.to_string())?;
         count.checked_mul(multiplier).map(ByteSize).ok_or_else(|| "a size below 16 EiB".to_string())
     }
+}
+
+impl ByteSize {
+    pub const EXPECTED: &'static str = "a size such as \"16MiB\" (units B, KiB, MiB, GiB, TiB, kB, MB, GB, TB)";
 
     pub fn from_bytes(bytes: u64) -> Self {
         ByteSize(bytes)
@@ -157,8 +166,10 @@ pub fn format_duration(duration: Duration) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterName(String);
 
-impl ClusterName {
-    pub fn parse(text: &str) -> Result<Self, String> {
+impl FromStr for ClusterName {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
         const EXPECTED: &str = "an ECS cluster name (1 to 255 letters, digits, hyphens, underscores) or a cluster ARN";
         let name = match text.strip_prefix("arn:") {
             Some(arn) => {
@@ -180,7 +191,9 @@ impl ClusterName {
             (1..=255).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if valid { Ok(ClusterName(text.to_string())) } else { Err(EXPECTED.into()) }
     }
+}
 
+impl ClusterName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -195,8 +208,10 @@ pub struct ImageReference {
     pub digest: Option<String>,
 }
 
-impl ImageReference {
-    pub fn parse(text: &str) -> Result<Self, String> {
+impl FromStr for ImageReference {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
         const EXPECTED: &str =
             "a pinned image such as \"amazon/amazon-ecs-agent:v1.105.1\" or \"repo@sha256:<64 hex>\"";
         let (name, digest) = match text.split_once('@') {
@@ -238,6 +253,8 @@ impl ImageReference {
         Ok(ImageReference { repository: repository.to_string(), tag: tag.map(str::to_string), digest })
     }
 }
+
+impl ImageReference {}
 
 impl fmt::Display for ImageReference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -303,8 +320,10 @@ fn valid_path_component(component: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImagePattern(String);
 
-impl ImagePattern {
-    pub fn parse(text: &str) -> Result<Self, String> {
+impl FromStr for ImagePattern {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
         let valid = !text.is_empty()
             && text.len() <= 512
             && text.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:@*".contains(c));
@@ -314,7 +333,9 @@ impl ImagePattern {
             Err("an image name or pattern such as \"amazon/amazon-ecs-agent:*\"".into())
         }
     }
+}
 
+impl ImagePattern {
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -369,8 +390,10 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeId(String);
 
-impl VolumeId {
-    pub fn parse(text: &str) -> Result<Self, String> {
+impl FromStr for VolumeId {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
         let hex = text.strip_prefix("vol-").or_else(|| text.strip_prefix("vol")).unwrap_or("");
         let valid = matches!(hex.len(), 8 | 17) && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
         if valid {
@@ -379,7 +402,9 @@ impl VolumeId {
             Err("an EBS volume id such as \"vol-0123456789abcdef0\"".into())
         }
     }
+}
 
+impl VolumeId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -403,14 +428,16 @@ pub enum DeviceSpec {
     LaunchName(String),
 }
 
-impl DeviceSpec {
-    pub fn parse(text: &str) -> Result<Self, String> {
+impl FromStr for DeviceSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
         const EXPECTED: &str = "\"none\", a /dev path, an EBS volume id (vol-...), or a launch name such as \"xvdcz\"";
         if text == "none" {
             return Ok(DeviceSpec::None);
         }
         if text.starts_with("vol") {
-            return VolumeId::parse(text).map(DeviceSpec::Volume);
+            return VolumeId::from_str(text).map(DeviceSpec::Volume);
         }
         if is_launch_name(text) {
             return Ok(DeviceSpec::LaunchName(text.to_string()));
@@ -422,6 +449,8 @@ impl DeviceSpec {
         Err(EXPECTED.into())
     }
 }
+
+impl DeviceSpec {}
 
 /// `xvdcz`, `sdf`, `xvdb` — the names a launch template's block device mapping uses.
 fn is_launch_name(text: &str) -> bool {
@@ -436,15 +465,19 @@ pub enum Filesystem {
     Ext4,
 }
 
-impl Filesystem {
-    pub fn parse(text: &str) -> Result<Self, String> {
+impl FromStr for Filesystem {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
         match text {
             "xfs" => Ok(Filesystem::Xfs),
             "ext4" => Ok(Filesystem::Ext4),
             _ => Err("\"xfs\" or \"ext4\"".into()),
         }
     }
+}
 
+impl Filesystem {
     pub fn as_str(self) -> &'static str {
         match self {
             Filesystem::Xfs => "xfs",
@@ -501,10 +534,10 @@ mod tests {
     #[test]
     fn percents() {
         for (text, expected) in [("85%", Some(85.0)), ("92.5%", Some(92.5)), ("0%", Some(0.0)), ("100%", Some(100.0))] {
-            assert_eq!(Percent::parse(text).ok().map(Percent::value), expected, "{text}");
+            assert_eq!(Percent::from_str(text).ok().map(Percent::value), expected, "{text}");
         }
         for bad in ["85", "%", "101%", "-1%", "8 5%", ".5%", "5.%", "1.2.3%", "85 %", "eighty%", ""] {
-            assert!(Percent::parse(bad).is_err(), "{bad} accepted");
+            assert!(Percent::from_str(bad).is_err(), "{bad} accepted");
         }
     }
 
@@ -519,13 +552,13 @@ mod tests {
             ("0B", 0),
         ];
         for (text, bytes) in table {
-            assert_eq!(ByteSize::parse(text).map(ByteSize::bytes), Ok(bytes), "{text}");
+            assert_eq!(ByteSize::from_str(text).map(ByteSize::bytes), Ok(bytes), "{text}");
         }
         for bad in ["sixteen", "16", "MiB", "16mib", "-1MiB", "1.5GiB", "99999999999TiB", ""] {
-            assert!(ByteSize::parse(bad).is_err(), "{bad} accepted");
+            assert!(ByteSize::from_str(bad).is_err(), "{bad} accepted");
         }
-        assert!(ByteSize::parse("16m").unwrap_err().contains("did you mean \"16MiB\""));
-        assert_eq!(ByteSize::parse("16MiB").unwrap().to_string(), "16MiB");
+        assert!(ByteSize::from_str("16m").unwrap_err().contains("did you mean \"16MiB\""));
+        assert_eq!(ByteSize::from_str("16MiB").unwrap().to_string(), "16MiB");
         assert_eq!(ByteSize::from_bytes(1500).to_string(), "1500B");
     }
 
@@ -548,13 +581,13 @@ mod tests {
     #[test]
     fn cluster_names() {
         for ok in ["prod-web", "a", "under_score", "arn:aws:ecs:us-east-1:123456789012:cluster/prod"] {
-            assert!(ClusterName::parse(ok).is_ok(), "{ok}");
+            assert!(ClusterName::from_str(ok).is_ok(), "{ok}");
         }
         let too_long = "x".repeat(256);
         for bad in
             ["", "has space", "dots.no", too_long.as_str(), "arn:aws:ecs:us-east-1:12:cluster/x", "arn:aws:s3:::bucket"]
         {
-            assert!(ClusterName::parse(bad).is_err(), "{bad} accepted");
+            assert!(ClusterName::from_str(bad).is_err(), "{bad} accepted");
         }
     }
 
@@ -570,7 +603,7 @@ mod tests {
             "busybox:1.36".into(),
         ];
         for text in &ok {
-            let image = ImageReference::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let image = ImageReference::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(&image.to_string(), text);
         }
         let refused = [
@@ -580,44 +613,44 @@ mod tests {
             "localhost:5000/agent",
         ];
         for text in refused {
-            let error = ImageReference::parse(text).unwrap_err();
+            let error = ImageReference::from_str(text).unwrap_err();
             assert!(error.contains("pinned"), "{text}: {error}");
         }
         for bad in ["Amazon/Agent:1", "agent:", "agent@sha256:abc", "/agent:1", "a//b:1", "agent:-x", "a b:1"] {
-            assert!(ImageReference::parse(bad).is_err(), "{bad} accepted");
+            assert!(ImageReference::from_str(bad).is_err(), "{bad} accepted");
         }
-        let port = ImageReference::parse("localhost:5000/agent:7").unwrap();
+        let port = ImageReference::from_str("localhost:5000/agent:7").unwrap();
         assert_eq!((port.repository.as_str(), port.tag.as_deref()), ("localhost:5000/agent", Some("7")));
     }
 
     #[test]
     fn image_patterns() {
-        let agent = ImagePattern::parse("amazon/amazon-ecs-agent:*").unwrap();
+        let agent = ImagePattern::from_str("amazon/amazon-ecs-agent:*").unwrap();
         assert!(agent.matches("amazon/amazon-ecs-agent:v1.105.1"));
         assert!(agent.matches("docker.io/amazon/amazon-ecs-agent:latest"));
         assert!(!agent.matches("amazon/amazon-ecs-agent-other:1"));
-        let repo = ImagePattern::parse("busybox").unwrap();
+        let repo = ImagePattern::from_str("busybox").unwrap();
         assert!(repo.matches("busybox:1.36") && repo.matches("docker.io/library/busybox:latest"));
         assert!(!repo.matches("busybox-extra:1"));
-        let exact = ImagePattern::parse("app:1.0").unwrap();
+        let exact = ImagePattern::from_str("app:1.0").unwrap();
         assert!(exact.matches("app:1.0") && !exact.matches("app:1.01"));
-        let wide = ImagePattern::parse("registry.local/team/*").unwrap();
+        let wide = ImagePattern::from_str("registry.local/team/*").unwrap();
         assert!(wide.matches("registry.local/team/web:3") && !wide.matches("registry.local/other/web:3"));
-        assert!(ImagePattern::parse("has space").is_err() && ImagePattern::parse("").is_err());
+        assert!(ImagePattern::from_str("has space").is_err() && ImagePattern::from_str("").is_err());
     }
 
     #[test]
     fn device_specs() {
-        assert_eq!(DeviceSpec::parse("none"), Ok(DeviceSpec::None));
-        assert_eq!(DeviceSpec::parse("xvdcz"), Ok(DeviceSpec::LaunchName("xvdcz".into())));
-        assert_eq!(DeviceSpec::parse("sdf"), Ok(DeviceSpec::LaunchName("sdf".into())));
-        assert_eq!(DeviceSpec::parse("/dev/nvme1n1"), Ok(DeviceSpec::Path("/dev/nvme1n1".into())));
-        let volume = DeviceSpec::parse("vol-0123456789abcdef0").unwrap();
+        assert_eq!(DeviceSpec::from_str("none"), Ok(DeviceSpec::None));
+        assert_eq!(DeviceSpec::from_str("xvdcz"), Ok(DeviceSpec::LaunchName("xvdcz".into())));
+        assert_eq!(DeviceSpec::from_str("sdf"), Ok(DeviceSpec::LaunchName("sdf".into())));
+        assert_eq!(DeviceSpec::from_str("/dev/nvme1n1"), Ok(DeviceSpec::Path("/dev/nvme1n1".into())));
+        let volume = DeviceSpec::from_str("vol-0123456789abcdef0").unwrap();
         assert_eq!(volume, DeviceSpec::Volume(VolumeId("vol-0123456789abcdef0".into())));
-        assert_eq!(VolumeId::parse("vol-0123456789abcdef0").unwrap().nvme_serial(), "vol0123456789abcdef0");
+        assert_eq!(VolumeId::from_str("vol-0123456789abcdef0").unwrap().nvme_serial(), "vol0123456789abcdef0");
         // The NVMe serial form names the same volume.
-        assert_eq!(DeviceSpec::parse("vol0123456789abcdef0"), Ok(volume));
-        assert_eq!(VolumeId::parse("vol01234567").unwrap().as_str(), "vol-01234567");
+        assert_eq!(DeviceSpec::from_str("vol0123456789abcdef0"), Ok(volume));
+        assert_eq!(VolumeId::from_str("vol01234567").unwrap().as_str(), "vol-01234567");
         for bad in [
             "",
             "xvdabc",
@@ -633,7 +666,7 @@ mod tests {
             "/etc/passwd",
             "nvme1n1",
         ] {
-            assert!(DeviceSpec::parse(bad).is_err(), "{bad} accepted");
+            assert!(DeviceSpec::from_str(bad).is_err(), "{bad} accepted");
         }
     }
 

@@ -134,6 +134,7 @@ pub fn resolve(spec: &DeviceSpec, paths: &HostPaths, wait: Duration) -> Result<P
 mod tests {
     use super::*;
     use crate::settings::values::VolumeId;
+    use std::str::FromStr;
 
     #[test]
     fn candidates_cover_names_twins_and_volume_ids() {
@@ -142,7 +143,7 @@ mod tests {
         assert_eq!(launch, ["/r/dev/xvdcz", "/r/dev/sdcz", "/dev/xvdcz", "/dev/sdcz"].map(PathBuf::from));
         let path = candidates(&DeviceSpec::Path("/dev/sdf".into()), &paths);
         assert!(path.contains(&PathBuf::from("/r/dev/xvdf")));
-        let volume = candidates(&DeviceSpec::Volume(VolumeId::parse("vol-0123456789abcdef0").unwrap()), &paths);
+        let volume = candidates(&DeviceSpec::Volume(VolumeId::from_str("vol-0123456789abcdef0").unwrap()), &paths);
         assert_eq!(volume[0], PathBuf::from("/r/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0"));
     }
 
@@ -162,7 +163,7 @@ mod tests {
     fn a_volume_is_found_by_its_nvme_serial_in_sysfs() {
         let root = tempfile::tempdir().unwrap();
         let paths = HostPaths::new(root.path());
-        let volume = DeviceSpec::parse("vol-0123456789abcdef0").unwrap();
+        let volume = DeviceSpec::from_str("vol-0123456789abcdef0").unwrap();
         // nvme1c1n1 is multipath's hidden path to the same namespace: no device node.
         let devices = [
             ("nvme0n1", "vol0aaaaaaaaaaaaaaaa"),

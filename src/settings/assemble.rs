@@ -1,0 +1,150 @@
+//! The one way settings are assembled from the host: read the file layer and the userdata
+//! layer from wherever this command takes them, then `load` (pure). Every command and the
+//! daemon's SIGHUP reload go through [`assemble`]; every refusal prints through [`Invalid`].
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper::Uri;
+
+use super::{Layers, Loaded, Problem, Source};
+use crate::host_paths::HostPaths;
+use crate::imds::{ImdsClient, ImdsConfig};
+use crate::userdata::{self, Userdata};
+
+/// Where the settings file comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingsInput {
+    /// Given with `--settings` or as `check FILE`: it must exist.
+    Required(PathBuf),
+    /// The default path: a missing file means "no file layer".
+    Optional(PathBuf),
+    /// `check -`.
+    Stdin,
+}
+
+/// Where the userdata layer comes from.
+#[derive(Debug, Clone)]
+pub enum UserdataSource {
+    /// The instance's userdata from IMDS (`setup`): absent userdata means no layer.
+    Imds { endpoint: Uri, deadline: Duration },
+    /// A userdata blob in a file (`check --userdata`, `setup --userdata`).
+    File(PathBuf),
+    /// The decoded TOML `setup` saved (`run`, `gc`, `drain`, `status`, SIGHUP), so every
+    /// command sees the settings setup applied without asking IMDS again.
+    Saved,
+    /// No userdata layer (`check` without `--userdata`, `setup --no-userdata`).
+    None,
+}
+
+/// Settings assembled from their sources.
+#[derive(Debug)]
+pub struct Assembly {
+    /// The userdata settings TOML, when userdata had any (setup saves it).
+    pub userdata_toml: Option<String>,
+    /// Why userdata gave no settings, when it was asked for and gave none.
+    pub userdata_note: Option<String>,
+    /// The validated settings, or every problem found.
+    pub result: Result<Loaded, Invalid>,
+}
+
+/// Reads the layers and loads them. `Err` when a source could not be read at all (a missing
+/// required file, unreadable userdata, IMDS down): a message naming the source.
+pub async fn assemble(paths: &HostPaths, file: &SettingsInput, userdata: &UserdataSource) -> Result<Assembly, String> {
+    let file_layer = read_settings_file(file)?;
+    let (userdata_toml, userdata_note) = match read_userdata(paths, userdata).await? {
+        Some(Userdata::Toml(text)) => (Some(text), None),
+        Some(Userdata::NoSettings(reason)) => (None, Some(format!("{reason}; no settings taken from userdata"))),
+        None => (None, None),
+    };
+    let layers = Layers {
+        file: file_layer.as_ref().map(|(source, text)| (source.clone(), text.as_str())),
+        userdata: userdata_toml.as_deref(),
+    };
+    let result = super::load(&layers).map_err(Invalid);
+    Ok(Assembly { userdata_toml, userdata_note, result })
+}
+
+/// Settings refused: every problem, in source order. `Display` is the one-message form (for
+/// the journal, `/status` and a command's error line); [`Invalid::print`] one line each.
+#[derive(Debug, Clone)]
+pub struct Invalid(pub Vec<Problem>);
+
+impl Invalid {
+    /// Prints each problem on stderr, then what the refusal means for this command.
+    pub fn print(&self, consequence: &str) {
+        for problem in &self.0 {
+            eprintln!("error: {problem}");
+        }
+        eprintln!("settings are invalid: {consequence}");
+    }
+
+    /// "1 problem", "4 problems".
+    pub fn count(&self) -> String {
+        let count = self.0.len();
+        format!("{count} problem{}", if count == 1 { "" } else { "s" })
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "settings are invalid ({}):", self.count())?;
+        for problem in &self.0 {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the file layer. `Ok(None)` when an optional file is absent.
+fn read_settings_file(input: &SettingsInput) -> Result<Option<(Source, String)>, String> {
+    match input {
+        SettingsInput::Stdin => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| format!("reading settings from standard input: {e}"))?;
+            Ok(Some((Source::File("-".into()), text)))
+        }
+        SettingsInput::Required(path) => read_text(path).map(|text| Some((Source::File(path.clone()), text))),
+        SettingsInput::Optional(path) => match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            _ => read_text(path).map(|text| Some((Source::File(path.clone()), text))),
+        },
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("reading settings file {}: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        format!("settings file {} is not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to())
+    })
+}
+
+async fn read_userdata(paths: &HostPaths, source: &UserdataSource) -> Result<Option<Userdata>, String> {
+    match source {
+        UserdataSource::None => Ok(None),
+        UserdataSource::File(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("reading userdata file {}: {e}", path.display()))?;
+            userdata::decode(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        UserdataSource::Saved => {
+            let saved = paths.saved_userdata();
+            match std::fs::read_to_string(&saved) {
+                Ok(text) => Ok(Some(Userdata::Toml(text))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(format!("reading saved userdata settings {}: {e}", saved.display())),
+            }
+        }
+        UserdataSource::Imds { endpoint, deadline } => {
+            let imds = ImdsClient::new(endpoint.clone(), ImdsConfig { deadline: *deadline, ..ImdsConfig::default() });
+            match imds.user_data().await {
+                Ok(None) => Ok(Some(Userdata::NoSettings("the instance has no userdata"))),
+                Ok(Some(bytes)) => userdata::decode(&bytes).map(Some).map_err(|e| format!("userdata from IMDS: {e}")),
+                Err(e) => Err(format!("reading userdata: {e}; is this an EC2 instance with IMDSv2 enabled?")),
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The validated settings: what the rest of nodewarden reads. Built only by `validate`, so
+//! every value here passed its newtype's checks and the cross-field rules.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::values::{ByteSize, ClusterName, DeviceSpec, Filesystem, ImagePattern, ImageReference, Percent, Secret};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub ecs: EcsSettings,
+    pub docker: DockerSettings,
+    pub disk: DiskSettings,
+    pub gc: GcSettings,
+    pub drain: DrainSettings,
+    pub health: HealthSettings,
+}
+
+/// What SIGHUP changes in a running daemon; the rest (the agent, Docker's disk, the health
+/// endpoint, the drain triggers and lifecycle hook) applies at the next start. One type, so no
+/// loop can hold a stale copy of half of it while reading the other half live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reloadable {
+    pub disk: DiskSettings,
+    pub gc: GcSettings,
+    pub max_draining_fraction: Percent,
+}
+
+impl Settings {
+    pub fn reloadable(&self) -> Reloadable {
+        Reloadable {
+            disk: self.disk.clone(),
+            gc: self.gc.clone(),
+            max_draining_fraction: self.drain.max_draining_fraction,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EcsSettings {
+    pub cluster: ClusterName,
+    pub agent_image: ImageReference,
+    pub agent_tarball: PathBuf,
+    pub engine_auth: Option<EngineAuth>,
+    /// Extra `ECS_*` keys for `/etc/ecs/ecs.config`, already checked.
+    pub config: BTreeMap<String, String>,
+    /// No health verdict on the agent before it ran this long.
+    pub agent_health_grace: Duration,
+    pub agent_health_interval: Duration,
+    /// Consecutive failed introspection checks that restart the agent.
+    pub agent_health_failures: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineAuth {
+    pub kind: EngineAuthType,
+    pub data: Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineAuthType {
+    Docker,
+    Dockercfg,
+}
+
+impl FromStr for EngineAuthType {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "docker" => Ok(EngineAuthType::Docker),
+            "dockercfg" => Ok(EngineAuthType::Dockercfg),
+            _ => Err("\"docker\" or \"dockercfg\"".into()),
+        }
+    }
+}
+
+impl EngineAuthType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineAuthType::Docker => "docker",
+            EngineAuthType::Dockercfg => "dockercfg",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DockerSettings {
+    pub data_device: DeviceSpec,
+    pub filesystem: Filesystem,
+    pub log_max_size: ByteSize,
+    pub log_max_files: u32,
+    /// `overlay2.size`; `None` when set to "none".
+    pub container_disk_limit: Option<ByteSize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskSettings {
+    pub check_interval: Duration,
+    pub gc_start: Percent,
+    pub gc_stop: Percent,
+    pub drain_at: Percent,
+    pub drain_if_full_within: Duration,
+    pub recover_below: Percent,
+    pub recover_after: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GcSettings {
+    pub min_image_age: Duration,
+    pub exited_container_min_age: Duration,
+    pub keep_images: Vec<ImagePattern>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrainSettings {
+    pub enabled: bool,
+    pub max_draining_fraction: Percent,
+    pub on_spot_interruption: bool,
+    pub on_termination: bool,
+    pub lifecycle_hook: String,
+    /// Lifecycle action heartbeats while waiting for tasks to stop.
+    pub heartbeat_interval: Duration,
+    /// Complete the lifecycle action anyway after this long.
+    pub termination_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthSettings {
+    pub listen: SocketAddr,
+    pub allow_remote: bool,
+}
