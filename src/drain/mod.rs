@@ -2,6 +2,7 @@
 //! (a cluster-wide budget), and when the instance is going away (spot notice, Auto Scaling
 //! termination). Pure parts: `pressure` (the state machine) and `policy` (the decision).
 
+pub mod claims;
 pub mod controller;
 pub mod ecs_api;
 pub mod policy;
