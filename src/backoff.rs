@@ -44,6 +44,13 @@ impl Backoff {
     }
 }
 
+/// A random duration from zero up to `max`, to spread what many nodes would do at once.
+pub fn random_up_to(max: Duration) -> Duration {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    max.mul_f64((hasher.finish() >> 11) as f64 / (1u64 << 53) as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,9 +26,14 @@ pub fn run(context: &Context, draining: bool) -> u8 {
             return Err(why);
         }
         let api = clients.ecs_api();
-        let identity =
-            resolve_identity(&api, &cluster, &imds, &HttpClient::new(), &environment.agent_introspection).await?;
-        api.set_status(&identity, draining).await?;
+        let identity = resolve_identity(&api, &cluster, &imds, &HttpClient::new(), &environment.agent_introspection)
+            .await
+            .map_err(|e| e.to_string())?;
+        api.set_status(&identity, draining).await.map_err(|e| e.to_string())?;
+        if !draining {
+            // A disk-pressure drain held a slot in the cluster's budget: give it back.
+            let _ = api.delete_attribute(&identity, crate::drain::claims::CLAIM_ATTRIBUTE, None).await;
+        }
         let record_path = context.paths.drain_record();
         if draining {
             let since = SystemTime::now();

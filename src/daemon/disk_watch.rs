@@ -176,7 +176,11 @@ impl DiskWatch {
             state.pressure = phase;
             state.pressure_reason = machine.reason().to_string();
         }
-        let wants = DiskWants { drain: machine.wants_drain(), reason: machine.reason().to_string() };
+        let wants = DiskWants {
+            drain: machine.wants_drain(),
+            gc_behind: machine.gc_behind(),
+            reason: machine.reason().to_string(),
+        };
         self.wants.send_if_modified(|current| {
             let changed = *current != wants;
             *current = wants;

@@ -25,6 +25,8 @@ const LIFECYCLE_POLL: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DiskWants {
     pub drain: bool,
+    /// GC is not keeping up: the soft signal before a drain.
+    pub gc_behind: bool,
     pub reason: String,
 }
 
@@ -129,7 +131,7 @@ impl DrainLoop {
                 Some(DrainReason::SpotInterruption) => spot.clone().unwrap_or_default(),
                 _ => disk_wants.reason.clone(),
             };
-            self.controller.tick(wants, &detail).await;
+            self.controller.tick(wants, disk_wants.gc_behind, &detail).await;
             let drain = self.controller.status().clone();
             self.state.update(|state| state.drain = drain);
 

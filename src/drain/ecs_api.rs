@@ -1,10 +1,15 @@
-//! The AWS edge of draining: finding this instance's container instance, its status and the
-//! cluster's, setting DRAINING/ACTIVE, listing its tasks, and tagging the EC2 instance.
+//! The AWS edge of draining: finding this instance's container instance, its status, what a
+//! drain decision needs of the cluster (a constant number of calls however large the cluster:
+//! the registered count, the DRAINING instances, the claims), the instance's own attributes,
+//! setting DRAINING/ACTIVE, listing its tasks, and tagging the EC2 instance.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_ecs::types::ContainerInstanceStatus;
+use aws_sdk_ecs::error::ProvideErrorMetadata;
+use aws_sdk_ecs::types::{Attribute, ContainerInstanceStatus, TargetType};
 
+use super::claims::{self, Claim, View};
 use super::policy::EcsStatus;
 
 /// Describe calls take at most 100 container instances.
@@ -12,8 +17,37 @@ const DESCRIBE_BATCH: usize = 100;
 pub const TAG_REASON: &str = "nodewarden:drain-reason";
 pub const TAG_SINCE: &str = "nodewarden:drained-at";
 
-fn ecs_error(context: &str, error: impl std::error::Error) -> String {
-    format!("{context}: {}", aws_sdk_ecs::error::DisplayErrorContext(error))
+/// A failed AWS call, by the kind the caller acts on.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The account's request rate for the API is spent (shared with the ECS agents,
+    /// deployments, the console): wait longer before the next try.
+    #[error("{context}: AWS is throttling ({detail}); backing off")]
+    Throttled { context: String, detail: String },
+    #[error("{context}: {detail}")]
+    Failed { context: String, detail: String },
+}
+
+impl ApiError {
+    fn from_sdk(context: impl Into<String>, error: impl std::error::Error + ProvideErrorMetadata) -> ApiError {
+        let throttled = matches!(
+            error.code(),
+            Some("ThrottlingException" | "Throttling" | "RequestLimitExceeded" | "TooManyRequestsException")
+        );
+        let context = context.into();
+        let detail = aws_sdk_ecs::error::DisplayErrorContext(error).to_string();
+        if throttled { ApiError::Throttled { context, detail } } else { ApiError::Failed { context, detail } }
+    }
+
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, ApiError::Throttled { .. })
+    }
+}
+
+/// The id ECS attributes use as a container instance's target: the last element of its ARN
+/// (real ECS takes the ARN too; moto only this, so this works on both).
+pub fn instance_id(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
 }
 
 /// This instance as ECS knows it.
@@ -41,11 +75,12 @@ pub struct Member {
 impl EcsApi {
     /// Every container instance of `cluster` with its status. Matching is done here, not with
     /// ListContainerInstances' `filter` (moto ignores it; this works the same on real ECS).
-    pub async fn members(&self, cluster: &str) -> Result<Vec<Member>, String> {
+    /// Costs a call per 100 instances: only for finding this instance when the agent cannot say.
+    pub async fn members(&self, cluster: &str) -> Result<Vec<Member>, ApiError> {
         let mut arns = Vec::new();
         let mut pages = self.ecs.list_container_instances().cluster(cluster).into_paginator().send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| ecs_error(&format!("listing container instances of {cluster}"), e))?;
+            let page = page.map_err(|e| ApiError::from_sdk(format!("listing container instances of {cluster}"), e))?;
             arns.extend(page.container_instance_arns().iter().cloned());
         }
         let mut members = Vec::with_capacity(arns.len());
@@ -57,7 +92,7 @@ impl EcsApi {
                 .set_container_instances(Some(batch.to_vec()))
                 .send()
                 .await
-                .map_err(|e| ecs_error(&format!("describing container instances of {cluster}"), e))?;
+                .map_err(|e| ApiError::from_sdk(format!("describing container instances of {cluster}"), e))?;
             for instance in described.container_instances() {
                 members.push(Member {
                     arn: instance.container_instance_arn().unwrap_or_default().to_string(),
@@ -69,8 +104,104 @@ impl EcsApi {
         Ok(members)
     }
 
+    /// This instance's status: one call.
+    pub async fn own_status(&self, identity: &Identity) -> Result<EcsStatus, ApiError> {
+        let described = self
+            .ecs
+            .describe_container_instances()
+            .cluster(&identity.cluster)
+            .container_instances(&identity.container_instance_arn)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk(format!("describing {}", identity.container_instance_arn), e))?;
+        Ok(described
+            .container_instances()
+            .first()
+            .map_or(EcsStatus::Other, |i| EcsStatus::parse(i.status().unwrap_or_default())))
+    }
+
+    /// What a drain decision reads of the cluster, in three calls whatever its size (plus a
+    /// page per 100 DRAINING instances or claims): the registered count, the DRAINING
+    /// instances, and the drain claims.
+    pub async fn cluster_view(&self, cluster: &str) -> Result<View, ApiError> {
+        let described = self
+            .ecs
+            .describe_clusters()
+            .clusters(cluster)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk(format!("describing cluster {cluster}"), e))?;
+        let registered = described.clusters().first().map_or(0, |c| c.registered_container_instances_count());
+        let mut draining = BTreeSet::new();
+        let mut pages = self
+            .ecs
+            .list_container_instances()
+            .cluster(cluster)
+            .status(ContainerInstanceStatus::Draining)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| ApiError::from_sdk(format!("listing DRAINING container instances of {cluster}"), e))?;
+            draining.extend(page.container_instance_arns().iter().map(|arn| instance_id(arn).to_string()));
+        }
+        let mut claims = Vec::new();
+        let mut pages = self
+            .ecs
+            .list_attributes()
+            .cluster(cluster)
+            .target_type(TargetType::ContainerInstance)
+            .attribute_name(claims::CLAIM_ATTRIBUTE)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| ApiError::from_sdk(format!("listing drain claims in {cluster}"), e))?;
+            for attribute in page.attributes() {
+                let target = instance_id(attribute.target_id().unwrap_or_default());
+                claims.extend(Claim::parse(target, attribute.value().unwrap_or_default()));
+            }
+        }
+        Ok(View { registered: usize::try_from(registered).unwrap_or(0), draining, claims })
+    }
+
+    /// Puts `name = value` on this container instance.
+    pub async fn put_attribute(&self, identity: &Identity, name: &str, value: &str) -> Result<(), ApiError> {
+        let context = format!("setting attribute {name}={value} on this container instance");
+        let attribute = attribute(identity, name, Some(value), &context)?;
+        let request = self.ecs.put_attributes().cluster(&identity.cluster).attributes(attribute);
+        request.send().await.map(drop).map_err(|e| ApiError::from_sdk(context, e))
+    }
+
+    /// Removes attribute `name` from this container instance. `value` is the value it was
+    /// set to; when unknown (after a restart, from the CLI) it is read first. Real ECS deletes
+    /// by name, moto only when the value matches too (`moto/ecs/models.py`,
+    /// `_delete_attribute`), so sending the value works on both.
+    pub async fn delete_attribute(&self, identity: &Identity, name: &str, value: Option<&str>) -> Result<(), ApiError> {
+        let context = format!("removing attribute {name} from this container instance");
+        let current = match value {
+            Some(value) => Some(value.to_string()),
+            None => {
+                let described = self
+                    .ecs
+                    .describe_container_instances()
+                    .cluster(&identity.cluster)
+                    .container_instances(&identity.container_instance_arn)
+                    .send()
+                    .await
+                    .map_err(|e| ApiError::from_sdk(context.clone(), e))?;
+                let instance = described.container_instances().first();
+                let found = instance.and_then(|i| i.attributes().iter().find(|a| a.name() == name));
+                let Some(found) = found else { return Ok(()) };
+                found.value().map(str::to_string)
+            }
+        };
+        let attribute = attribute(identity, name, current.as_deref(), &context)?;
+        let request = self.ecs.delete_attributes().cluster(&identity.cluster).attributes(attribute);
+        request.send().await.map(drop).map_err(|e| ApiError::from_sdk(context, e))
+    }
+
     /// Sets DRAINING or ACTIVE; a failure ECS reports per instance is an error too.
-    pub async fn set_status(&self, identity: &Identity, draining: bool) -> Result<(), String> {
+    pub async fn set_status(&self, identity: &Identity, draining: bool) -> Result<(), ApiError> {
         let status = if draining { ContainerInstanceStatus::Draining } else { ContainerInstanceStatus::Active };
         let context = format!("setting {} to {}", identity.container_instance_arn, status.as_str());
         let output = self
@@ -81,19 +212,16 @@ impl EcsApi {
             .status(status)
             .send()
             .await
-            .map_err(|e| ecs_error(&context, e))?;
+            .map_err(|e| ApiError::from_sdk(context.clone(), e))?;
         if let Some(failure) = output.failures().first() {
-            return Err(format!(
-                "{context}: {} ({})",
-                failure.reason().unwrap_or("failed"),
-                failure.detail().unwrap_or("")
-            ));
+            let detail = format!("{} ({})", failure.reason().unwrap_or("failed"), failure.detail().unwrap_or(""));
+            return Err(ApiError::Failed { context, detail });
         }
         Ok(())
     }
 
     /// Tasks ECS still wants running on this instance.
-    pub async fn running_tasks(&self, identity: &Identity) -> Result<Vec<String>, String> {
+    pub async fn running_tasks(&self, identity: &Identity) -> Result<Vec<String>, ApiError> {
         let mut tasks = Vec::new();
         let mut pages = self
             .ecs
@@ -104,14 +232,14 @@ impl EcsApi {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| ecs_error("listing this instance's tasks", e))?;
+            let page = page.map_err(|e| ApiError::from_sdk("listing this instance's tasks", e))?;
             tasks.extend(page.task_arns().iter().cloned());
         }
         Ok(tasks)
     }
 
     /// Tags the EC2 instance with why and when it was drained, where operators look.
-    pub async fn tag(&self, instance_id: &str, reason: &str, since: SystemTime) -> Result<(), String> {
+    pub async fn tag(&self, instance_id: &str, reason: &str, since: SystemTime) -> Result<(), ApiError> {
         let since = humantime::format_rfc3339_seconds(since).to_string();
         let tag = |key: &str, value: &str| aws_sdk_ec2::types::Tag::builder().key(key).value(value).build();
         self.ec2
@@ -122,10 +250,10 @@ impl EcsApi {
             .send()
             .await
             .map(drop)
-            .map_err(|e| format!("tagging {instance_id}: {}", aws_sdk_ec2::error::DisplayErrorContext(e)))
+            .map_err(|e| ApiError::from_sdk(format!("tagging {instance_id}"), e))
     }
 
-    pub async fn untag(&self, instance_id: &str) -> Result<(), String> {
+    pub async fn untag(&self, instance_id: &str) -> Result<(), ApiError> {
         let tag = |key: &str| aws_sdk_ec2::types::Tag::builder().key(key).build();
         self.ec2
             .delete_tags()
@@ -135,8 +263,18 @@ impl EcsApi {
             .send()
             .await
             .map(drop)
-            .map_err(|e| format!("removing tags from {instance_id}: {}", aws_sdk_ec2::error::DisplayErrorContext(e)))
+            .map_err(|e| ApiError::from_sdk(format!("removing tags from {instance_id}"), e))
     }
+}
+
+fn attribute(identity: &Identity, name: &str, value: Option<&str>, context: &str) -> Result<Attribute, ApiError> {
+    Attribute::builder()
+        .name(name)
+        .set_value(value.map(str::to_string))
+        .target_type(TargetType::ContainerInstance)
+        .target_id(instance_id(&identity.container_instance_arn))
+        .build()
+        .map_err(|e| ApiError::Failed { context: context.to_string(), detail: e.to_string() })
 }
 
 /// EC2 tag values hold at most 256 characters.

@@ -39,11 +39,19 @@ pub struct PressureMachine {
     /// GC runs finished when Reclaiming began; a later count means reclaim was tried.
     gc_runs_at_reclaim: u64,
     reason: String,
+    /// Still past gc-start after a GC run finished: GC is not keeping up.
+    gc_behind: bool,
 }
 
 impl PressureMachine {
     pub fn new(now: Instant) -> Self {
-        PressureMachine { phase: Phase::Normal, since: now, gc_runs_at_reclaim: 0, reason: String::new() }
+        PressureMachine {
+            phase: Phase::Normal,
+            since: now,
+            gc_runs_at_reclaim: 0,
+            reason: String::new(),
+            gc_behind: false,
+        }
     }
 
     pub fn phase(&self) -> Phase {
@@ -57,6 +65,13 @@ impl PressureMachine {
     /// Why the machine is in Pressure (or went there), for logs, tags and /status.
     pub fn reason(&self) -> &str {
         &self.reason
+    }
+
+    /// The early signal: past gc-start and a GC run did not bring it under, or already in
+    /// Pressure. Services can steer away (the `nodewarden.disk-pressure` attribute) before
+    /// anyone drains.
+    pub fn gc_behind(&self) -> bool {
+        self.gc_behind || self.wants_drain()
     }
 
     /// The instance should be drained for disk pressure (Pressure or still Recovering).
@@ -84,6 +99,7 @@ impl PressureMachine {
                     self.enter(Phase::Reclaiming, o.at);
                 }
                 let reclaim_tried = o.gc_runs_finished > self.gc_runs_at_reclaim;
+                self.gc_behind = self.phase == Phase::Reclaiming && reclaim_tried && o.used >= gc_start;
                 // GC always goes first: drain only once reclaim has started (or was tried).
                 if filling_fast && (o.gc_running || reclaim_tried) {
                     let ttf = o
@@ -160,6 +176,38 @@ mod tests {
     }
 
     use Phase::*;
+
+    /// The soft signal after each step of `run`'s input.
+    fn behind(steps: &[(u64, f64, Option<u64>, u64)]) -> Vec<bool> {
+        let start = Instant::now();
+        let mut machine = PressureMachine::new(start);
+        steps
+            .iter()
+            .map(|&(second, used, ttf, runs)| {
+                let o = Observation {
+                    at: start + Duration::from_secs(second),
+                    used: used / 100.0,
+                    time_to_full: ttf.map(Duration::from_secs),
+                    gc_runs_finished: runs,
+                    gc_running: used >= 85.0,
+                };
+                machine.observe(&o, &settings());
+                machine.gc_behind()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_soft_signal_comes_when_a_gc_run_leaves_the_disk_past_gc_start_and_goes_with_it() {
+        // Past gc-start, GC at work: no signal yet. A run finished and it is still past: signal.
+        // Under gc-start again (GC catching up): gone.
+        assert_eq!(
+            behind(&[(0, 86.0, None, 0), (1, 87.0, None, 1), (2, 84.0, None, 1), (3, 79.0, None, 2)]),
+            [false, true, false, false]
+        );
+        // Pressure implies it.
+        assert_eq!(behind(&[(0, 93.0, None, 0), (1, 93.0, None, 1)]), [false, true]);
+    }
 
     #[test]
     fn gc_that_keeps_up_never_drains() {

@@ -9,6 +9,7 @@ mod agent;
 mod check_cli;
 mod disk;
 mod drain;
+mod fleet;
 mod gc;
 mod harness_selftest;
 mod health;

@@ -19,11 +19,13 @@ pub struct DockerOptions {
     pub disk_mb: u64,
     /// Extra daemon.json keys (the file is private: /etc/docker/daemon.json is never read).
     pub config: serde_json::Value,
+    /// Take a slot (see `slots`). False only for a test that holds every slot itself.
+    pub take_slot: bool,
 }
 
 impl Default for DockerOptions {
     fn default() -> Self {
-        DockerOptions { disk_mb: 512, config: serde_json::json!({}) }
+        DockerOptions { disk_mb: 512, config: serde_json::json!({}), take_slot: true }
     }
 }
 
@@ -37,7 +39,7 @@ pub struct TestDocker {
     pass_data_root: bool,
     disk: Option<LoopDisk>,
     dir: Option<TempDir>,
-    _slot: Slot,
+    _slot: Option<Slot>,
 }
 
 impl TestDocker {
@@ -48,7 +50,7 @@ impl TestDocker {
     pub async fn start_with(options: DockerOptions) -> TestDocker {
         require_root("a private dockerd");
         require_tool("dockerd", "docker.io");
-        let slot = slots::acquire("docker");
+        let slot = options.take_slot.then(|| slots::acquire("docker"));
         // Short paths: containerd's socket under exec-root must fit in 108 bytes.
         let dir = tempfile::Builder::new().prefix("nwd-").tempdir_in("/tmp").expect("creating a temp dir in /tmp");
         let data_root = dir.path().join("data");
@@ -78,7 +80,7 @@ impl TestDocker {
     pub async fn start_on(config_file: &Path, data_root: &Path) -> TestDocker {
         require_root("a private dockerd");
         require_tool("dockerd", "docker.io");
-        let slot = slots::acquire("docker");
+        let slot = Some(slots::acquire("docker"));
         let dir = tempfile::Builder::new().prefix("nwd-").tempdir_in("/tmp").expect("creating a temp dir in /tmp");
         let socket = dir.path().join("docker.sock");
         let mut docker = TestDocker {

@@ -3,6 +3,7 @@
 //! fails with a message naming what is missing (root, a Debian package, moto) — never skips.
 #![allow(dead_code)] // Later scenarios use parts the current ones do not.
 
+pub mod aws_proxy;
 pub mod daemon;
 pub mod docker;
 pub mod events;

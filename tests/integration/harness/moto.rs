@@ -10,15 +10,19 @@ use hyper::Method;
 use nodewarden::environment::Environment;
 use nodewarden::http::HttpClient;
 
+use super::aws_proxy::AwsProxy;
 use super::system;
 
 pub const REGION: &str = "us-east-1";
 const DEFAULT_MOTO: &str = "/opt/nodewarden-test/venv/bin/moto_server";
 
 pub struct Moto {
+    /// moto's own port; clients go through `proxy` (see `endpoint`).
     pub port: u16,
     child: Child,
     log: tempfile::NamedTempFile,
+    /// Counts calls and makes moto answer like ECS where it differs (see aws_proxy).
+    pub proxy: AwsProxy,
 }
 
 impl Moto {
@@ -39,7 +43,8 @@ impl Moto {
             .stderr(log.reopen().expect("reopening the log"))
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-        let mut moto = Moto { port, child, log };
+        let proxy = AwsProxy::start(port);
+        let mut moto = Moto { port, child, log, proxy };
         moto.wait_ready().await;
         moto
     }
@@ -51,7 +56,7 @@ impl Moto {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("moto_server exited with {status}; its log:\n{}", self.log());
             }
-            let uri = format!("{}/moto-api/data.json", self.endpoint()).parse().expect("a valid URL");
+            let uri = format!("http://127.0.0.1:{}/moto-api/data.json", self.port).parse().expect("a valid URL");
             if http.get(uri, &[], Duration::from_secs(2)).await.is_ok_and(|r| r.status.is_success()) {
                 return;
             }
@@ -64,8 +69,9 @@ impl Moto {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
+    /// Where AWS clients connect: the counting proxy in front of moto.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.proxy.port)
     }
 
     /// The variables that point nodewarden (binary or library) at this moto.
@@ -137,6 +143,46 @@ impl Moto {
             self.ecs().await.describe_container_instances().cluster(cluster).container_instances(arn).send().await;
         let described = described.expect("DescribeContainerInstances on moto");
         described.container_instances().first().and_then(|c| c.status()).unwrap_or_default().to_string()
+    }
+
+    /// The statuses of several container instances at one moment, in order.
+    pub async fn statuses(&self, cluster: &str, arns: &[String]) -> Vec<String> {
+        let described = self
+            .ecs()
+            .await
+            .describe_container_instances()
+            .cluster(cluster)
+            .set_container_instances(Some(arns.to_vec()))
+            .send()
+            .await
+            .expect("DescribeContainerInstances on moto");
+        arns.iter()
+            .map(|arn| {
+                described
+                    .container_instances()
+                    .iter()
+                    .find(|c| c.container_instance_arn() == Some(arn.as_str()))
+                    .and_then(|c| c.status())
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// The custom attributes (not `ecs.*`) of a container instance, name → value.
+    pub async fn attributes(&self, cluster: &str, arn: &str) -> std::collections::BTreeMap<String, String> {
+        let described =
+            self.ecs().await.describe_container_instances().cluster(cluster).container_instances(arn).send().await;
+        let described = described.expect("DescribeContainerInstances on moto");
+        described
+            .container_instances()
+            .first()
+            .map(|c| c.attributes())
+            .unwrap_or_default()
+            .iter()
+            .filter(|a| !a.name().starts_with("ecs."))
+            .map(|a| (a.name().to_string(), a.value().unwrap_or_default().to_string()))
+            .collect()
     }
 
     /// The EC2 tags of `resource`, as a map.

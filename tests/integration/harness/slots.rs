@@ -50,3 +50,14 @@ pub fn acquire_all_but_one(kind: &str) -> Vec<Slot> {
         })
         .collect()
 }
+
+/// Every slot of `kind`, for a test that runs several fixtures of its own and must be alone.
+pub fn acquire_all(kind: &str) -> Vec<Slot> {
+    (0..SLOTS)
+        .map(|index| {
+            let file = slot_file(kind, index);
+            file.lock().unwrap_or_else(|e| panic!("locking the {kind} slot {index}: {e}"));
+            Slot { _file: file }
+        })
+        .collect()
+}

@@ -1,0 +1,192 @@
+//! The cascade at fleet scale: five nodes of one cluster, each with its own dockerd on its own
+//! loop-mounted xfs, all passing drain-at at the same moment (a runaway deployed everywhere),
+//! with `max-draining-fraction = "20%"` (one of five). Round after round, exactly one drains;
+//! the rest report the budget as spent and keep reclaiming; the soft signal
+//! (`nodewarden.disk-pressure`) is on every node under pressure and gone after recovery; no
+//! claim is left behind; idle nodes make no ECS calls.
+
+use std::time::{Duration, Instant};
+
+use nodewarden::disk;
+use nodewarden::node::status::StatusDocument;
+
+use crate::harness::aws_proxy;
+use crate::harness::daemon::Nodewarden;
+use crate::harness::docker::{DockerOptions, TestDocker};
+use crate::harness::imds::ImdsServer;
+use crate::harness::moto::Moto;
+use crate::harness::slots;
+
+const CLUSTER: &str = "fleet";
+const NODES: usize = 5;
+const ROUNDS: usize = 10;
+const CLAIM: &str = "nodewarden.drain-claim";
+const PRESSURE: &str = "nodewarden.disk-pressure";
+
+struct Node {
+    docker: TestDocker,
+    _imds: ImdsServer,
+    arn: String,
+    nodewarden: Nodewarden,
+}
+
+impl Node {
+    /// Fills Docker's disk to `fraction` at once (fallocate: real blocks, no data to write).
+    fn fill_to(&self, fraction: f64) {
+        let sample = disk::probe(&self.docker.data_root).unwrap();
+        let wanted = ((sample.total_bytes as f64 * fraction) as u64).saturating_sub(sample.used_bytes());
+        let path = self.docker.data_root.join("filler");
+        let status = std::process::Command::new("fallocate")
+            .args(["-l", &wanted.to_string()])
+            .arg(&path)
+            .status()
+            .expect("running fallocate (util-linux)");
+        assert!(status.success(), "fallocate -l {wanted} {}", path.display());
+    }
+
+    fn empty(&self) {
+        let _ = std::fs::remove_file(self.docker.data_root.join("filler"));
+    }
+
+    async fn status(&self) -> Option<StatusDocument> {
+        let (_, body) = self.nodewarden.get("/status").await?;
+        serde_json::from_str(&body).ok()
+    }
+}
+
+async fn fleet(moto: &Moto) -> Vec<Node> {
+    let members = moto.register_cluster(CLUSTER, NODES as i32).await;
+    let mut nodes = Vec::new();
+    for (index, (instance_id, arn)) in members.into_iter().enumerate() {
+        let options = DockerOptions { take_slot: false, ..DockerOptions::default() };
+        let docker = TestDocker::start_with(options).await;
+        let imds = ImdsServer::start().await;
+        imds.state().instance_id = instance_id;
+        let settings = format!(
+            "[ecs]\ncluster = \"{CLUSTER}\"\n[docker]\ndata-device = \"none\"\n\
+             [disk]\ncheck-interval = \"1s\"\ngc-start = \"50%\"\ngc-stop = \"45%\"\ndrain-at = \"60%\"\n\
+             recover-below = \"40%\"\nrecover-after = \"2s\"\ndrain-if-full-within = \"0s\"\n\
+             [drain]\nmax-draining-fraction = \"20%\"\n"
+        );
+        let mut env = moto.env_vars();
+        env.push(("DOCKER_HOST".into(), docker.host()));
+        env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.endpoint()));
+        env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), "http://127.0.0.1:9".into()));
+        // The counting proxy tells the callers apart by this.
+        env.push(("AWS_SDK_UA_APP_ID".into(), format!("node{index}")));
+        let mut nodewarden = Nodewarden::new(&settings, env);
+        nodewarden.start();
+        nodes.push(Node { docker, _imds: imds, arn, nodewarden });
+    }
+    nodes
+}
+
+fn logs(nodes: &[Node]) -> String {
+    nodes.iter().enumerate().map(|(i, n)| format!("--- node {i} ---\n{}\n", n.nodewarden.log())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_nodes_filling_at_once_drain_exactly_one_per_round() {
+    // Five dockerds and five loop devices: this test takes every Docker slot.
+    let _alone = slots::acquire_all("docker");
+    let moto = Moto::start().await;
+    let mut nodes = fleet(&moto).await;
+    let arns: Vec<String> = nodes.iter().map(|n| n.arn.clone()).collect();
+
+    // Every node found itself and measured its disk before the first round.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for node in &mut nodes {
+        while !node.status().await.is_some_and(|s| s.alive && s.disk.is_some() && s.drain.identity.is_some()) {
+            node.nodewarden.assert_running();
+            assert!(Instant::now() < deadline, "a node never found itself and its disk:\n{}", node.nodewarden.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    // Idle: no pressure anywhere, so no ECS calls at all for a while.
+    moto.proxy.reset();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle = moto.proxy.counts();
+    assert!(idle.keys().all(|(caller, _)| !caller.starts_with("node")), "idle nodes called AWS: {idle:?}");
+
+    let mut transient_max = 0;
+    for round in 1..=ROUNDS {
+        moto.proxy.reset();
+        for node in &nodes {
+            node.fill_to(0.70);
+        }
+        // Converged: one node DRAINING, and every other says the budget is spent.
+        let started = Instant::now();
+        let converged = loop {
+            let statuses = moto.statuses(CLUSTER, &arns).await;
+            let draining = statuses.iter().filter(|s| *s == "DRAINING").count();
+            transient_max = transient_max.max(draining);
+            let mut withheld = 0;
+            for node in &nodes {
+                if node.status().await.is_some_and(|s| s.drain.withheld.is_some()) {
+                    withheld += 1;
+                }
+            }
+            if draining == 1 && withheld == NODES - 1 {
+                break started.elapsed();
+            }
+            for node in &mut nodes {
+                node.nodewarden.assert_running();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "round {round}: not converged after 60 s ({statuses:?}, {withheld} withheld)\n{}",
+                logs(&nodes)
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        // And it stays converged: never more than one, never none, while the pressure lasts.
+        let hold = Instant::now();
+        while hold.elapsed() < Duration::from_secs(6) {
+            let statuses = moto.statuses(CLUSTER, &arns).await;
+            let draining = statuses.iter().filter(|s| *s == "DRAINING").count();
+            assert_eq!(draining, 1, "round {round}: {statuses:?} after convergence\n{}", logs(&nodes));
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        // The soft signal is on every node under pressure; the drained one holds a claim (a
+        // withheld one holds one only for the moment it looks again).
+        let drained = moto.statuses(CLUSTER, &arns).await.iter().position(|s| s == "DRAINING").unwrap();
+        for (i, arn) in arns.iter().enumerate() {
+            let attributes = moto.attributes(CLUSTER, arn).await;
+            assert_eq!(attributes.get(PRESSURE).map(String::as_str), Some("true"), "node {i}: {attributes:?}");
+            if i == drained {
+                assert!(attributes.contains_key(CLAIM), "node {i}: {attributes:?}");
+            }
+        }
+        let decision_calls = moto.proxy.counts();
+
+        for node in &nodes {
+            node.empty();
+        }
+        let started = Instant::now();
+        loop {
+            let statuses = moto.statuses(CLUSTER, &arns).await;
+            let mut leftovers = Vec::new();
+            for arn in &arns {
+                leftovers.extend(moto.attributes(CLUSTER, arn).await.into_keys());
+            }
+            if statuses.iter().all(|s| s == "ACTIVE") && leftovers.is_empty() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "round {round}: not recovered ({statuses:?}, attributes left: {leftovers:?})\n{}",
+                logs(&nodes)
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let ecs_calls: u64 = decision_calls.iter().filter(|((c, _), _)| c.starts_with("node")).map(|(_, n)| n).sum();
+        println!(
+            "round {round}: node {drained} drained, converged in {converged:.1?}, {ecs_calls} AWS calls by the \
+             fleet ({} ListAttributes, {} DescribeClusters)",
+            aws_proxy::total(&decision_calls, "ListAttributes"),
+            aws_proxy::total(&decision_calls, "DescribeClusters"),
+        );
+    }
+    println!("most instances DRAINING at any moment, before convergence included: {transient_max}");
+}
