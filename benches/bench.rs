@@ -6,7 +6,10 @@
 //!      and versus docuum;
 //!   3. idle footprint over 60 s at a 1 s check interval: RSS and CPU time, versus docuum;
 //!   4. bootstrap: `nodewarden setup` and a running agent from a tarball, versus the shell glue
-//!      (docker load + docker run) ecs-init replaced.
+//!      (docker load + docker run) ecs-init replaced;
+//!   5. api-cost: AWS calls a fleet of 20 nodes makes, counted at moto (through the counting
+//!      proxy): idle, and when every node passes drain-at at once; projected to 1,000 nodes
+//!      against ECS's read rate (about 20 calls a second per account and Region).
 #![allow(clippy::unwrap_used)] // A benchmark: a failure should stop it loudly.
 
 #[path = "../tests/integration/harness/mod.rs"]
@@ -45,6 +48,9 @@ fn main() {
     }
     if wants("bootstrap") {
         runtime.block_on(bootstrap());
+    }
+    if wants("api-cost") {
+        runtime.block_on(api_cost());
     }
 }
 
@@ -227,8 +233,34 @@ async fn reclaim() {
     );
 }
 
-/// (RSS in bytes, user+system CPU seconds) of a process.
+/// `pid` and every process below it (docuum's `docker events` child is most of its memory).
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat.rsplit_once(") ").and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+        if let Some(ppid) = ppid {
+            parents.push((child, ppid));
+        }
+    }
+    let mut tree = vec![pid];
+    let mut index = 0;
+    while index < tree.len() {
+        let parent = tree[index];
+        tree.extend(parents.iter().filter(|(_, p)| *p == parent).map(|(c, _)| *c));
+        index += 1;
+    }
+    tree
+}
+
+/// (RSS in bytes, user+system CPU seconds) of a process and all its descendants.
 fn footprint(pid: u32) -> (u64, f64) {
+    process_tree(pid).into_iter().map(footprint_of).fold((0, 0.0), |(r, c), (r2, c2)| (r + r2, c + c2))
+}
+
+/// (RSS in bytes, user+system CPU seconds) of one process.
+fn footprint_of(pid: u32) -> (u64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss = status
         .lines()
@@ -259,7 +291,7 @@ async fn measure_idle(pid: u32, seconds: u64) -> (u64, f64) {
 
 async fn idle() {
     const SECONDS: u64 = 60;
-    println!("\n3. Idle footprint over {SECONDS} s, 1 s check interval");
+    println!("\n3. Idle footprint over {SECONDS} s, 1 s check interval (each program's whole process tree)");
     let docker = TestDocker::start().await;
     images::make_image(&docker.client, "idle/a:1", MIB).await;
     let mut nodewarden =
@@ -377,4 +409,152 @@ async fn wait_metadata(port: u16) {
         assert!(Instant::now() < deadline, "the agent never answered");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// AWS calls by the fleet, per operation, from the proxy's counts (callers `node<i>` only).
+fn fleet_calls(counts: &harness::aws_proxy::Counts) -> (u64, std::collections::BTreeMap<String, u64>) {
+    let mut by_operation = std::collections::BTreeMap::new();
+    let mut total = 0;
+    for ((caller, operation), n) in counts {
+        if caller.starts_with("node") {
+            *by_operation.entry(operation.clone()).or_default() += n;
+            total += n;
+        }
+    }
+    (total, by_operation)
+}
+
+async fn node_status(node: &Nodewarden) -> Option<nodewarden::node::status::StatusDocument> {
+    let (_, body) = node.get("/status").await?;
+    serde_json::from_str(&body).ok()
+}
+
+async fn api_cost() {
+    use harness::imds::ImdsServer;
+    use harness::moto::Moto;
+
+    const NODES: usize = 20;
+    const CLUSTER: &str = "bench";
+    let idle_seconds: u64 =
+        std::env::var("NODEWARDEN_BENCH_IDLE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
+    println!(
+        "\n5. AWS API cost of a {NODES}-node fleet, counted at moto; idle {idle_seconds} s, then all under pressure"
+    );
+    let moto = Moto::start().await;
+    let members = moto.register_cluster(CLUSTER, NODES as i32).await;
+    let arns: Vec<String> = members.iter().map(|(_, arn)| arn.clone()).collect();
+    // One dockerd for the fleet: every node watches the same disk, so all of them pass
+    // drain-at at the same moment, as under a runaway deployed everywhere.
+    let docker = TestDocker::start().await;
+    let mut servers = Vec::new();
+    let mut nodes = Vec::new();
+    for (index, (instance_id, _)) in members.iter().enumerate() {
+        let imds = ImdsServer::start().await;
+        imds.state().instance_id = instance_id.clone();
+        let settings = format!(
+            "[ecs]\ncluster = \"{CLUSTER}\"\n[docker]\ndata-device = \"none\"\n\
+             [disk]\ngc-start = \"50%\"\ngc-stop = \"45%\"\ndrain-at = \"60%\"\nrecover-below = \"40%\"\n\
+             recover-after = \"2s\"\ndrain-if-full-within = \"0s\"\n[drain]\nmax-draining-fraction = \"20%\"\n"
+        );
+        let mut env = moto.env_vars();
+        env.push(("DOCKER_HOST".into(), docker.host()));
+        env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.endpoint()));
+        env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), "http://127.0.0.1:9".into()));
+        env.push(("AWS_SDK_UA_APP_ID".into(), format!("node{index}")));
+        let mut nodewarden = Nodewarden::new(&settings, env);
+        nodewarden.start();
+        servers.push(imds);
+        nodes.push(nodewarden);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for node in &nodes {
+        while !node_status(node).await.is_some_and(|s| s.disk.is_some() && s.drain.identity.is_some()) {
+            assert!(Instant::now() < deadline, "a node never found itself:\n{}", node.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let (startup, _) = fleet_calls(&moto.proxy.counts());
+
+    moto.proxy.reset();
+    tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
+    let (idle_total, idle_ops) = fleet_calls(&moto.proxy.counts());
+    let idle_per_node_hour = idle_total as f64 / NODES as f64 * 3600.0 / idle_seconds as f64;
+
+    moto.proxy.reset();
+    let sample = disk::probe(&docker.data_root).unwrap();
+    let fill = ((sample.total_bytes as f64 * 0.70) as u64).saturating_sub(sample.used_bytes());
+    let filler = docker.data_root.join("filler");
+    assert!(Command::new("fallocate").args(["-l", &fill.to_string()]).arg(&filler).status().unwrap().success());
+    let filled = Instant::now();
+    let allowed = 4; // 20% of 20
+    let converged = loop {
+        let draining = moto.statuses(CLUSTER, &arns).await.iter().filter(|s| *s == "DRAINING").count();
+        let mut withheld = 0;
+        for node in &nodes {
+            withheld += usize::from(node_status(node).await.is_some_and(|s| s.drain.withheld.is_some()));
+        }
+        if draining == allowed && withheld == NODES - allowed {
+            break filled.elapsed();
+        }
+        assert!(
+            filled.elapsed() < Duration::from_secs(180),
+            "no convergence: {draining} DRAINING, {withheld} withheld"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let (decision_total, decision_ops) = fleet_calls(&moto.proxy.counts());
+    moto.proxy.reset();
+    const HOLD: u64 = 120;
+    let mut most = 0;
+    for _ in 0..HOLD {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        most = most.max(moto.statuses(CLUSTER, &arns).await.iter().filter(|s| *s == "DRAINING").count());
+    }
+    let (hold_total, hold_ops) = fleet_calls(&moto.proxy.counts());
+    moto.proxy.reset();
+    std::fs::remove_file(&filler).unwrap();
+    let emptied = Instant::now();
+    while !moto.statuses(CLUSTER, &arns).await.iter().all(|s| s == "ACTIVE") {
+        assert!(emptied.elapsed() < Duration::from_secs(120), "not ACTIVE again");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (recovery_total, recovery_ops) = fleet_calls(&moto.proxy.counts());
+
+    println!(
+        "   startup (identity, cluster size, stale attribute check): {:.1} calls per node",
+        startup as f64 / NODES as f64
+    );
+    println!(
+        "   idle: {idle_total} calls in {idle_seconds} s = {idle_per_node_hour:.1} per node per hour {idle_ops:?}"
+    );
+    println!(
+        "   decision: all {NODES} past drain-at → {allowed} DRAINING, {} withheld in {:.1} s: {decision_total} calls = {:.1} per node {decision_ops:?}",
+        NODES - allowed,
+        converged.as_secs_f64(),
+        decision_total as f64 / NODES as f64
+    );
+    println!(
+        "   holding {HOLD} s under pressure (withheld nodes look again): {hold_total} calls = {:.2} per node per minute, never more than {most} DRAINING {hold_ops:?}",
+        hold_total as f64 / NODES as f64 / (HOLD as f64 / 60.0)
+    );
+    println!(
+        "   recovery: {recovery_total} calls = {:.1} per node {recovery_ops:?}",
+        recovery_total as f64 / NODES as f64
+    );
+    // 1,000 nodes: idle at the measured per-node rate; a withheld node's look costs what the
+    // hold measured per look, at the interval the controller uses for 1,000 instances
+    // (0.5 s × 1,000 = 500 s, plus up to half again: 625 s on average).
+    let looks_in_hold = hold_ops.get("DescribeClusters").copied().unwrap_or(0).max(1) as f64;
+    let per_look = hold_total as f64 / looks_in_hold;
+    println!(
+        "   projected to 1,000 nodes: idle {:.2} calls/s; a decision storm {:.0} calls spread over the 20 s claim jitter ({:.0}/s, throttled and retried); \
+         then {:.1} calls/s while 800 stay withheld ({per_look:.1} calls per look every ~625 s); ECS's cluster-read rate is about 20/s",
+        idle_per_node_hour * 1000.0 / 3600.0,
+        decision_total as f64 / NODES as f64 * 1000.0,
+        decision_total as f64 / NODES as f64 * 1000.0 / 20.0,
+        800.0 * per_look / 625.0
+    );
+    drop(nodes);
+    drop(servers);
 }

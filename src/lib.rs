@@ -43,6 +43,8 @@ pub mod logging;
 /// The node model: what the daemon knows (NodeState), the conditions it derives, and the
 /// /status document that the health endpoint serves and `nodewarden status` reads.
 pub mod node;
+/// Which container fills Docker's disk (sampled under pressure), and stopping its ECS task.
+pub mod offender;
 /// Settings: raw → merged → validated.
 pub mod settings;
 /// Docker's data on a filesystem of its own: device, format, mount, units, daemon.json.

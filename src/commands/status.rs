@@ -106,6 +106,16 @@ pub fn summary(doc: &StatusDocument) -> String {
         doc.gc.runs,
         if doc.gc.running { ", running now" } else { "" }
     ));
+    if let Some(top) = &doc.offender.top {
+        out.push_str(&format!(
+            "Offender     {}
+",
+            top.summary().trim_start_matches("top writer: ")
+        ));
+    }
+    if let Some(stop) = &doc.offender.last_stop {
+        out.push_str(&format!("             stopped task {} {}: {}\n", stop.task_arn, ago(stop.at), stop.reason));
+    }
     let drain = &doc.drain;
     let drain_text = if drain.draining {
         format!("DRAINING by {}: {}", drain.owner.map_or("?", |o| o.as_str()), drain.detail.as_deref().unwrap_or(""))

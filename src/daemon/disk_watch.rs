@@ -12,12 +12,13 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::drain_loop::DiskWants;
+use super::offender_watch::OffenderWatch;
 use crate::disk::{self, FillRate, human_bytes};
 use crate::drain::{Observation, Phase, PressureMachine};
 use crate::gc::{self, GcError, GcPolicy, GcReport, LastUseStore};
 use crate::node::SharedState;
 use crate::settings::values::ImageReference;
-use crate::settings::{DiskSettings, Reloadable};
+use crate::settings::{DiskSettings, OffenderAction, Reloadable};
 
 /// While this file exists (named by NODEWARDEN_DEBUG_PAUSE_FILE), the main loop stalls: a
 /// fault-injection hook so tests can show the watchdog and /healthz notice a stuck loop.
@@ -41,9 +42,12 @@ pub struct DiskWatch {
     pub wants: watch::Sender<DiskWants>,
     /// The last STATUS= line sent, to send only changes.
     last_status: String,
+    /// Which container fills the disk, and stopping it (opt-in).
+    offenders: OffenderWatch,
 }
 
 impl DiskWatch {
+    #[allow(clippy::too_many_arguments)] // Each is a distinct input the loop owns; a struct would only rename them.
     pub fn new(
         docker: Docker,
         data_root: PathBuf,
@@ -52,8 +56,20 @@ impl DiskWatch {
         store: Arc<Mutex<LastUseStore>>,
         state: SharedState,
         wants: watch::Sender<DiskWants>,
+        offender_action: OffenderAction,
     ) -> Self {
-        DiskWatch { docker, data_root, settings, agent_image, store, state, wants, last_status: String::new() }
+        let offenders = OffenderWatch::new(docker.clone(), data_root.clone(), offender_action);
+        DiskWatch {
+            docker,
+            data_root,
+            settings,
+            agent_image,
+            store,
+            state,
+            wants,
+            last_status: String::new(),
+            offenders,
+        }
     }
 
     fn disk(&self) -> DiskSettings {
@@ -126,9 +142,10 @@ impl DiskWatch {
             }
             let start = self.disk().gc_start.fraction();
             let wants_gc = gc::above(&sample, start);
-            let waiting = shortfall.is_some_and(|(at, left)| {
-                at.elapsed() < RETRY_AFTER_SHORTFALL && sample.used_fraction() <= left + 0.01
-            });
+            let waiting = !self.offenders.awaiting_stop()
+                && shortfall.is_some_and(|(at, left)| {
+                    at.elapsed() < RETRY_AFTER_SHORTFALL && sample.used_fraction() <= left + 0.01
+                });
             if wants_gc && running.is_none() && !waiting {
                 tracing::info!(
                     used = format!("{:.1}%", sample.used_fraction() * 100.0),
@@ -138,6 +155,9 @@ impl DiskWatch {
                 );
                 running = Some(self.spawn_gc());
             }
+            let within = self.disk().drain_if_full_within;
+            let active = wants_gc || pressure.phase() != Phase::Normal;
+            self.offenders.tick(active, &sample, within, &self.state).await;
             // After GC started, so the machine sees reclaim under way before it drains.
             self.update_pressure(&mut pressure, &sample, rate.time_to_full());
             self.report();
@@ -177,9 +197,11 @@ impl DiskWatch {
             state.pressure_reason = machine.reason().to_string();
         }
         let wants = DiskWants {
-            drain: machine.wants_drain(),
+            drain: machine.wants_drain() && !self.offenders.holds_drain(),
             gc_behind: machine.gc_behind(),
             reason: machine.reason().to_string(),
+            offender: self.offenders.summary(),
+            stop: self.offenders.stop_request(),
         };
         self.wants.send_if_modified(|current| {
             let changed = *current != wants;
@@ -222,7 +244,8 @@ impl DiskWatch {
 
     fn spawn_gc(&self) -> JoinHandle<Result<GcReport, GcError>> {
         self.state.lock().gc_running = true;
-        let policy = GcPolicy::new(&self.settings.borrow().gc, &self.agent_image);
+        let mut policy = GcPolicy::new(&self.settings.borrow().gc, &self.agent_image);
+        policy.remove_now = self.offenders.remove_now();
         let (docker, data_root, store) = (self.docker.clone(), self.data_root.clone(), self.store.clone());
         let stop = self.disk().gc_stop.fraction();
         tokio::spawn(async move {

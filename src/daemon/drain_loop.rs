@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::offender_watch::StopRequest;
 use crate::backoff::Backoff;
 use crate::drain::termination::{self, LifecycleSettings};
 use crate::drain::{DrainController, DrainReason, EcsApi, Wants};
@@ -27,6 +28,10 @@ pub struct DiskWants {
     pub drain: bool,
     /// GC is not keeping up: the soft signal before a drain.
     pub gc_behind: bool,
+    /// The fastest writer, for the drain's detail and tag.
+    pub offender: Option<String>,
+    /// A task to stop for filling the disk (`[offender] action = "stop-task"`).
+    pub stop: Option<StopRequest>,
     pub reason: String,
 }
 
@@ -93,6 +98,8 @@ impl DrainLoop {
         let mut next_spot_poll = Instant::now();
         let mut next_lifecycle_poll = Instant::now();
         let mut lifecycle_task: Option<tokio::task::JoinHandle<()>> = None;
+        // Tasks already stopped for filling the disk: each is asked for once.
+        let mut stopped: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
@@ -129,8 +136,14 @@ impl DrainLoop {
             let detail = match wants.reason() {
                 Some(DrainReason::Termination) => "Auto Scaling lifecycle state Terminated".to_string(),
                 Some(DrainReason::SpotInterruption) => spot.clone().unwrap_or_default(),
-                _ => disk_wants.reason.clone(),
+                _ => match &disk_wants.offender {
+                    Some(offender) => format!("{}; {offender}", disk_wants.reason),
+                    None => disk_wants.reason.clone(),
+                },
             };
+            if let Some(request) = &disk_wants.stop {
+                self.stop_task(request, &mut stopped).await;
+            }
             self.controller.tick(wants, disk_wants.gc_behind, &detail).await;
             let drain = self.controller.status().clone();
             self.state.update(|state| state.drain = drain);
@@ -155,6 +168,36 @@ impl DrainLoop {
         }
         if let Some(task) = lifecycle_task {
             task.abort();
+        }
+    }
+
+    /// Stops a task the disk loop named (at most once each; a failure is retried next tick).
+    async fn stop_task(&mut self, request: &StopRequest, stopped: &mut std::collections::BTreeSet<String>) {
+        if stopped.contains(&request.task_arn) {
+            return;
+        }
+        let cluster = match self.controller.resolve_identity().await {
+            Ok(identity) => identity.cluster,
+            Err(error) => {
+                tracing::warn!(%error, task = %request.task_arn, "cannot stop the task yet");
+                return;
+            }
+        };
+        match self.api.stop_task(&cluster, &request.task_arn, &request.reason).await {
+            Ok(()) => {
+                tracing::warn!(task = %request.task_arn, reason = %request.reason, "stopped the task filling Docker's disk");
+                stopped.insert(request.task_arn.clone());
+                let stop = crate::node::status::StoppedTask {
+                    task_arn: request.task_arn.clone(),
+                    reason: request.reason.clone(),
+                    at: std::time::SystemTime::now(),
+                };
+                self.state.update(|state| {
+                    state.offender.last_stop = Some(stop);
+                    state.offender.stops += 1;
+                });
+            }
+            Err(error) => tracing::warn!(%error, task = %request.task_arn, "stopping the task failed; retrying"),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod disk_watch;
 pub mod drain_loop;
+pub mod offender_watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -176,6 +177,7 @@ impl DockerSide {
             store,
             self.state,
             self.wants,
+            self.settings.offender.action,
         );
         tasks.push(tokio::spawn(watcher.run(shutdown.clone())));
         for task in tasks {

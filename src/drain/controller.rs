@@ -27,21 +27,24 @@ use crate::introspection;
 const IDLE_REFRESH: Duration = Duration::from_secs(300);
 /// How soon to look again while an action is under way (just drained, settling the claims).
 const BUSY_REFRESH: Duration = Duration::from_secs(3);
-/// After draining for disk pressure, re-read the claims this long: stale reads that let two
-/// nodes in are resolved well within it.
+/// After draining for disk pressure, re-read the claims this long, at 3 s, 6 s, 12 s, 24 s and
+/// 48 s: stale reads that let two nodes in are resolved well within it, in five looks.
 const SETTLE: Duration = Duration::from_secs(60);
-/// The first claim waits a random part of this, so a runaway deployed everywhere does not
-/// make every node claim in the same instant.
-const CLAIM_JITTER: Duration = Duration::from_secs(2);
+/// A claim waits a random part of this, so a runaway deployed everywhere does not make every
+/// node claim in the same instant: 2 s, and 50 ms per registered instance up to 60 s.
+fn claim_jitter(registered: usize) -> Duration {
+    (Duration::from_millis(50) * registered as u32).clamp(Duration::from_secs(2), Duration::from_secs(60))
+}
 /// Failed calls are retried after this, doubling (with jitter) to the cap.
 const RETRY: (Duration, Duration) = (Duration::from_secs(3), Duration::from_secs(120));
 
-/// A withheld node looks again after this long: longer in larger clusters, so the withheld
-/// nodes of a service-wide runaway together stay well under ECS's read rate (1,000 nodes
-/// re-reading every 250 s make 12 calls a second at worst).
+/// A withheld node looks again after this long (plus up to half again, at random): 0.5 s per
+/// registered instance, from 10 s to 10 min, so the withheld nodes of a service-wide runaway
+/// together stay well under ECS's read rate (a look costs 4 calls: 1,000 nodes every 500–750 s
+/// make about 6.4 calls a second).
 fn withheld_recheck(registered: usize) -> Duration {
     let base =
-        (Duration::from_millis(250) * registered as u32).clamp(Duration::from_secs(10), Duration::from_secs(300));
+        (Duration::from_millis(500) * registered as u32).clamp(Duration::from_secs(10), Duration::from_secs(600));
     base + random_up_to(base / 2)
 }
 
@@ -101,8 +104,12 @@ pub struct DrainController {
     retry: Backoff,
     /// When this node may claim: set at the first want, a random moment ahead.
     claim_after: Option<Instant>,
-    /// Re-read the claims until then after draining for disk pressure.
+    /// Re-read the claims until then after draining for disk pressure…
     settle_until: Option<Instant>,
+    /// …waiting this long before the next look (doubling from BUSY_REFRESH).
+    settle_every: Duration,
+    /// The cluster's registered count as last read (sizes the jitter and the waits).
+    registered: usize,
 }
 
 impl DrainController {
@@ -140,6 +147,8 @@ impl DrainController {
             retry: Backoff::new(RETRY.0, RETRY.1),
             claim_after: None,
             settle_until: None,
+            settle_every: BUSY_REFRESH,
+            registered: 0,
         }
     }
 
@@ -197,6 +206,11 @@ impl DrainController {
         }
         let identity = resolve_identity(&self.api, &self.cluster, &self.imds, &self.http, &self.introspection).await?;
         tracing::info!(arn = %identity.container_instance_arn, "found this container instance");
+        // One call at start, so the first claim's jitter fits the cluster's size.
+        match self.api.registered_count(&self.cluster).await {
+            Ok(registered) => self.registered = registered,
+            Err(error) => tracing::debug!(%error, "the cluster's size is unknown until the first decision"),
+        }
         self.identity = Some(identity.clone());
         self.status.identity = Some(identity.clone());
         Ok(identity)
@@ -251,16 +265,32 @@ impl DrainController {
         Ok(())
     }
 
-    /// The claim protocol for a disk-pressure drain: claim (after a random wait the first
-    /// time), read the cluster, drain if within the budget, else withdraw and wait.
+    /// The claim protocol for a disk-pressure drain: claim (after a random wait), read the
+    /// cluster, drain if within the budget, else withdraw and wait. A node that was withheld
+    /// looks before it claims again: while the budget stays spent, that costs reads only.
     async fn claim_and_drain(&mut self, identity: &Identity, detail: &str) -> Result<(), DrainError> {
+        let own_id = instance_id(&identity.container_instance_arn).to_string();
         let claimed_at = match self.status.claimed_at {
             Some(at) => at,
             None => {
-                let after = *self.claim_after.get_or_insert_with(|| Instant::now() + random_up_to(CLAIM_JITTER));
+                let registered = self.registered;
+                let after =
+                    *self.claim_after.get_or_insert_with(|| Instant::now() + random_up_to(claim_jitter(registered)));
                 if Instant::now() < after {
                     self.check_again_in(after - Instant::now());
                     return Ok(());
+                }
+                if self.status.withheld.is_some() {
+                    let view = self.api.cluster_view(&identity.cluster).await?;
+                    self.registered = view.registered;
+                    let now = SystemTime::now();
+                    let hypothetical = Claim { instance: own_id.clone(), at: now };
+                    if let Verdict::Withheld { ahead, allowed } =
+                        claims::may_drain(&view, &hypothetical, self.max_fraction, now)
+                    {
+                        self.withhold(ahead, allowed, view.registered);
+                        return Ok(());
+                    }
                 }
                 let at = SystemTime::now();
                 let value = Claim::value(at, DrainReason::DiskPressure);
@@ -269,8 +299,9 @@ impl DrainController {
                 at
             }
         };
-        let own = Claim { instance: instance_id(&identity.container_instance_arn).to_string(), at: claimed_at };
+        let own = Claim { instance: own_id, at: claimed_at };
         let view = self.api.cluster_view(&identity.cluster).await?;
+        self.registered = view.registered;
         match claims::may_drain(&view, &own, self.max_fraction, SystemTime::now()) {
             Verdict::Admitted => {
                 self.api.set_status(identity, true).await?;
@@ -279,6 +310,7 @@ impl DrainController {
                 self.status.ecs_status = Some("DRAINING".into());
                 self.status.withheld = None;
                 self.settle_until = Some(Instant::now() + SETTLE);
+                self.settle_every = BUSY_REFRESH;
                 self.check_again_in(BUSY_REFRESH);
             }
             Verdict::Withheld { ahead, allowed } => {
@@ -299,7 +331,10 @@ impl DrainController {
         let own = Claim { instance: instance_id(&identity.container_instance_arn).to_string(), at: claimed_at };
         let view = self.api.cluster_view(&identity.cluster).await?;
         match claims::must_step_back(&view, &own, self.max_fraction, SystemTime::now()) {
-            Verdict::Admitted => self.check_again_in(BUSY_REFRESH),
+            Verdict::Admitted => {
+                self.settle_every *= 2;
+                self.check_again_in(self.settle_every / 2);
+            }
             Verdict::Withheld { ahead, allowed } => {
                 tracing::warn!(ahead, allowed, "another node claimed the drain budget first: stepping back");
                 self.undrain(identity).await?;

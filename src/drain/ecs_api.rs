@@ -120,10 +120,8 @@ impl EcsApi {
             .map_or(EcsStatus::Other, |i| EcsStatus::parse(i.status().unwrap_or_default())))
     }
 
-    /// What a drain decision reads of the cluster, in three calls whatever its size (plus a
-    /// page per 100 DRAINING instances or claims): the registered count, the DRAINING
-    /// instances, and the drain claims.
-    pub async fn cluster_view(&self, cluster: &str) -> Result<View, ApiError> {
+    /// The cluster's registered container instances (ACTIVE and DRAINING): one call.
+    pub async fn registered_count(&self, cluster: &str) -> Result<usize, ApiError> {
         let described = self
             .ecs
             .describe_clusters()
@@ -132,6 +130,14 @@ impl EcsApi {
             .await
             .map_err(|e| ApiError::from_sdk(format!("describing cluster {cluster}"), e))?;
         let registered = described.clusters().first().map_or(0, |c| c.registered_container_instances_count());
+        Ok(usize::try_from(registered).unwrap_or(0))
+    }
+
+    /// What a drain decision reads of the cluster, in three calls whatever its size (plus a
+    /// page per 100 DRAINING instances or claims): the registered count, the DRAINING
+    /// instances, and the drain claims.
+    pub async fn cluster_view(&self, cluster: &str) -> Result<View, ApiError> {
+        let registered = self.registered_count(cluster).await?;
         let mut draining = BTreeSet::new();
         let mut pages = self
             .ecs
@@ -161,7 +167,7 @@ impl EcsApi {
                 claims.extend(Claim::parse(target, attribute.value().unwrap_or_default()));
             }
         }
-        Ok(View { registered: usize::try_from(registered).unwrap_or(0), draining, claims })
+        Ok(View { registered, draining, claims })
     }
 
     /// Puts `name = value` on this container instance.
@@ -218,6 +224,19 @@ impl EcsApi {
             return Err(ApiError::Failed { context, detail });
         }
         Ok(())
+    }
+
+    /// Stops a task; `reason` shows in the ECS console and the task's events.
+    pub async fn stop_task(&self, cluster: &str, task_arn: &str, reason: &str) -> Result<(), ApiError> {
+        self.ecs
+            .stop_task()
+            .cluster(cluster)
+            .task(task_arn)
+            .reason(reason)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| ApiError::from_sdk(format!("stopping task {task_arn}"), e))
     }
 
     /// Tasks ECS still wants running on this instance.

@@ -25,6 +25,9 @@ pub struct GcPolicy {
     pub exited_container_min_age: Duration,
     /// Settings' keep-images, the configured agent image, and the pause images.
     pub keep: Vec<ImagePattern>,
+    /// Finished containers removed whatever their age: those of the tasks nodewarden stopped
+    /// for filling the disk (their writable layers are what must go).
+    pub remove_now: BTreeSet<String>,
 }
 
 impl GcPolicy {
@@ -37,7 +40,12 @@ impl GcPolicy {
         let mut keep = gc.keep_images.clone();
         keep.extend(ImagePattern::from_str(&format!("{}:{}", agent.repository, agent.tag.as_deref().unwrap_or("*"))));
         keep.extend(BUILT_IN_KEEP.iter().filter_map(|p| ImagePattern::from_str(p).ok()));
-        GcPolicy { min_image_age: gc.min_image_age, exited_container_min_age: gc.exited_container_min_age, keep }
+        GcPolicy {
+            min_image_age: gc.min_image_age,
+            exited_container_min_age: gc.exited_container_min_age,
+            keep,
+            remove_now: BTreeSet::new(),
+        }
     }
 
     fn protecting_pattern(&self, image: &Image) -> Option<&ImagePattern> {
@@ -101,7 +109,10 @@ pub fn plan(inventory: &Inventory, usage: &UsageMap, policy: &GcPolicy, now: Sys
         .containers
         .iter()
         .filter(|c| c.state.is_finished() && c.name != AGENT_CONTAINER)
-        .filter(|c| age(c.finished_at.unwrap_or(c.created)) >= policy.exited_container_min_age)
+        .filter(|c| {
+            age(c.finished_at.unwrap_or(c.created)) >= policy.exited_container_min_age
+                || policy.remove_now.contains(&c.id)
+        })
         .collect();
     finished.sort_by_key(|c| (c.finished_at.unwrap_or(c.created), c.id.clone()));
     let mut removed_containers = BTreeSet::new();
@@ -112,7 +123,11 @@ pub fn plan(inventory: &Inventory, usage: &UsageMap, policy: &GcPolicy, now: Sys
         let finished_ago = age(container.finished_at.unwrap_or(container.created));
         plan.steps.push(Step {
             action: Action::RemoveContainer { id: container.id.clone(), name: container.name.clone() },
-            reason: format!("stopped {} ago", crate::settings::values::format_duration(round_secs(finished_ago))),
+            reason: if policy.remove_now.contains(&container.id) {
+                "its task was stopped by nodewarden for filling the disk".to_string()
+            } else {
+                format!("stopped {} ago", crate::settings::values::format_duration(round_secs(finished_ago)))
+            },
             expected_bytes: container.size_rw.unwrap_or(0),
         });
         removed_containers.insert(container.id.as_str());

@@ -1,6 +1,7 @@
 use super::*;
 use crate::gc::inventory::{ContainerState, Usage};
 use proptest::prelude::*;
+use std::collections::BTreeSet;
 use std::time::UNIX_EPOCH;
 
 const MIB: u64 = 1 << 20;
@@ -37,6 +38,7 @@ fn policy() -> GcPolicy {
         min_image_age: Duration::from_secs(120),
         exited_container_min_age: Duration::from_secs(600),
         keep: ["amazon/amazon-ecs-agent:*", "keep/me:*"].iter().map(|p| ImagePattern::from_str(p).unwrap()).collect(),
+        remove_now: BTreeSet::new(),
     }
 }
 
@@ -111,6 +113,24 @@ fn old_exited_containers_go_first_and_free_their_images() {
     assert!(actions[1].starts_with("remove image app/img:1"), "{actions:?}");
     assert!(!actions.iter().any(|a| a.contains("ecs-agent")), "the agent's container is never removed: {actions:?}");
     assert!(!actions.iter().any(|a| a.contains("registry/agent")), "its image stays referenced: {actions:?}");
+}
+
+#[test]
+fn the_container_of_a_task_nodewarden_stopped_goes_at_once_others_wait_their_age() {
+    let inventory = Inventory {
+        images: vec![image("img", Some("app/img:1"), None, 10, 0)],
+        containers: vec![
+            container("runaway", "img", ContainerState::Exited, Some(9_990)),
+            container("young", "img", ContainerState::Exited, Some(9_990)),
+        ],
+    };
+    let mut policy = policy();
+    policy.remove_now.insert("c-runaway".into());
+    let plan = plan(&inventory, &UsageMap::new(), &policy, t(10_000), u64::MAX);
+    let actions: Vec<String> = plan.steps.iter().map(|s| s.action.to_string()).collect();
+    assert_eq!(actions[0], "remove container runaway (c-runaway)");
+    assert!(!actions.iter().any(|a| a.contains("young")), "{actions:?}");
+    assert_eq!(plan.steps[0].reason, "its task was stopped by nodewarden for filling the disk");
 }
 
 #[test]

@@ -17,6 +17,15 @@ struct ConditionLabels {
     condition: String,
 }
 
+/// The top writer's identity, so a dashboard can say which task fills the disk.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OffenderLabels {
+    container: String,
+    image: String,
+    task_family: String,
+    task_arn: String,
+}
+
 fn gauge(registry: &mut Registry, name: &str, help: &str, value: f64) {
     let metric = Gauge::<f64, AtomicU64>::default();
     metric.set(value);
@@ -93,6 +102,31 @@ pub fn encode(doc: &StatusDocument) -> String {
             .set(i64::from(condition.status == "True"));
     }
     registry.register("condition", "1 while the node condition is True", conditions);
+    let rate = Family::<OffenderLabels, Gauge<f64, AtomicU64>>::default();
+    let size = Family::<OffenderLabels, Gauge<f64, AtomicU64>>::default();
+    if let Some(top) = &doc.offender.top {
+        let f = &top.footprint;
+        let labels = OffenderLabels {
+            container: f.name.clone(),
+            image: f.image.clone(),
+            task_family: f.task_family.clone().unwrap_or_default(),
+            task_arn: f.task_arn.clone().unwrap_or_default(),
+        };
+        rate.get_or_create(&labels).set(top.rate_bytes_per_second);
+        size.get_or_create(&labels).set(top.bytes as f64);
+    }
+    registry.register(
+        "offender_write_rate_bytes_per_second",
+        "Growth of the container filling Docker's disk fastest (sampled while past gc-start)",
+        rate,
+    );
+    registry.register("offender_bytes", "Writable layer, volumes and log of that container", size);
+    counter(
+        &mut registry,
+        "offender_tasks_stopped",
+        "ECS tasks nodewarden stopped for filling the disk (since start)",
+        doc.offender.stops,
+    );
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("encoding to a String cannot fail");
     text

@@ -12,6 +12,7 @@ use crate::disk::DiskSample;
 use crate::drain::{DrainStatus, Phase};
 use crate::gc::GcReport;
 use crate::node::conditions::{Condition, ConditionBook};
+use crate::node::status::OffenderStatus;
 
 #[derive(Debug, Clone)]
 pub struct NodeState {
@@ -25,6 +26,7 @@ pub struct NodeState {
     pub last_gc: Option<GcReport>,
     pub pressure: Phase,
     pub pressure_reason: String,
+    pub offender: OffenderStatus,
     pub drain: DrainStatus,
     /// The agent supervisor's view, shared with it.
     pub agent: SharedAgent,
@@ -77,6 +79,7 @@ impl SharedState {
             last_gc: None,
             pressure: Phase::Normal,
             pressure_reason: String::new(),
+            offender: OffenderStatus::default(),
             drain: DrainStatus::default(),
             agent: SharedAgent::default(),
             last_tick: None,

@@ -22,6 +22,9 @@ pub struct StatusDocument {
     pub conditions: Vec<Condition>,
     pub disk: Option<DiskStatus>,
     pub pressure: PressureStatus,
+    /// Which container fills the disk (sampled while past gc-start), and what was done.
+    #[serde(default)]
+    pub offender: OffenderStatus,
     pub gc: GcStatus,
     pub drain: DrainStatus,
     pub agent: AgentState,
@@ -46,6 +49,26 @@ pub struct DiskStatus {
 pub struct PressureStatus {
     pub phase: Phase,
     pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct OffenderStatus {
+    /// The fastest-growing container at the last sample; kept until the disk is back to normal.
+    pub top: Option<crate::offender::Offender>,
+    /// The last task nodewarden stopped for filling the disk.
+    pub last_stop: Option<StoppedTask>,
+    /// Why the top writer was not stopped (with `[offender] action = "stop-task"`).
+    pub left: Option<String>,
+    /// Tasks stopped since start.
+    pub stops: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoppedTask {
+    pub task_arn: String,
+    pub reason: String,
+    #[serde(with = "crate::gc::inventory::unix_seconds")]
+    pub at: std::time::SystemTime,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +105,7 @@ pub fn document(state: &NodeState, alive: bool, ready: bool, host: HostStatus) -
         conditions: state.conditions.clone(),
         disk,
         pressure: PressureStatus { phase: state.pressure, reason: state.pressure_reason.clone() },
+        offender: state.offender.clone(),
         gc: GcStatus { running: state.gc_running, runs: state.gc_runs, last: state.last_gc.clone() },
         drain: state.drain.clone(),
         agent: state.agent.lock().clone(),

@@ -19,7 +19,7 @@ pub use ecs_keys::go_parse_bool;
 pub use merge::Merged;
 pub use model::{
     DiskSettings, DockerSettings, DrainSettings, EcsSettings, EngineAuth, EngineAuthType, GcSettings, HealthSettings,
-    Reloadable, Settings,
+    OffenderAction, OffenderSettings, Reloadable, Settings,
 };
 pub use schema::defaults_toml;
 pub use source::{Origin, Position, Problem, Source};

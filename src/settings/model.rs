@@ -16,6 +16,7 @@ pub struct Settings {
     pub disk: DiskSettings,
     pub gc: GcSettings,
     pub drain: DrainSettings,
+    pub offender: OffenderSettings,
     pub health: HealthSettings,
 }
 
@@ -126,6 +127,32 @@ pub struct DrainSettings {
     pub heartbeat_interval: Duration,
     /// Complete the lifecycle action anyway after this long.
     pub termination_timeout: Duration,
+}
+
+/// What to do about the container that fills Docker's disk (it is always named).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OffenderSettings {
+    pub action: OffenderAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffenderAction {
+    /// Name it in /status, /metrics, the journal and the drain tag; nothing more.
+    None,
+    /// `StopTask` it when its growth alone would fill the disk within drain-if-full-within.
+    StopTask,
+}
+
+impl FromStr for OffenderAction {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "none" => Ok(OffenderAction::None),
+            "stop-task" => Ok(OffenderAction::StopTask),
+            _ => Err("\"none\" or \"stop-task\"".into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

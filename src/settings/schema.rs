@@ -45,7 +45,7 @@ const fn no_default(section: &'static str, key: &'static str, kind: Kind) -> Key
 }
 
 /// Sections in the order `check` prints them.
-pub const SECTIONS: &[&str] = &["ecs", "docker", "disk", "gc", "drain", "health"];
+pub const SECTIONS: &[&str] = &["ecs", "docker", "disk", "gc", "drain", "offender", "health"];
 
 /// Every accepted key with its default, in the order `check` prints them. Adding a key: a line
 /// here, a field in `model.rs`, a line in `validate::validate`.
@@ -85,6 +85,7 @@ pub const KEYS: &[KeySpec] = &[
     key("drain", "lifecycle-hook", Kind::String, "nodewarden-drain"),
     key("drain", "heartbeat-interval", Kind::String, "2m"),
     key("drain", "termination-timeout", Kind::String, "15m"),
+    key("offender", "action", Kind::String, "none"),
     key("health", "listen", Kind::String, "127.0.0.1:51690"),
     key("health", "allow-remote", Kind::Bool, "false"),
 ];

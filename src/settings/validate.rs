@@ -15,7 +15,7 @@ use super::ecs_keys;
 use super::merge::Merged;
 use super::model::{
     DiskSettings, DockerSettings, DrainSettings, EcsSettings, EngineAuth, EngineAuthType, GcSettings, HealthSettings,
-    Settings,
+    OffenderAction, OffenderSettings, Settings,
 };
 use super::schema;
 use super::source::{Origin, Problem, Source};
@@ -84,6 +84,7 @@ pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
             }),
             termination_timeout: r.string("drain.termination-timeout", values::parse_duration),
         },
+        offender: OffenderSettings { action: r.string("offender.action", OffenderAction::from_str) },
         health: HealthSettings {
             listen: r.string("health.listen", values::parse_listen_address),
             allow_remote: r.bool("health.allow-remote"),
@@ -149,6 +150,11 @@ impl Standin for Secret {
 impl Standin for EngineAuthType {
     fn standin() -> Self {
         EngineAuthType::Docker
+    }
+}
+impl Standin for OffenderAction {
+    fn standin() -> Self {
+        OffenderAction::None
     }
 }
 impl Standin for DeviceSpec {

@@ -14,4 +14,5 @@ mod gc;
 mod harness_selftest;
 mod health;
 mod incident;
+mod offender;
 mod packaging;

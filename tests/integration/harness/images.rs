@@ -71,6 +71,17 @@ pub async fn run_to_completion(docker: &Docker, image: &str, command: &[&str]) -
 }
 
 pub async fn create_container(docker: &Docker, image: &str, name: Option<&str>, command: &[&str]) -> String {
+    create_labelled_container(docker, image, name, command, &[]).await
+}
+
+/// As `create_container`, with labels (an ECS task's `com.amazonaws.ecs.*`, for instance).
+pub async fn create_labelled_container(
+    docker: &Docker,
+    image: &str,
+    name: Option<&str>,
+    command: &[&str],
+    labels: &[(&str, &str)],
+) -> String {
     let mut options = CreateContainerOptionsBuilder::default();
     if let Some(name) = name {
         options = options.name(name);
@@ -78,6 +89,7 @@ pub async fn create_container(docker: &Docker, image: &str, name: Option<&str>, 
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         cmd: Some(command.iter().map(|s| s.to_string()).collect()),
+        labels: (!labels.is_empty()).then(|| labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
         host_config: Some(HostConfig { network_mode: Some("none".into()), ..Default::default() }),
         ..Default::default()
     };

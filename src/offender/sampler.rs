@@ -1,0 +1,155 @@
+//! The edge of attribution: each running container's footprint on Docker's filesystem. What
+//! Docker says of a container (name, labels, writable-layer directory, log file, volumes) is
+//! inspected once and kept; each sample then walks those directories in a blocking task,
+//! counting allocated blocks (what fills the disk, sparse or not), with a budget of entries so
+//! a container with millions of files cannot make a sample expensive.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use bollard::Docker;
+use bollard::query_parameters::ListContainersOptionsBuilder;
+
+use super::{Footprint, LABEL_CONTAINER_NAME, LABEL_TASK_ARN, LABEL_TASK_FAMILY};
+
+/// Directory entries walked per sample, across all containers, at most.
+const WALK_BUDGET: u64 = 200_000;
+
+#[derive(Debug, Clone)]
+struct Known {
+    name: String,
+    image: String,
+    task_arn: Option<String>,
+    task_family: Option<String>,
+    ecs_agent: bool,
+    upper_dir: Option<PathBuf>,
+    log_path: Option<PathBuf>,
+    volumes: Vec<PathBuf>,
+}
+
+pub struct Sampler {
+    docker: Docker,
+    data_root: PathBuf,
+    known: HashMap<String, Known>,
+}
+
+impl Sampler {
+    pub fn new(docker: Docker, data_root: PathBuf) -> Self {
+        Sampler { docker, data_root, known: HashMap::new() }
+    }
+
+    /// Every running container's footprint now. One list call, an inspect per container not
+    /// seen before, then the walk off the async threads.
+    pub async fn sample(&mut self) -> Result<Vec<Footprint>, bollard::errors::Error> {
+        let running = self.docker.list_containers(Some(ListContainersOptionsBuilder::default().build())).await?;
+        let ids: Vec<String> = running.iter().filter_map(|c| c.id.clone()).collect();
+        self.known.retain(|id, _| ids.contains(id));
+        for id in &ids {
+            if self.known.contains_key(id) {
+                continue;
+            }
+            match self.docker.inspect_container(id, None).await {
+                Ok(inspected) => {
+                    self.known.insert(id.clone(), known_from(&inspected, &self.data_root));
+                }
+                // Gone between the list and the inspect: measured next time, if back.
+                Err(error) => tracing::debug!(container = %id, %error, "inspecting a container to attribute growth"),
+            }
+        }
+        let known: Vec<(String, Known)> = self.known.iter().map(|(id, k)| (id.clone(), k.clone())).collect();
+        let measured = tokio::task::spawn_blocking(move || {
+            let mut budget = WALK_BUDGET;
+            known.into_iter().map(|(id, k)| measure(id, k, &mut budget)).collect::<Vec<Footprint>>()
+        })
+        .await
+        .unwrap_or_default();
+        Ok(measured)
+    }
+}
+
+fn known_from(inspected: &bollard::models::ContainerInspectResponse, data_root: &Path) -> Known {
+    let labels = inspected.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+    let name = labels
+        .get(LABEL_CONTAINER_NAME)
+        .cloned()
+        .or_else(|| inspected.name.as_deref().map(|n| n.trim_start_matches('/').to_string()))
+        .unwrap_or_default();
+    let image = inspected.config.as_ref().and_then(|c| c.image.clone()).unwrap_or_default();
+    let docker_name = inspected.name.as_deref().unwrap_or_default().trim_start_matches('/');
+    let upper_dir = inspected.graph_driver.as_ref().and_then(|g| g.data.get("UpperDir")).map(PathBuf::from);
+    // Volumes on Docker's own filesystem; a bind mount of a host directory fills another disk.
+    let volumes = inspected
+        .mounts
+        .iter()
+        .flatten()
+        .filter_map(|m| m.source.as_deref().map(PathBuf::from))
+        .filter(|source| source.starts_with(data_root))
+        .collect();
+    Known {
+        name,
+        image,
+        task_arn: labels.get(LABEL_TASK_ARN).cloned(),
+        task_family: labels.get(LABEL_TASK_FAMILY).cloned(),
+        ecs_agent: docker_name == crate::agent::spec::CONTAINER_NAME,
+        upper_dir,
+        log_path: inspected.log_path.as_deref().filter(|p| !p.is_empty()).map(PathBuf::from),
+        volumes,
+    }
+}
+
+fn measure(container_id: String, known: Known, budget: &mut u64) -> Footprint {
+    let writable_bytes = known.upper_dir.as_deref().map_or(0, |dir| allocated(dir, budget));
+    let volume_bytes = known.volumes.iter().map(|dir| allocated(dir, budget)).sum();
+    let log_bytes = known.log_path.as_deref().map_or(0, |path| allocated(path, budget));
+    Footprint {
+        container_id,
+        name: known.name,
+        image: known.image,
+        task_arn: known.task_arn,
+        task_family: known.task_family,
+        ecs_agent: known.ecs_agent,
+        writable_bytes,
+        volume_bytes,
+        log_bytes,
+    }
+}
+
+/// Bytes allocated under `path` (a file or a directory tree, not following links), walking at
+/// most `budget` entries; what is left unwalked is not counted.
+pub fn allocated(path: &Path, budget: &mut u64) -> u64 {
+    let Ok(metadata) = std::fs::symlink_metadata(path) else { return 0 };
+    if *budget == 0 {
+        return 0;
+    }
+    *budget -= 1;
+    let blocks = metadata.blocks() * 512;
+    if !metadata.is_dir() {
+        // The smaller of length and allocation: a sparse file holds only its blocks, and an
+        // appended one may hold blocks reserved ahead of its end (xfs's speculative
+        // preallocation), which come and go in jumps that would hide who really writes.
+        return blocks.min(metadata.len());
+    }
+    let own = blocks;
+    let Ok(entries) = std::fs::read_dir(path) else { return own };
+    own + entries.flatten().map(|entry| allocated(&entry.path(), budget)).sum::<u64>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocated_counts_real_blocks_and_stops_at_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/a"), vec![1u8; 64 * 1024]).unwrap();
+        std::fs::File::create(dir.path().join("sparse")).unwrap().set_len(1 << 30).unwrap();
+        let mut budget = 100;
+        let total = allocated(dir.path(), &mut budget);
+        assert!((64 * 1024..1 << 20).contains(&total), "a sparse GiB is not counted, real 64 KiB is: {total}");
+        assert_eq!(budget, 100 - 4);
+        let mut none = 0;
+        assert_eq!(allocated(dir.path(), &mut none), 0);
+    }
+}
