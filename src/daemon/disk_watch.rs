@@ -178,6 +178,7 @@ impl DiskWatch {
             time_to_full: ttf,
             gc_runs_finished,
             gc_running,
+            source_stopped: self.offenders.stopped_this_episode(),
         };
         let before = machine.phase();
         let phase = machine.observe(&observation, &self.disk());

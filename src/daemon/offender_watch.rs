@@ -172,6 +172,11 @@ impl OffenderWatch {
         awaiting_verdict || self.hold_until.is_some_and(|until| now < until)
     }
 
+    /// A task was stopped since the disk passed gc-start.
+    pub fn stopped_this_episode(&self) -> bool {
+        self.stop.is_some()
+    }
+
     /// Containers GC removes whatever their age: those of tasks stopped here.
     pub fn remove_now(&self) -> BTreeSet<String> {
         self.stopped_containers.keys().cloned().collect()

@@ -30,6 +30,8 @@ pub struct Observation {
     pub gc_runs_finished: u64,
     /// A GC run is under way: reclaim has started.
     pub gc_running: bool,
+    /// A task filling the disk was stopped at its source since the disk passed gc-start.
+    pub source_stopped: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +125,12 @@ impl PressureMachine {
             Phase::Pressure => {
                 if o.used < recover_below {
                     self.enter(Phase::Recovering, o.at);
+                } else if o.source_stopped && o.used < gc_stop && o.time_to_full.is_none() {
+                    // The writer was stopped and its space reclaimed: the cause is gone, not
+                    // wavering around a threshold, so no drain and no hold.
+                    self.reason.clear();
+                    self.gc_behind = false;
+                    self.enter(Phase::Normal, o.at);
                 }
             }
             Phase::Recovering => {
@@ -169,6 +177,7 @@ mod tests {
                     time_to_full: ttf.map(Duration::from_secs),
                     gc_runs_finished: runs,
                     gc_running: used >= 85.0,
+                    source_stopped: false,
                 };
                 machine.observe(&o, &settings())
             })
@@ -190,6 +199,7 @@ mod tests {
                     time_to_full: ttf.map(Duration::from_secs),
                     gc_runs_finished: runs,
                     gc_running: used >= 85.0,
+                    source_stopped: false,
                 };
                 machine.observe(&o, &settings());
                 machine.gc_behind()
@@ -241,6 +251,7 @@ mod tests {
             time_to_full: Some(Duration::from_secs(5)),
             gc_runs_finished: 0,
             gc_running: false,
+            source_stopped: false,
         };
         assert_eq!(m.observe(&o, &settings()), Reclaiming, "GC first");
         let o = Observation { gc_running: true, at: start + Duration::from_secs(1), ..o };
@@ -290,9 +301,35 @@ mod tests {
             time_to_full: ttf.map(Duration::from_secs),
             gc_runs_finished: runs,
             gc_running: true,
+            source_stopped: false,
         };
         m.observe(&o(0, 0.86, Some(45), 0), &settings());
         assert_eq!(m.reason(), "disk 86.0% used and filling: full in about 45s (drain-if-full-within 10m)");
         assert!(m.wants_drain());
+    }
+
+    #[test]
+    fn a_writer_stopped_at_its_source_ends_the_pressure_once_its_space_is_back() {
+        let start = Instant::now();
+        let mut m = PressureMachine::new(start);
+        let o = |s: u64, used: f64, ttf: Option<u64>, stopped: bool| Observation {
+            at: start + Duration::from_secs(s),
+            used,
+            time_to_full: ttf.map(Duration::from_secs),
+            gc_runs_finished: 1,
+            gc_running: true,
+            source_stopped: stopped,
+        };
+        assert_eq!(m.observe(&o(0, 0.86, Some(45), false), &settings()), Pressure);
+        // Stopped, not yet reclaimed (still past gc-stop), or still filling: pressure stays.
+        assert_eq!(m.observe(&o(1, 0.86, None, true), &settings()), Pressure);
+        assert_eq!(m.observe(&o(2, 0.79, Some(45), true), &settings()), Pressure);
+        // Reclaimed below gc-stop and not filling: the cause is gone.
+        assert_eq!(m.observe(&o(3, 0.79, None, true), &settings()), Normal);
+        assert!(!m.wants_drain() && !m.gc_behind() && m.reason().is_empty());
+        // Without a stop, the same figures keep the hysteresis (recover-below is 75%).
+        let mut plain = PressureMachine::new(start);
+        plain.observe(&o(0, 0.86, Some(45), false), &settings());
+        assert_eq!(plain.observe(&o(3, 0.79, None, false), &settings()), Pressure);
     }
 }

@@ -190,3 +190,141 @@ async fn five_nodes_filling_at_once_drain_exactly_one_per_round() {
     }
     println!("most instances DRAINING at any moment, before convergence included: {transient_max}");
 }
+
+/// The service-wide runaway with `[offender] action = "stop-task"`: the same task runs on
+/// every node and writes about 8 MiB/s. Every node stops its own copy at the source, long
+/// before the disk is full; no node drains beyond the budget (here: none needs to); the stop
+/// reason names nodewarden and the bytes; GC removes the stopped container at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runaway_on_every_node_is_stopped_at_its_source_on_each() {
+    let _alone = slots::acquire_all("docker");
+    let moto = Moto::start().await;
+    let members = moto.register_cluster(CLUSTER, NODES as i32).await;
+    let ecs = moto.ecs().await;
+    let definition =
+        aws_sdk_ecs::types::ContainerDefinition::builder().name("runaway").image("app:1").memory(64).build();
+    ecs.register_task_definition().family("runaway").container_definitions(definition).send().await.unwrap();
+    let mut nodes = Vec::new();
+    let mut tasks = Vec::new();
+    for (index, (instance_id, arn)) in members.into_iter().enumerate() {
+        // moto records the task; the test plays the agent that runs (and later stops) it.
+        let started = ecs.start_task().cluster(CLUSTER).task_definition("runaway").container_instances(&arn).send();
+        let task = started.await.unwrap().tasks()[0].task_arn().unwrap().to_string();
+        let docker = TestDocker::start_with(DockerOptions { take_slot: false, ..DockerOptions::default() }).await;
+        crate::harness::images::base_image(&docker.client).await;
+        let imds = ImdsServer::start().await;
+        imds.state().instance_id = instance_id;
+        let settings = format!(
+            "[ecs]\ncluster = \"{CLUSTER}\"\n[docker]\ndata-device = \"none\"\n\
+             [disk]\ngc-start = \"50%\"\ngc-stop = \"45%\"\ndrain-at = \"80%\"\nrecover-below = \"30%\"\n\
+             drain-if-full-within = \"5m\"\n[drain]\nmax-draining-fraction = \"20%\"\n\
+             [offender]\naction = \"stop-task\"\n"
+        );
+        let mut env = moto.env_vars();
+        env.push(("DOCKER_HOST".into(), docker.host()));
+        env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.endpoint()));
+        env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), "http://127.0.0.1:9".into()));
+        env.push(("AWS_SDK_UA_APP_ID".into(), format!("node{index}")));
+        let mut nodewarden = Nodewarden::new(&settings, env);
+        nodewarden.start();
+        let node = Node { docker, _imds: imds, arn, nodewarden };
+        node.fill_to(0.40);
+        nodes.push(node);
+        tasks.push(task);
+    }
+    let arns: Vec<String> = nodes.iter().map(|n| n.arn.clone()).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for node in &mut nodes {
+        while !node.status().await.is_some_and(|s| s.alive && s.disk.is_some() && s.drain.identity.is_some()) {
+            node.nodewarden.assert_running();
+            assert!(Instant::now() < deadline, "a node never found itself:\n{}", node.nodewarden.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    // The runaway starts everywhere at once: 8 MiB every second.
+    let script = "while true; do dd if=/dev/zero bs=1M count=8 2>/dev/null >> /fill; sleep 1; done";
+    let mut containers = Vec::new();
+    for (node, task) in nodes.iter().zip(&tasks) {
+        let labels = [
+            ("com.amazonaws.ecs.task-arn", task.as_str()),
+            ("com.amazonaws.ecs.task-definition-family", "runaway"),
+            ("com.amazonaws.ecs.container-name", "runaway"),
+            ("com.amazonaws.ecs.cluster", CLUSTER),
+        ];
+        let client = &node.docker.client;
+        let id = crate::harness::images::create_labelled_container(
+            client,
+            crate::harness::images::BASE_IMAGE,
+            Some("ecs-runaway-1"),
+            &["sh", "-c", script],
+            &labels,
+        )
+        .await;
+        client.start_container(&id, None).await.unwrap();
+        containers.push(id);
+    }
+    let started = Instant::now();
+
+    let mut stopped_after: Vec<Option<Duration>> = vec![None; NODES];
+    let mut most_used = vec![0.0f64; NODES];
+    let mut most_draining = 0;
+    let mut removed = vec![false; NODES];
+    while removed.iter().any(|r| !r) {
+        for (i, node) in nodes.iter().enumerate() {
+            most_used[i] = most_used[i].max(disk::probe(&node.docker.data_root).unwrap().used_fraction());
+        }
+        most_draining =
+            most_draining.max(moto.statuses(CLUSTER, &arns).await.iter().filter(|s| *s == "DRAINING").count());
+        let described = ecs.describe_tasks().cluster(CLUSTER).set_tasks(Some(tasks.clone())).send().await.unwrap();
+        for (i, task) in tasks.iter().enumerate() {
+            let found = described.tasks().iter().find(|t| t.task_arn() == Some(task.as_str()));
+            // desiredStatus STOPPED is what StopTask sets and the agent acts on. (moto advances
+            // lastStatus by itself, one step per DescribeTasks, from RUNNING to STOPPED: its
+            // "managed state" for tasks. Real ECS only stops what was asked to stop.)
+            let stopped = found.is_some_and(|t| t.desired_status() == Some("STOPPED"));
+            if stopped && stopped_after[i].is_none() {
+                // As the ECS agent would: the task's container stops (and stays, for GC).
+                stopped_after[i] = Some(started.elapsed());
+                let _ = nodes[i].docker.client.kill_container(&containers[i], None).await;
+            }
+            if stopped_after[i].is_some() && !removed[i] {
+                removed[i] = nodes[i].docker.client.inspect_container(&containers[i], None).await.is_err();
+            }
+        }
+        for node in &mut nodes {
+            node.nodewarden.assert_running();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "not every runaway was stopped and removed: stopped {stopped_after:?}, removed {removed:?}\n{}",
+            logs(&nodes)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let described = ecs.describe_tasks().cluster(CLUSTER).set_tasks(Some(tasks.clone())).send().await.unwrap();
+    for task in described.tasks() {
+        let reason = task.stopped_reason().unwrap_or_default();
+        assert!(reason.starts_with("nodewarden: container runaway wrote "), "{reason}");
+        assert!(reason.contains("MiB") && reason.contains("would be full in"), "{reason}");
+    }
+    for (i, used) in most_used.iter().enumerate() {
+        assert!(*used < 0.80, "node {i} reached {:.1}% (drain-at 80%)\n{}", used * 100.0, logs(&nodes));
+    }
+    assert!(most_draining <= 1, "{most_draining} instances DRAINING at once (budget 1)");
+    // The disk is back to normal everywhere, with no drain.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (i, node) in nodes.iter().enumerate() {
+        let status = node.status().await.unwrap();
+        assert!(status.offender.last_stop.is_some() && status.offender.stops == 1, "node {i}: {:?}", status.offender);
+        assert!(!status.drain.draining, "node {i} drained although the stop relieved it\n{}", node.nodewarden.log());
+    }
+    let seconds: Vec<String> = stopped_after.iter().map(|d| format!("{:.1}", d.unwrap().as_secs_f64())).collect();
+    let peaks: Vec<String> = most_used.iter().map(|u| format!("{:.1}%", u * 100.0)).collect();
+    println!(
+        "runaway started → its task STOPPED, per node (s): {}; peak usage {}",
+        seconds.join(", "),
+        peaks.join(", ")
+    );
+}
