@@ -267,7 +267,7 @@ async fn a_runaway_on_every_node_is_stopped_at_its_source_on_each() {
     let started = Instant::now();
 
     let mut stopped_after: Vec<Option<Duration>> = vec![None; NODES];
-    let mut most_used = vec![0.0f64; NODES];
+    let mut most_used = [0.0f64; NODES];
     let mut most_draining = 0;
     let mut removed = vec![false; NODES];
     while removed.iter().any(|r| !r) {
