@@ -125,7 +125,7 @@ async fn every_endpoint_answers_and_status_reads_well() {
         &std::fs::read_to_string(crate::harness::fixture("../../docs/status-example.json")).unwrap(),
     )
     .unwrap();
-    for section in ["", "disk", "drain", "agent", "host", "gc", "pressure"] {
+    for section in ["", "disk", "drain", "agent", "host", "gc", "pressure", "offender"] {
         let keys = |v: &serde_json::Value| {
             let v = if section.is_empty() { v } else { &v[section] };
             v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()
