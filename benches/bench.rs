@@ -456,11 +456,7 @@ async fn api_cost() {
              [disk]\ngc-start = \"50%\"\ngc-stop = \"45%\"\ndrain-at = \"60%\"\nrecover-below = \"40%\"\n\
              recover-after = \"2s\"\ndrain-if-full-within = \"0s\"\n[drain]\nmax-draining-fraction = \"20%\"\n"
         );
-        let mut env = moto.env_vars();
-        env.push(("DOCKER_HOST".into(), docker.host()));
-        env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.endpoint()));
-        env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), "http://127.0.0.1:9".into()));
-        env.push(("AWS_SDK_UA_APP_ID".into(), format!("node{index}")));
+        let env = moto.node_env(docker.host(), imds.endpoint(), &format!("node{index}"));
         let mut nodewarden = Nodewarden::new(&settings, env);
         nodewarden.start();
         servers.push(imds);

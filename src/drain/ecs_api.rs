@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_ecs::error::ProvideErrorMetadata;
-use aws_sdk_ecs::types::{Attribute, ContainerInstanceStatus, TargetType};
+use aws_sdk_ecs::types::{Attribute, ContainerInstance, ContainerInstanceStatus, TargetType};
 
 use super::claims::{self, Claim, View};
 use super::policy::EcsStatus;
@@ -106,6 +106,12 @@ impl EcsApi {
 
     /// This instance's status: one call.
     pub async fn own_status(&self, identity: &Identity) -> Result<EcsStatus, ApiError> {
+        let described = self.describe_self(identity).await?;
+        Ok(described.map_or(EcsStatus::Other, |i| EcsStatus::parse(i.status().unwrap_or_default())))
+    }
+
+    /// This container instance as ECS describes it: one call.
+    async fn describe_self(&self, identity: &Identity) -> Result<Option<ContainerInstance>, ApiError> {
         let described = self
             .ecs
             .describe_container_instances()
@@ -114,10 +120,7 @@ impl EcsApi {
             .send()
             .await
             .map_err(|e| ApiError::from_sdk(format!("describing {}", identity.container_instance_arn), e))?;
-        Ok(described
-            .container_instances()
-            .first()
-            .map_or(EcsStatus::Other, |i| EcsStatus::parse(i.status().unwrap_or_default())))
+        Ok(described.container_instances().first().cloned())
     }
 
     /// The cluster's registered container instances (ACTIVE and DRAINING): one call.
@@ -187,16 +190,8 @@ impl EcsApi {
         let current = match value {
             Some(value) => Some(value.to_string()),
             None => {
-                let described = self
-                    .ecs
-                    .describe_container_instances()
-                    .cluster(&identity.cluster)
-                    .container_instances(&identity.container_instance_arn)
-                    .send()
-                    .await
-                    .map_err(|e| ApiError::from_sdk(context.clone(), e))?;
-                let instance = described.container_instances().first();
-                let found = instance.and_then(|i| i.attributes().iter().find(|a| a.name() == name));
+                let instance = self.describe_self(identity).await?;
+                let found = instance.as_ref().and_then(|i| i.attributes().iter().find(|a| a.name() == name));
                 let Some(found) = found else { return Ok(()) };
                 found.value().map(str::to_string)
             }

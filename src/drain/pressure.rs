@@ -163,9 +163,10 @@ mod tests {
         }
     }
 
-    /// Feeds (second, used %, time-to-full seconds, GC runs finished) and returns the phases;
-    /// a GC run is under way whenever usage is past gc-start (as the disk loop arranges).
-    fn run(steps: &[(u64, f64, Option<u64>, u64)]) -> Vec<Phase> {
+    /// Feeds (second, used %, time-to-full seconds, GC runs finished) and returns the phase and
+    /// the soft signal after each; a GC run is under way whenever usage is past gc-start (as
+    /// the disk loop arranges).
+    fn observe_all(steps: &[(u64, f64, Option<u64>, u64)]) -> Vec<(Phase, bool)> {
         let start = Instant::now();
         let mut machine = PressureMachine::new(start);
         steps
@@ -179,32 +180,19 @@ mod tests {
                     gc_running: used >= 85.0,
                     source_stopped: false,
                 };
-                machine.observe(&o, &settings())
+                (machine.observe(&o, &settings()), machine.gc_behind())
             })
             .collect()
     }
 
+    fn run(steps: &[(u64, f64, Option<u64>, u64)]) -> Vec<Phase> {
+        observe_all(steps).into_iter().map(|(phase, _)| phase).collect()
+    }
+
     use Phase::*;
 
-    /// The soft signal after each step of `run`'s input.
     fn behind(steps: &[(u64, f64, Option<u64>, u64)]) -> Vec<bool> {
-        let start = Instant::now();
-        let mut machine = PressureMachine::new(start);
-        steps
-            .iter()
-            .map(|&(second, used, ttf, runs)| {
-                let o = Observation {
-                    at: start + Duration::from_secs(second),
-                    used: used / 100.0,
-                    time_to_full: ttf.map(Duration::from_secs),
-                    gc_runs_finished: runs,
-                    gc_running: used >= 85.0,
-                    source_stopped: false,
-                };
-                machine.observe(&o, &settings());
-                machine.gc_behind()
-            })
-            .collect()
+        observe_all(steps).into_iter().map(|(_, behind)| behind).collect()
     }
 
     #[test]

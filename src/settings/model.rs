@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
-use super::values::{ByteSize, ClusterName, DeviceSpec, Filesystem, ImagePattern, ImageReference, Percent, Secret};
+use super::values::{
+    ByteSize, ClusterName, DeviceSpec, Filesystem, ImagePattern, ImageReference, Percent, Secret, keyword_enum,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -61,30 +62,10 @@ pub struct EngineAuth {
     pub data: Secret,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EngineAuthType {
-    Docker,
-    Dockercfg,
-}
-
-impl FromStr for EngineAuthType {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "docker" => Ok(EngineAuthType::Docker),
-            "dockercfg" => Ok(EngineAuthType::Dockercfg),
-            _ => Err("\"docker\" or \"dockercfg\"".into()),
-        }
-    }
-}
-
-impl EngineAuthType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EngineAuthType::Docker => "docker",
-            EngineAuthType::Dockercfg => "dockercfg",
-        }
+keyword_enum! {
+    pub enum EngineAuthType {
+        Docker = "docker",
+        Dockercfg = "dockercfg",
     }
 }
 
@@ -135,23 +116,12 @@ pub struct OffenderSettings {
     pub action: OffenderAction,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OffenderAction {
-    /// Name it in /status, /metrics, the journal and the drain tag; nothing more.
-    None,
-    /// `StopTask` it when its growth alone would fill the disk within drain-if-full-within.
-    StopTask,
-}
-
-impl FromStr for OffenderAction {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "none" => Ok(OffenderAction::None),
-            "stop-task" => Ok(OffenderAction::StopTask),
-            _ => Err("\"none\" or \"stop-task\"".into()),
-        }
+keyword_enum! {
+    pub enum OffenderAction {
+        /// Name it in /status, /metrics, the journal and the drain tag; nothing more.
+        None = "none",
+        /// `StopTask` it when its growth alone would fill the disk within drain-if-full-within.
+        StopTask = "stop-task",
     }
 }
 

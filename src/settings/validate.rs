@@ -117,10 +117,27 @@ trait Standin {
     fn standin() -> Self;
 }
 
-macro_rules! standin_by_default {
-    ($($t:ty),*) => { $(impl Standin for $t { fn standin() -> Self { <$t>::default() } })* };
+/// `standin!(Type => value, …)`: each type's stand-in.
+macro_rules! standin {
+    ($($t:ty => $value:expr),* $(,)?) => { $(impl Standin for $t { fn standin() -> Self { $value } })* };
 }
-standin_by_default!(bool, u32, String, PathBuf, Duration);
+standin!(
+    bool => false,
+    u32 => 0,
+    String => String::new(),
+    PathBuf => PathBuf::new(),
+    Duration => Duration::ZERO,
+    SocketAddr => SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+    ByteSize => ByteSize::from_bytes(0),
+    Secret => Secret::new(String::new()),
+    EngineAuthType => EngineAuthType::Docker,
+    OffenderAction => OffenderAction::None,
+    DeviceSpec => DeviceSpec::None,
+    Filesystem => Filesystem::Xfs,
+    Percent => "0%".parse().expect("a literal valid percentage"),
+    ClusterName => "standin".parse().expect("a literal valid cluster name"),
+    ImageReference => "standin:1".parse().expect("a literal valid pinned image reference"),
+);
 
 impl<T> Standin for Option<T> {
     fn standin() -> Self {
@@ -130,56 +147,6 @@ impl<T> Standin for Option<T> {
 impl<T> Standin for Vec<T> {
     fn standin() -> Self {
         Vec::new()
-    }
-}
-impl Standin for SocketAddr {
-    fn standin() -> Self {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
-    }
-}
-impl Standin for ByteSize {
-    fn standin() -> Self {
-        ByteSize::from_bytes(0)
-    }
-}
-impl Standin for Secret {
-    fn standin() -> Self {
-        Secret::new(String::new())
-    }
-}
-impl Standin for EngineAuthType {
-    fn standin() -> Self {
-        EngineAuthType::Docker
-    }
-}
-impl Standin for OffenderAction {
-    fn standin() -> Self {
-        OffenderAction::None
-    }
-}
-impl Standin for DeviceSpec {
-    fn standin() -> Self {
-        DeviceSpec::None
-    }
-}
-impl Standin for Filesystem {
-    fn standin() -> Self {
-        Filesystem::Xfs
-    }
-}
-impl Standin for Percent {
-    fn standin() -> Self {
-        "0%".parse().expect("a literal valid percentage")
-    }
-}
-impl Standin for ClusterName {
-    fn standin() -> Self {
-        "standin".parse().expect("a literal valid cluster name")
-    }
-}
-impl Standin for ImageReference {
-    fn standin() -> Self {
-        "standin:1".parse().expect("a literal valid pinned image reference")
     }
 }
 

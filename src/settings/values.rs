@@ -458,31 +458,39 @@ fn is_launch_name(text: &str) -> bool {
     letters.is_some_and(|l| (1..=2).contains(&l.len()) && l.chars().all(|c| c.is_ascii_lowercase()))
 }
 
-/// The filesystem nodewarden creates on an empty Docker data device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Filesystem {
-    Xfs,
-    Ext4,
-}
+/// A setting that is one of a few words: the enum, its `FromStr` (the error lists the words)
+/// and `as_str`, from one table.
+macro_rules! keyword_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $word:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($(#[$vmeta])* $variant,)+ }
 
-impl FromStr for Filesystem {
-    type Err = String;
+        impl std::str::FromStr for $name {
+            type Err = String;
 
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "xfs" => Ok(Filesystem::Xfs),
-            "ext4" => Ok(Filesystem::Ext4),
-            _ => Err("\"xfs\" or \"ext4\"".into()),
+            fn from_str(text: &str) -> Result<Self, String> {
+                match text {
+                    $($word => Ok($name::$variant),)+
+                    _ => Err([$(concat!("\"", $word, "\"")),+].join(" or ")),
+                }
+            }
         }
-    }
-}
 
-impl Filesystem {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Filesystem::Xfs => "xfs",
-            Filesystem::Ext4 => "ext4",
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $word,)+ }
+            }
         }
+    };
+}
+pub(crate) use keyword_enum;
+
+keyword_enum! {
+    /// The filesystem nodewarden creates on an empty Docker data device.
+    pub enum Filesystem {
+        Xfs = "xfs",
+        Ext4 = "ext4",
     }
 }
 

@@ -50,12 +50,8 @@ impl World {
              [disk]\ncheck-interval = \"1s\"\ngc-start = \"50%\"\ngc-stop = \"45%\"\ndrain-at = \"60%\"\n\
              recover-below = \"40%\"\nrecover-after = \"4s\"\ndrain-if-full-within = \"0s\"\n{extra}"
         );
-        let mut env = self.moto.env_vars();
-        env.push(("DOCKER_HOST".into(), self.docker.host()));
-        env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), self.imds.endpoint()));
         // No agent here: identity comes from the ECS API.
-        env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), "http://127.0.0.1:9".into()));
-        Nodewarden::new(&settings, env)
+        Nodewarden::new(&settings, self.moto.node_env(self.docker.host(), self.imds.endpoint(), "drain"))
     }
 
     async fn status(&self) -> String {

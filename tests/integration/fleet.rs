@@ -54,7 +54,9 @@ impl Node {
     }
 }
 
-async fn fleet(moto: &Moto) -> Vec<Node> {
+/// Five nodes of one cluster, each with its own dockerd and IMDS, running nodewarden with the
+/// shared disk thresholds plus `extra` settings; returned once each found itself.
+async fn fleet(moto: &Moto, extra: &str) -> Vec<Node> {
     let members = moto.register_cluster(CLUSTER, NODES as i32).await;
     let mut nodes = Vec::new();
     for (index, (instance_id, arn)) in members.into_iter().enumerate() {
@@ -64,19 +66,20 @@ async fn fleet(moto: &Moto) -> Vec<Node> {
         imds.state().instance_id = instance_id;
         let settings = format!(
             "[ecs]\ncluster = \"{CLUSTER}\"\n[docker]\ndata-device = \"none\"\n\
-             [disk]\ncheck-interval = \"1s\"\ngc-start = \"50%\"\ngc-stop = \"45%\"\ndrain-at = \"60%\"\n\
-             recover-below = \"40%\"\nrecover-after = \"2s\"\ndrain-if-full-within = \"0s\"\n\
-             [drain]\nmax-draining-fraction = \"20%\"\n"
+             [disk]\ncheck-interval = \"1s\"\ngc-start = \"50%\"\ngc-stop = \"45%\"\n{extra}"
         );
-        let mut env = moto.env_vars();
-        env.push(("DOCKER_HOST".into(), docker.host()));
-        env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.endpoint()));
-        env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), "http://127.0.0.1:9".into()));
-        // The counting proxy tells the callers apart by this.
-        env.push(("AWS_SDK_UA_APP_ID".into(), format!("node{index}")));
+        let env = moto.node_env(docker.host(), imds.endpoint(), &format!("node{index}"));
         let mut nodewarden = Nodewarden::new(&settings, env);
         nodewarden.start();
         nodes.push(Node { docker, _imds: imds, arn, nodewarden });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for node in &mut nodes {
+        while !node.status().await.is_some_and(|s| s.alive && s.disk.is_some() && s.drain.identity.is_some()) {
+            node.nodewarden.assert_running();
+            assert!(Instant::now() < deadline, "a node never found itself and its disk:\n{}", node.nodewarden.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     nodes
 }
@@ -90,18 +93,13 @@ async fn five_nodes_filling_at_once_drain_exactly_one_per_round() {
     // Five dockerds and five loop devices: this test takes every Docker slot.
     let _alone = slots::acquire_all("docker");
     let moto = Moto::start().await;
-    let mut nodes = fleet(&moto).await;
+    let mut nodes = fleet(
+        &moto,
+        "drain-at = \"60%\"\nrecover-below = \"40%\"\nrecover-after = \"2s\"\ndrain-if-full-within = \"0s\"\n\
+         [drain]\nmax-draining-fraction = \"20%\"\n",
+    )
+    .await;
     let arns: Vec<String> = nodes.iter().map(|n| n.arn.clone()).collect();
-
-    // Every node found itself and measured its disk before the first round.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for node in &mut nodes {
-        while !node.status().await.is_some_and(|s| s.alive && s.disk.is_some() && s.drain.identity.is_some()) {
-            node.nodewarden.assert_running();
-            assert!(Instant::now() < deadline, "a node never found itself and its disk:\n{}", node.nodewarden.log());
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
 
     // Idle: no pressure anywhere, so no ECS calls at all for a while.
     moto.proxy.reset();
@@ -199,47 +197,24 @@ async fn five_nodes_filling_at_once_drain_exactly_one_per_round() {
 async fn a_runaway_on_every_node_is_stopped_at_its_source_on_each() {
     let _alone = slots::acquire_all("docker");
     let moto = Moto::start().await;
-    let members = moto.register_cluster(CLUSTER, NODES as i32).await;
+    let mut nodes = fleet(
+        &moto,
+        "drain-at = \"80%\"\nrecover-below = \"30%\"\ndrain-if-full-within = \"5m\"\n\
+         [drain]\nmax-draining-fraction = \"20%\"\n[offender]\naction = \"stop-task\"\n",
+    )
+    .await;
+    let arns: Vec<String> = nodes.iter().map(|n| n.arn.clone()).collect();
     let ecs = moto.ecs().await;
     let definition =
         aws_sdk_ecs::types::ContainerDefinition::builder().name("runaway").image("app:1").memory(64).build();
     ecs.register_task_definition().family("runaway").container_definitions(definition).send().await.unwrap();
-    let mut nodes = Vec::new();
     let mut tasks = Vec::new();
-    for (index, (instance_id, arn)) in members.into_iter().enumerate() {
+    for node in &nodes {
         // moto records the task; the test plays the agent that runs (and later stops) it.
-        let started = ecs.start_task().cluster(CLUSTER).task_definition("runaway").container_instances(&arn).send();
-        let task = started.await.unwrap().tasks()[0].task_arn().unwrap().to_string();
-        let docker = TestDocker::start_with(DockerOptions { take_slot: false, ..DockerOptions::default() }).await;
-        crate::harness::images::base_image(&docker.client).await;
-        let imds = ImdsServer::start().await;
-        imds.state().instance_id = instance_id;
-        let settings = format!(
-            "[ecs]\ncluster = \"{CLUSTER}\"\n[docker]\ndata-device = \"none\"\n\
-             [disk]\ngc-start = \"50%\"\ngc-stop = \"45%\"\ndrain-at = \"80%\"\nrecover-below = \"30%\"\n\
-             drain-if-full-within = \"5m\"\n[drain]\nmax-draining-fraction = \"20%\"\n\
-             [offender]\naction = \"stop-task\"\n"
-        );
-        let mut env = moto.env_vars();
-        env.push(("DOCKER_HOST".into(), docker.host()));
-        env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.endpoint()));
-        env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), "http://127.0.0.1:9".into()));
-        env.push(("AWS_SDK_UA_APP_ID".into(), format!("node{index}")));
-        let mut nodewarden = Nodewarden::new(&settings, env);
-        nodewarden.start();
-        let node = Node { docker, _imds: imds, arn, nodewarden };
+        let started = ecs.start_task().cluster(CLUSTER).task_definition("runaway").container_instances(&node.arn);
+        tasks.push(started.send().await.unwrap().tasks()[0].task_arn().unwrap().to_string());
+        crate::harness::images::base_image(&node.docker.client).await;
         node.fill_to(0.40);
-        nodes.push(node);
-        tasks.push(task);
-    }
-    let arns: Vec<String> = nodes.iter().map(|n| n.arn.clone()).collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for node in &mut nodes {
-        while !node.status().await.is_some_and(|s| s.alive && s.disk.is_some() && s.drain.identity.is_some()) {
-            node.nodewarden.assert_running();
-            assert!(Instant::now() < deadline, "a node never found itself:\n{}", node.nodewarden.log());
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
     }
 
     // The runaway starts everywhere at once: 8 MiB every second.

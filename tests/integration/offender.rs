@@ -55,10 +55,7 @@ async fn the_fastest_of_three_writers_is_named_with_its_task_everywhere() {
          [disk]\ngc-start = \"50%\"\ngc-stop = \"45%\"\ndrain-at = \"60%\"\nrecover-below = \"40%\"\n\
          drain-if-full-within = \"0s\"\n[drain]\nmax-draining-fraction = \"100%\"\n"
     );
-    let mut env = moto.env_vars();
-    env.push(("DOCKER_HOST".into(), docker.host()));
-    env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.endpoint()));
-    env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), "http://127.0.0.1:9".into()));
+    let env = moto.node_env(docker.host(), imds.endpoint(), "offender");
     let mut nodewarden = Nodewarden::new(&settings, env);
     nodewarden.start();
 

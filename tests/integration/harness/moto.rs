@@ -74,6 +74,18 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.proxy.port)
     }
 
+    /// Everything a `nodewarden run` of one node needs: this moto, its dockerd, its IMDS, no
+    /// agent (identity then comes from the ECS API), and `caller` as the SDK's app id so the
+    /// counting proxy tells nodes apart.
+    pub fn node_env(&self, docker_host: String, imds_endpoint: String, caller: &str) -> Vec<(String, String)> {
+        let mut env = self.env_vars();
+        env.push(("DOCKER_HOST".into(), docker_host));
+        env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds_endpoint));
+        env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), "http://127.0.0.1:9".into()));
+        env.push(("AWS_SDK_UA_APP_ID".into(), caller.into()));
+        env
+    }
+
     /// The variables that point nodewarden (binary or library) at this moto.
     pub fn env_vars(&self) -> Vec<(String, String)> {
         vec![

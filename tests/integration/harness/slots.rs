@@ -42,18 +42,16 @@ pub fn acquire(kind: &str) -> Slot {
 /// All slots of `kind` but one, for a test that must run alone (the one left is for its own
 /// fixture). Waits for running fixtures to finish.
 pub fn acquire_all_but_one(kind: &str) -> Vec<Slot> {
-    (1..SLOTS)
-        .map(|index| {
-            let file = slot_file(kind, index);
-            file.lock().unwrap_or_else(|e| panic!("locking the {kind} slot {index}: {e}"));
-            Slot { _file: file }
-        })
-        .collect()
+    lock_each(kind, 1..SLOTS)
 }
 
 /// Every slot of `kind`, for a test that runs several fixtures of its own and must be alone.
 pub fn acquire_all(kind: &str) -> Vec<Slot> {
-    (0..SLOTS)
+    lock_each(kind, 0..SLOTS)
+}
+
+fn lock_each(kind: &str, indices: std::ops::Range<usize>) -> Vec<Slot> {
+    indices
         .map(|index| {
             let file = slot_file(kind, index);
             file.lock().unwrap_or_else(|e| panic!("locking the {kind} slot {index}: {e}"));
