@@ -243,11 +243,17 @@ async fn a_runaway_on_every_node_is_stopped_at_its_source_on_each() {
 
     let mut stopped_after: Vec<Option<Duration>> = vec![None; NODES];
     let mut most_used = [0.0f64; NODES];
+    // When each disk passed gc-start (50%): the pressure the stop answers.
+    let mut pressure_at: [Option<Duration>; NODES] = [None; NODES];
     let mut most_draining = 0;
     let mut removed = vec![false; NODES];
     while removed.iter().any(|r| !r) {
         for (i, node) in nodes.iter().enumerate() {
-            most_used[i] = most_used[i].max(disk::probe(&node.docker.data_root).unwrap().used_fraction());
+            let used = disk::probe(&node.docker.data_root).unwrap().used_fraction();
+            most_used[i] = most_used[i].max(used);
+            if used >= 0.50 && pressure_at[i].is_none() {
+                pressure_at[i] = Some(started.elapsed());
+            }
         }
         most_draining =
             most_draining.max(moto.statuses(CLUSTER, &arns).await.iter().filter(|s| *s == "DRAINING").count());
@@ -295,10 +301,17 @@ async fn a_runaway_on_every_node_is_stopped_at_its_source_on_each() {
         assert!(status.offender.last_stop.is_some() && status.offender.stops == 1, "node {i}: {:?}", status.offender);
         assert!(!status.drain.draining, "node {i} drained although the stop relieved it\n{}", node.nodewarden.log());
     }
-    let seconds: Vec<String> = stopped_after.iter().map(|d| format!("{:.1}", d.unwrap().as_secs_f64())).collect();
+    let seconds: Vec<String> = stopped_after
+        .iter()
+        .zip(&pressure_at)
+        .map(|(stop, pressure)| {
+            let (stop, pressure) = (stop.unwrap(), pressure.unwrap_or_default());
+            format!("{:.1} ({:.1} after gc-start)", stop.as_secs_f64(), stop.saturating_sub(pressure).as_secs_f64())
+        })
+        .collect();
     let peaks: Vec<String> = most_used.iter().map(|u| format!("{:.1}%", u * 100.0)).collect();
     println!(
-        "runaway started → its task STOPPED, per node (s): {}; peak usage {}",
+        "runaway started → its task asked to stop, per node, s: {}; peak usage {}",
         seconds.join(", "),
         peaks.join(", ")
     );
