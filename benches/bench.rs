@@ -544,11 +544,11 @@ async fn api_cost() {
     let looks_in_hold = hold_ops.get("DescribeClusters").copied().unwrap_or(0).max(1) as f64;
     let per_look = hold_total as f64 / looks_in_hold;
     println!(
-        "   projected to 1,000 nodes: idle {:.2} calls/s; a decision storm {:.0} calls spread over the 20 s claim jitter ({:.0}/s, throttled and retried); \
+        "   projected to 1,000 nodes: idle {:.2} calls/s; a decision storm {:.0} calls spread over the 50 s claim jitter ({:.0}/s, throttled and retried); \
          then {:.1} calls/s while 800 stay withheld ({per_look:.1} calls per look every ~625 s); ECS's cluster-read rate is about 20/s",
         idle_per_node_hour * 1000.0 / 3600.0,
         decision_total as f64 / NODES as f64 * 1000.0,
-        decision_total as f64 / NODES as f64 * 1000.0 / 20.0,
+        decision_total as f64 / NODES as f64 * 1000.0 / 50.0,
         800.0 * per_look / 625.0
     );
     drop(nodes);

@@ -156,7 +156,8 @@ impl DiskWatch {
                 running = Some(self.spawn_gc());
             }
             let within = self.disk().drain_if_full_within;
-            let active = wants_gc || pressure.phase() != Phase::Normal;
+            // Under pressure: GC ran and did not bring the disk under gc-start, or worse.
+            let active = pressure.gc_behind();
             self.offenders.tick(active, &sample, within, &self.state).await;
             // After GC started, so the machine sees reclaim under way before it drains.
             self.update_pressure(&mut pressure, &sample, rate.time_to_full());

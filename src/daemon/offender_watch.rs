@@ -18,8 +18,10 @@ use crate::offender::sampler::Sampler;
 use crate::offender::{Footprint, action, growth};
 use crate::settings::OffenderAction;
 
-/// Footprints are sampled at most this often (each sample walks the containers' directories).
-const SAMPLE_EVERY: Duration = Duration::from_secs(2);
+/// Footprints are sampled this often in an episode's first minute (each sample walks the
+/// containers' directories), then every 10 s while it lasts.
+const SAMPLE_EVERY: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(10));
+const SAMPLE_FAST_FOR: Duration = Duration::from_secs(60);
 /// Growth is measured against the oldest sample within this window: writes come in bursts,
 /// and one interval alone would name whoever happened to burst last.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
@@ -74,7 +76,8 @@ impl OffenderWatch {
         }
     }
 
-    /// One disk-loop tick. `active`: the disk is past gc-start (or in pressure).
+    /// One disk-loop tick. `active`: under pressure (GC could not bring the disk under
+    /// gc-start, or worse); only then are footprints sampled.
     /// `within` is drain-if-full-within.
     pub async fn tick(&mut self, active: bool, sample: &DiskSample, within: Duration, state: &SharedState) {
         let now = Instant::now();
@@ -92,7 +95,7 @@ impl OffenderWatch {
             }
             return;
         }
-        self.episode.get_or_insert(now);
+        let episode = *self.episode.get_or_insert(now);
         if let Some(task) = self.sampling.take_if(|t| t.is_finished()) {
             match task.await {
                 Ok((sampler, result)) => {
@@ -105,7 +108,8 @@ impl OffenderWatch {
                 Err(error) => tracing::warn!(%error, "the footprint sampler failed"),
             }
         }
-        let due = self.history.back().is_none_or(|(at, _)| at.elapsed() >= SAMPLE_EVERY);
+        let every = if now.duration_since(episode) < SAMPLE_FAST_FOR { SAMPLE_EVERY.0 } else { SAMPLE_EVERY.1 };
+        let due = self.history.back().is_none_or(|(at, _)| at.elapsed() >= every);
         if due && let Some(mut sampler) = self.sampler.take() {
             self.sampling = Some(tokio::spawn(async move {
                 let result = sampler.sample().await;
