@@ -28,7 +28,13 @@ pub fn load(path: &Path) -> Option<DrainRecord> {
         Ok(record) => Some(record),
         Err(error) => {
             // Treat an unreadable record as an operator's drain: never undo what we cannot read.
-            tracing::warn!(path = %path.display(), %error, "unreadable drain record; treating the drain as an operator's");
+            // It is moved aside (kept for a person, never read again in a loop).
+            let aside = path.with_extension("json.unreadable");
+            let _ = std::fs::rename(path, &aside);
+            tracing::warn!(
+                path = %path.display(), moved_to = %aside.display(), %error,
+                "unreadable drain record; treating the drain as an operator's"
+            );
             None
         }
     }
@@ -41,4 +47,52 @@ pub fn save(path: &Path, record: &DrainRecord) -> Result<(), WriteError> {
 
 pub fn clear(path: &Path) -> Result<(), WriteError> {
     crate::fsutil::remove_if_present(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// JSON numbers as a damaged or hand-edited file may hold them.
+    fn json_number() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<f64>().prop_filter("JSON has no inf or NaN", |f| f.is_finite()).prop_map(|f| format!("{f:e}")),
+            Just("1e308".to_string()),
+            Just("-1e308".to_string()),
+            Just("1e400".to_string()),
+            Just("18446744073709551616".to_string()),
+            (0u64..4_000_000_000).prop_map(|n| n.to_string()),
+        ]
+    }
+
+    proptest! {
+        /// A damaged drain record is never a panic: it reads or is moved aside.
+        #[test]
+        fn any_timestamp_reads_or_is_moved_aside(since in json_number()) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("drain.json");
+            let text = format!(
+                r#"{{"reason":"disk-pressure","detail":"d","since":{since},"cluster":"c","container_instance_arn":"a"}}"#
+            );
+            std::fs::write(&path, &text).unwrap();
+            match load(&path) {
+                Some(record) => prop_assert!(record.since >= std::time::UNIX_EPOCH),
+                None => prop_assert!(!path.exists() && dir.path().join("drain.json.unreadable").exists()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_time_no_clock_can_hold_is_unreadable_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drain.json");
+        std::fs::write(
+            &path,
+            r#"{"reason":"operator","detail":"","since":1e300,"cluster":"c","container_instance_arn":"a"}"#,
+        )
+        .unwrap();
+        assert!(load(&path).is_none());
+        assert!(dir.path().join("drain.json.unreadable").exists());
+    }
 }

@@ -102,8 +102,11 @@ pub mod unix_seconds {
         time.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
     }
 
-    pub fn from_secs(secs: f64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs_f64(secs.max(0.0))
+    /// A time from unix seconds; before 1970 counts as 1970. `None` for a number no clock can
+    /// hold (a damaged state file): never a panic.
+    pub fn from_secs(secs: f64) -> Option<SystemTime> {
+        let since_epoch = Duration::try_from_secs_f64(secs.max(0.0)).ok()?;
+        UNIX_EPOCH.checked_add(since_epoch)
     }
 
     pub fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -111,7 +114,8 @@ pub mod unix_seconds {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        f64::deserialize(d).map(from_secs)
+        let secs = f64::deserialize(d)?;
+        from_secs(secs).ok_or_else(|| serde::de::Error::custom(format!("{secs} is not a usable unix time")))
     }
 }
 
@@ -127,6 +131,11 @@ pub mod unix_seconds_option {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
-        Option::<f64>::deserialize(d).map(|o| o.map(super::unix_seconds::from_secs))
+        match Option::<f64>::deserialize(d)? {
+            None => Ok(None),
+            Some(secs) => super::unix_seconds::from_secs(secs)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("{secs} is not a usable unix time"))),
+        }
     }
 }

@@ -79,7 +79,7 @@ impl LastUseStore {
 
     /// Where to resume the event stream.
     pub fn events_seen_until(&self) -> Option<SystemTime> {
-        self.data.events_seen_until.map(unix_seconds::from_secs)
+        self.data.events_seen_until.and_then(unix_seconds::from_secs)
     }
 
     pub fn apply(&mut self, event: &UsageEvent) {
@@ -209,5 +209,27 @@ mod tests {
         let fresh = LastUseStore::load(&dir.path().join("image-usage.json"));
         assert!(fresh.usage().is_empty());
         assert!(dir.path().join("image-usage.json.unreadable").exists(), "the unreadable file is kept for inspection");
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any number in the usage file's timestamps: the store loads (or starts empty with the
+        /// file moved aside), never panics, and resuming the event stream never panics either.
+        #[test]
+        fn damaged_timestamps_never_crash_the_store(
+            seen in any::<f64>().prop_filter("finite", |f| f.is_finite()),
+            used in any::<f64>().prop_filter("finite", |f| f.is_finite()),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("image-usage.json");
+            let text = format!(
+                r#"{{"version":{VERSION},"events_seen_until":{seen:e},"images":{{"sha256:a":{{"first_seen":{used:e},"last_used":{used:e}}}}}}}"#
+            );
+            std::fs::write(&path, text).unwrap();
+            let store = LastUseStore::load(&path);
+            let _ = store.events_seen_until();
+            prop_assert!(path.exists() || dir.path().join("image-usage.json.unreadable").exists());
+        }
     }
 }

@@ -111,6 +111,16 @@ pub fn lookup(key: &str) -> Option<ValueKind> {
 }
 
 /// Checks `value` for `key` the way the agent would read it. `Err` says what was expected.
+/// Whether an error about `key` may show its value: only for a known key that is not reserved
+/// and whose name does not look like it holds a secret. An unknown or reserved key is where a
+/// misplaced secret lands (`ECS_ENGINE_AUTH_DATA` in `[ecs.config]`, ecs-init users' habit),
+/// and errors go to the journal and, after a reload, to `/status` and `/metrics`.
+pub fn may_show_value(key: &str) -> bool {
+    const SECRET_WORDS: &[&str] = &["AUTH", "PASSWORD", "PASSWD", "TOKEN", "SECRET", "KEY", "CREDENTIAL"];
+    let known = matches!(lookup(key), Some(kind) if !matches!(kind, ValueKind::Reserved(_)));
+    known && !SECRET_WORDS.iter().any(|word| key.contains(word))
+}
+
 pub fn check(key: &str, value: &str) -> Result<(), String> {
     let Some(kind) = lookup(key) else {
         return Err(if key.starts_with("ECS_") {

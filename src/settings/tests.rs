@@ -176,3 +176,18 @@ proptest! {
         let _ = load_file(&lines.join("\n"));
     }
 }
+
+#[test]
+fn ecs_config_errors_never_show_a_value_that_may_be_a_secret() {
+    let text = "[ecs]\ncluster = \"c\"\n[ecs.config]\n\
+                ECS_ENGINE_AUTH_DATA = \"s3cret-one\"\nECS_MY_REGISTRY_PASSWORD = \"s3cret-two\"\n\
+                ECS_CLUSTER = \"s3cret-three\"\nNOT_ECS = \"s3cret-four\"\nECS_LOGLEVEL = \"loud\"\n";
+    let problems = problems_of(text);
+    assert_eq!(problems.len(), 5, "{problems:#?}");
+    for problem in &problems {
+        assert!(!problem.contains("s3cret"), "{problem}");
+    }
+    assert!(problems.iter().any(|p| p.contains("ECS_ENGINE_AUTH_DATA") && p.contains("10 characters (not shown")));
+    // A known, ordinary key still says what was found.
+    assert!(problems.iter().any(|p| p.contains("ECS_LOGLEVEL") && p.contains("found \"loud\"")), "{problems:#?}");
+}

@@ -306,7 +306,12 @@ impl<'m> Reader<'m> {
                     config.insert(key.to_string(), value.clone());
                 }
                 Err(expected) => {
-                    let message = format!("expected {expected}, found {}", quote(value));
+                    let found = if ecs_keys::may_show_value(key) {
+                        quote(value)
+                    } else {
+                        format!("a value of {} characters (not shown: it may be a secret)", value.chars().count())
+                    };
+                    let message = format!("expected {expected}, found {found}");
                     let path = format!("ecs.config.{key}");
                     self.problems.push(Problem::new(entry.origin.clone(), Some(path), message));
                 }

@@ -225,7 +225,15 @@ async fn sighup_keeps_the_settings_in_force_when_the_new_ones_are_invalid() {
     n.start();
     wait_get(n, "/healthz", 200).await;
     let good = std::fs::read_to_string(&n.settings).unwrap();
-    std::fs::write(&n.settings, format!("{good}\n[gc]\nmin-image-age = \"soon\"\n")).unwrap();
+    // Invalid, and holding secrets where ecs-init users put them: no channel may show them.
+    const SECRETS: [&str; 2] = ["hunter2-registry-password", "tok-9f8e7d6c5b4a"];
+    let bad = format!(
+        "{good}\n[gc]\nmin-image-age = \"soon\"\n[ecs.config]\n\
+         ECS_ENGINE_AUTH_DATA = \"{{\\\"https://index.docker.io/v1/\\\":{{\\\"auth\\\":\\\"{}\\\"}}}}\"\n\
+         ECS_PRIVATE_REGISTRY_TOKEN = \"{}\"\n",
+        SECRETS[0], SECRETS[1]
+    );
+    std::fs::write(&n.settings, &bad).unwrap();
     system::signal(n.pid().unwrap(), "HUP");
     let config_invalid = async |n: &mut Nodewarden| {
         let doc: serde_json::Value = serde_json::from_str(&wait_get(n, "/status", 200).await).unwrap();
@@ -239,7 +247,22 @@ async fn sighup_keeps_the_settings_in_force_when_the_new_ones_are_invalid() {
     }
     assert_eq!(condition["status"], "True", "{condition}");
     assert!(condition["message"].as_str().unwrap().contains("gc.min-image-age"), "{condition}");
+    assert!(condition["message"].as_str().unwrap().contains("ECS_ENGINE_AUTH_DATA"), "{condition}");
     n.assert_running();
+    let check = n.command(&["check"]).output().unwrap();
+    let channels = [
+        ("/status", wait_get(n, "/status", 200).await),
+        ("/metrics", wait_get(n, "/metrics", 200).await),
+        ("the journal (stderr)", n.log()),
+        ("check's stdout", String::from_utf8_lossy(&check.stdout).into_owned()),
+        ("check's stderr", String::from_utf8_lossy(&check.stderr).into_owned()),
+    ];
+    for (channel, text) in &channels {
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{channel} shows a secret:\n{text}");
+        }
+    }
+    assert!(channels[4].1.contains("ecs.config.ECS_PRIVATE_REGISTRY_TOKEN"), "{}", channels[4].1);
 
     std::fs::write(&n.settings, &good).unwrap();
     system::signal(n.pid().unwrap(), "HUP");
