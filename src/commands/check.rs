@@ -20,6 +20,9 @@ pub fn run(context: &Context, file: Option<&str>, userdata: Option<&Path>) -> u8
     if let Some(note) = &assembly.userdata_note {
         eprintln!("note: {note}");
     }
+    for warning in &assembly.warnings {
+        eprintln!("warning: {warning}");
+    }
     match assembly.result {
         Ok(loaded) => {
             print!("{}", loaded.render());

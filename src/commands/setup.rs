@@ -49,6 +49,9 @@ pub fn run(context: &Context, args: SetupArgs) -> u8 {
     if let Some(note) = &assembly.userdata_note {
         tracing::info!("{note}");
     }
+    for warning in &assembly.warnings {
+        tracing::warn!("{warning}");
+    }
     let loaded = match assembly.result {
         Ok(loaded) => loaded,
         Err(invalid) => {

@@ -46,6 +46,8 @@ pub struct Assembly {
     pub userdata_toml: Option<String>,
     /// Why userdata gave no settings, when it was asked for and gave none.
     pub userdata_note: Option<String>,
+    /// Valid, but worth saying: a secret in a file others can read.
+    pub warnings: Vec<String>,
     /// The validated settings, or every problem found.
     pub result: Result<Loaded, Invalid>,
 }
@@ -64,7 +66,32 @@ pub async fn assemble(paths: &HostPaths, file: &SettingsInput, userdata: &Userda
         userdata: userdata_toml.as_deref(),
     };
     let result = super::load(&layers).map_err(Invalid);
-    Ok(Assembly { userdata_toml, userdata_note, result })
+    let warnings = match &result {
+        Ok(loaded) => secret_readable_by_others(loaded),
+        Err(_) => Vec::new(),
+    };
+    Ok(Assembly { userdata_toml, userdata_note, warnings, result })
+}
+
+/// A secret that came from a settings file group or others can read.
+fn secret_readable_by_others(loaded: &Loaded) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut warnings = Vec::new();
+    for (path, entry) in &loaded.merged.entries {
+        let (section, key) = path.split_once('.').unwrap_or((path, ""));
+        let secret = super::schema::lookup(section, key).is_some_and(|spec| spec.secret);
+        let Source::File(file) = &entry.origin.source else { continue };
+        let Ok(metadata) = std::fs::metadata(file) else { continue };
+        let mode = metadata.permissions().mode() & 0o777;
+        if secret && mode & 0o077 != 0 {
+            warnings.push(format!(
+                "{} holds {path} and is readable by others (mode {mode:04o}): chmod 600 {}",
+                file.display(),
+                file.display()
+            ));
+        }
+    }
+    warnings
 }
 
 /// Settings refused: every problem, in source order. `Display` is the one-message form (for

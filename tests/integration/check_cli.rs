@@ -177,3 +177,24 @@ fn a_missing_explicit_settings_file_is_an_error_naming_it() {
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stderr).contains("/nonexistent/nodewarden.toml"), "{}", text(&output.stderr));
 }
+
+#[test]
+fn a_secret_in_a_file_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let settings =
+        "[ecs]\ncluster = \"c\"\nengine-auth-type = \"docker\"\nengine-auth-data = '{\"r\":{\"auth\":\"x\"}}'\n";
+    let (output, file) = check_file(settings);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(!text(&output.stderr).contains("warning"), "a 0600 file is fine: {}", text(&output.stderr));
+    std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = run_nodewarden(&["check", file.path().to_str().unwrap()], None);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "valid still: {stderr}");
+    assert!(stderr.contains("holds ecs.engine-auth-data and is readable by others (mode 0644): chmod 600"), "{stderr}");
+    // Without a secret, a readable file is ordinary.
+    let (output, plain) = check_file("[ecs]\ncluster = \"c\"\n");
+    std::fs::set_permissions(plain.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _ = output;
+    let output = run_nodewarden(&["check", plain.path().to_str().unwrap()], None);
+    assert!(!text(&output.stderr).contains("warning"), "{}", text(&output.stderr));
+}

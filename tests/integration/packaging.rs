@@ -63,6 +63,14 @@ fn packages_carry_the_binary_units_settings_and_docs_and_the_deb_installs() {
     let cleanup = Purge;
     assert!(install.status.success(), "dpkg -i failed:\n{}", text(&install));
     assert!(Path::new("/usr/bin/nodewarden").exists());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata("/etc/nodewarden/settings.toml").unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "settings.toml may hold registry credentials: {mode:o}");
+        let listing = run(Command::new("rpm").args(["-qlvp"]).arg(&rpm));
+        let line = listing.lines().find(|l| l.ends_with("/etc/nodewarden/settings.toml")).unwrap_or_default();
+        assert!(line.starts_with("-rw-------"), "{listing}");
+    }
     for unit in ["nodewarden-setup.service", "nodewarden.service"] {
         let enabled = Path::new("/etc/systemd/system/multi-user.target.wants").join(unit);
         assert!(enabled.exists(), "{unit} was not enabled");
