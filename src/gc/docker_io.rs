@@ -36,6 +36,7 @@ pub async fn gather_inventory(docker: &Docker) -> Result<Inventory, DockerError>
         inventory.images.push(Image {
             parent_id: Some(summary.parent_id).filter(|p| !p.is_empty()),
             repo_tags: summary.repo_tags.into_iter().filter(|t| t != "<none>:<none>").collect(),
+            repo_digests: summary.repo_digests.into_iter().filter(|d| !d.starts_with("<none>@")).collect(),
             size: summary.size.max(0) as u64,
             shared_size: (summary.shared_size >= 0).then_some(summary.shared_size as u64),
             created: unix(summary.created),

@@ -11,6 +11,8 @@ pub struct Image {
     pub parent_id: Option<String>,
     /// `repository:tag` names; empty for dangling or intermediate images.
     pub repo_tags: Vec<String>,
+    /// `repository@sha256:…` names, for images pulled from (or pushed to) a registry.
+    pub repo_digests: Vec<String>,
     /// Total size including parent layers, as Docker reports it.
     pub size: u64,
     /// Bytes shared with other images, when Docker computed it.

@@ -156,7 +156,15 @@ mod tests {
     }
 
     fn image(id: &str) -> Image {
-        Image { id: id.into(), parent_id: None, repo_tags: vec![], size: 1, shared_size: None, created: t(0) }
+        Image {
+            id: id.into(),
+            parent_id: None,
+            repo_tags: vec![],
+            repo_digests: vec![],
+            size: 1,
+            shared_size: None,
+            created: t(0),
+        }
     }
 
     #[test]

@@ -49,7 +49,9 @@ impl GcPolicy {
     }
 
     fn protecting_pattern(&self, image: &Image) -> Option<&ImagePattern> {
-        self.keep.iter().find(|p| image.repo_tags.iter().any(|tag| p.matches(tag)) || p.as_str() == image.id)
+        self.keep.iter().find(|p| {
+            image.repo_tags.iter().chain(&image.repo_digests).any(|name| p.matches(name)) || p.as_str() == image.id
+        })
     }
 }
 

@@ -15,6 +15,7 @@ fn image(id: &str, tag: Option<&str>, parent: Option<&str>, size_mib: u64, creat
         id: format!("sha256:{id}"),
         parent_id: parent.map(|p| format!("sha256:{p}")),
         repo_tags: tag.map(|t| vec![t.to_string()]).unwrap_or_default(),
+        repo_digests: vec![],
         size: size_mib * MIB,
         shared_size: None,
         created: t(created),
@@ -131,6 +132,26 @@ fn the_container_of_a_task_nodewarden_stopped_goes_at_once_others_wait_their_age
     assert_eq!(actions[0], "remove container runaway (c-runaway)");
     assert!(!actions.iter().any(|a| a.contains("young")), "{actions:?}");
     assert_eq!(plan.steps[0].reason, "its task was stopped by nodewarden for filling the disk");
+}
+
+#[test]
+fn a_digest_pinned_keep_pattern_keeps_the_image_it_names() {
+    let digest = "registry.local/app@sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945";
+    let mut pinned = image("pinned", Some("registry.local/app:3"), None, 10, 0);
+    pinned.repo_digests = vec![digest.to_string()];
+    let inventory = Inventory {
+        images: vec![pinned, image("other", Some("registry.local/app:2"), None, 10, 0)],
+        containers: vec![],
+    };
+    let mut policy = policy();
+    policy.keep.push(ImagePattern::from_str(digest).unwrap());
+    let plan = plan(&inventory, &UsageMap::new(), &policy, t(10_000), u64::MAX);
+    let actions: Vec<String> = plan.steps.iter().map(|s| s.action.to_string()).collect();
+    assert!(
+        !actions.iter().any(|a| a.contains("registry.local/app:3")),
+        "the digest-pinned image was planned: {actions:?}"
+    );
+    assert!(actions.iter().any(|a| a.contains("registry.local/app:2")), "{actions:?}");
 }
 
 #[test]
