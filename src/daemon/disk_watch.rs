@@ -104,9 +104,6 @@ impl DiskWatch {
                 }
             }
             self.state.lock().last_tick = Some(std::time::Instant::now());
-            if crate::systemd::watchdog_timeout().is_some() {
-                crate::systemd::watchdog();
-            }
             let sample = match disk::probe(&self.data_root) {
                 Ok(sample) => {
                     if probe_failing {

@@ -58,6 +58,7 @@ pub async fn run(
     tracing::info!(listen = %settings.health.listen, "health endpoint: /healthz /readyz /status /metrics");
     tasks.push(tokio::spawn(crate::health::serve(listener, health, shutdown_rx.clone())));
     tasks.push(tokio::spawn(keepalive_until_first_check(state.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(feed_watchdog(state.clone(), settings_rx.clone(), shutdown_rx.clone())));
 
     let agent = crate::agent::SharedAgent::default();
     state.lock().agent = agent.clone();
@@ -98,8 +99,34 @@ pub async fn run(
     Ok(())
 }
 
-/// Until the disk loop's first check (which needs Docker), keep /healthz alive, the watchdog
-/// fed and `systemctl status` saying what the daemon waits for.
+/// systemd's watchdog, from a timer of its own: a ping every third of WatchdogSec while the main
+/// loop ticked within two check intervals. A 60 s check-interval never trips the unit's 30 s
+/// WatchdogSec, and a stuck main loop still stops the pings (systemd then restarts us).
+async fn feed_watchdog(
+    state: SharedState,
+    settings: watch::Receiver<Arc<Reloadable>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some(timeout) = crate::systemd::watchdog_timeout() else { return };
+    let mut ticks = tokio::time::interval((timeout / 3).max(Duration::from_millis(50)));
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        // Before the first check the keepalive ticks every second instead of the main loop.
+        let interval = settings.borrow().disk.check_interval;
+        let checked = *state.first_check().borrow();
+        let fresh_within = if checked { interval * 2 } else { interval.max(Duration::from_secs(1)) * 2 };
+        let fresh = state.lock().last_tick.is_some_and(|at| at.elapsed() <= fresh_within);
+        if fresh {
+            crate::systemd::watchdog();
+        }
+    }
+}
+
+/// Until the disk loop's first check (which needs Docker), keep /healthz (and so the watchdog)
+/// alive and `systemctl status` saying what the daemon waits for.
 async fn keepalive_until_first_check(state: SharedState, mut shutdown: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     let mut first_check = state.first_check();
@@ -113,9 +140,6 @@ async fn keepalive_until_first_check(state: SharedState, mut shutdown: watch::Re
             state.last_tick = Some(std::time::Instant::now());
             state.docker_error.clone()
         });
-        if crate::systemd::watchdog_timeout().is_some() {
-            crate::systemd::watchdog();
-        }
         if let Some(error) = waiting {
             crate::systemd::status(&format!("waiting for Docker: {error}"));
         }

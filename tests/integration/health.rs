@@ -218,6 +218,42 @@ async fn systemd_hears_ready_status_watchdog_and_stopping_and_a_stuck_loop_stops
     assert!(last.iter().any(|m| m == "STOPPING=1"), "{last:?}");
 }
 
+/// A check-interval longer than WatchdogSec (60 s against the unit's 30 s, here 5 s against
+/// 3 s) must not get the daemon killed: the watchdog is fed from its own timer.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_watchdog_is_fed_between_checks_slower_than_its_timeout() {
+    let mut node = node("[disk]\ncheck-interval = \"5s\"\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let n = &mut node.nodewarden;
+    n.start_with(&[("NOTIFY_SOCKET", socket_path.to_str().unwrap()), ("WATCHDOG_USEC", "3000000")]);
+    // Past the first check, then a window shorter than one check interval.
+    let mut buffer = [0u8; 4096];
+    let mut ready = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready && Instant::now() < deadline {
+        if let Ok(len) = socket.recv(&mut buffer) {
+            ready |= String::from_utf8_lossy(&buffer[..len]).lines().any(|m| m == "READY=1");
+        }
+    }
+    assert!(ready, "no READY:\n{}", n.log());
+    let mut pings = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(4500) {
+        if let Ok(len) = socket.recv(&mut buffer)
+            && String::from_utf8_lossy(&buffer[..len]).lines().any(|m| m == "WATCHDOG=1")
+        {
+            pings.push(started.elapsed());
+        }
+    }
+    let gaps: Vec<Duration> = pings.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(pings.len() >= 3, "pings at {pings:?}: the 3 s watchdog would have fired");
+    assert!(gaps.iter().all(|g| *g < Duration::from_secs(3)), "gaps {gaps:?}");
+    n.assert_running();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_keeps_the_settings_in_force_when_the_new_ones_are_invalid() {
     let mut node = node("").await;
