@@ -93,10 +93,10 @@ impl DrainLoop {
     pub async fn run(mut self, mut disk: watch::Receiver<DiskWants>, mut shutdown: watch::Receiver<bool>) {
         let mut ticks = tokio::time::interval(TICK);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut spot: Option<String> = None;
-        let mut terminating = false;
-        let mut next_spot_poll = Instant::now();
-        let mut next_lifecycle_poll = Instant::now();
+        // IMDS is polled in a task of its own: an AWS call here may take 20 s, and the spot
+        // notice gives two minutes in all.
+        let (fate_tx, mut fate) = watch::channel(Fate::default());
+        let poller = tokio::spawn(poll_fate(self.imds.clone(), self.on_spot, self.on_termination, fate_tx));
         let mut lifecycle_task: Option<tokio::task::JoinHandle<()>> = None;
         // Tasks already stopped for filling the disk: each is asked for once.
         let mut stopped: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
@@ -104,31 +104,10 @@ impl DrainLoop {
             tokio::select! {
                 _ = ticks.tick() => {}
                 _ = disk.changed() => {}
+                _ = fate.changed() => {}
                 _ = shutdown.changed() => break,
             }
-            if self.on_spot && spot.is_none() && Instant::now() >= next_spot_poll {
-                next_spot_poll = Instant::now() + SPOT_POLL;
-                match termination::spot_notice(&self.imds).await {
-                    Ok(Some(notice)) => {
-                        let when = notice.time.as_deref().unwrap_or("soon");
-                        tracing::warn!(action = %notice.action, time = when, "spot interruption notice");
-                        spot = Some(format!("spot interruption: {} at {when}", notice.action));
-                    }
-                    Ok(None) => {}
-                    Err(error) => tracing::debug!(%error, "spot notice poll failed"),
-                }
-            }
-            if self.on_termination && !terminating && Instant::now() >= next_lifecycle_poll {
-                next_lifecycle_poll = Instant::now() + LIFECYCLE_POLL;
-                match termination::termination_requested(&self.imds).await {
-                    Ok(true) => {
-                        tracing::warn!("Auto Scaling is terminating this instance");
-                        terminating = true;
-                    }
-                    Ok(false) => {}
-                    Err(error) => tracing::debug!(%error, "lifecycle state poll failed"),
-                }
-            }
+            let Fate { spot, terminating } = fate.borrow_and_update().clone();
             self.controller.set_max_fraction(self.settings.borrow().max_draining_fraction.fraction());
             let disk_wants = disk.borrow().clone();
             let wants =
@@ -169,6 +148,7 @@ impl DrainLoop {
         if let Some(task) = lifecycle_task {
             task.abort();
         }
+        poller.abort();
     }
 
     /// Stops a task the disk loop named (at most once each; a failure is retried next tick).
@@ -199,5 +179,49 @@ impl DrainLoop {
             }
             Err(error) => tracing::warn!(%error, task = %request.task_arn, "stopping the task failed; retrying"),
         }
+    }
+}
+
+/// Whether the instance is going away, as IMDS says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Fate {
+    /// "spot interruption: terminate at …", once noticed (a notice is never withdrawn).
+    spot: Option<String>,
+    /// Auto Scaling's lifecycle state is Terminated.
+    terminating: bool,
+}
+
+/// Polls IMDS for a spot notice (every 2 s) and Auto Scaling's lifecycle state (every 5 s),
+/// publishing changes; never waits behind AWS.
+async fn poll_fate(imds: Arc<ImdsClient>, on_spot: bool, on_termination: bool, fate: watch::Sender<Fate>) {
+    let mut next_spot = Instant::now();
+    let mut next_lifecycle = Instant::now();
+    loop {
+        let now = Instant::now();
+        if on_spot && fate.borrow().spot.is_none() && now >= next_spot {
+            next_spot = now + SPOT_POLL;
+            match termination::spot_notice(&imds).await {
+                Ok(Some(notice)) => {
+                    let when = notice.time.as_deref().unwrap_or("soon");
+                    tracing::warn!(action = %notice.action, time = when, "spot interruption notice");
+                    let text = format!("spot interruption: {} at {when}", notice.action);
+                    fate.send_modify(|f| f.spot = Some(text));
+                }
+                Ok(None) => {}
+                Err(error) => tracing::debug!(%error, "spot notice poll failed"),
+            }
+        }
+        if on_termination && !fate.borrow().terminating && now >= next_lifecycle {
+            next_lifecycle = now + LIFECYCLE_POLL;
+            match termination::termination_requested(&imds).await {
+                Ok(true) => {
+                    tracing::warn!("Auto Scaling is terminating this instance");
+                    fate.send_modify(|f| f.terminating = true);
+                }
+                Ok(false) => {}
+                Err(error) => tracing::debug!(%error, "lifecycle state poll failed"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

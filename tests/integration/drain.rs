@@ -182,6 +182,42 @@ async fn a_spot_notice_drains_within_three_seconds() {
     assert_eq!(drain_record(&nodewarden.state_dir())["reason"], "spot-interruption", "the budget (0%) does not apply");
 }
 
+/// The spot notice's two minutes are not spent waiting behind AWS: IMDS is polled on its own
+/// while a drain check hangs on an unreachable ECS, and the spot drain lands once it answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spot_notice_is_seen_at_once_while_aws_calls_hang() {
+    let mut w = world().await;
+    let mut nodewarden = w.nodewarden("[drain]\nmax-draining-fraction = \"100%\"\n");
+    nodewarden.start();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !nodewarden.log().contains("found this container instance") {
+        assert!(Instant::now() < deadline, "{}", nodewarden.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // ECS stops answering just as disk pressure sends the drain loop into an ECS call.
+    w.moto.pause();
+    w.fill_to(0.70);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    w.imds.state().spot_action = Some(r#"{"action":"terminate","time":"2026-11-27T00:02:00Z"}"#.into());
+    let noticed = Instant::now();
+    while !nodewarden.log().contains("spot interruption notice") {
+        nodewarden.assert_running();
+        assert!(
+            noticed.elapsed() < Duration::from_secs(3),
+            "the notice waited behind a hung AWS call; log:\n{}",
+            nodewarden.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.moto.resume();
+    w.wait_status("DRAINING", Duration::from_secs(40), &mut nodewarden).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while drain_record(&nodewarden.state_dir())["reason"] != "spot-interruption" {
+        assert!(Instant::now() < deadline, "{}", drain_record(&nodewarden.state_dir()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_auto_scaling_termination_drains_at_once() {
     let w = world().await;
