@@ -127,9 +127,13 @@ impl DrainLoop {
             let drain = self.controller.status().clone();
             self.state.update(|state| state.drain = drain);
 
-            let drained_for_termination = self.controller.status().owner == Some(DrainReason::Termination);
+            // Whoever drained (an operator, a spot notice, disk pressure, termination): once the
+            // instance is terminating and DRAINING, the hook is carried to its end, so Auto
+            // Scaling never waits out the hook's timeout.
+            let status = self.controller.status();
+            let draining = status.draining || status.ecs_status.as_deref() == Some("DRAINING");
             if terminating
-                && drained_for_termination
+                && draining
                 && lifecycle_task.is_none()
                 && let Some(identity) = self.controller.identity().cloned()
             {

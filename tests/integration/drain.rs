@@ -218,6 +218,28 @@ async fn a_spot_notice_is_seen_at_once_while_aws_calls_hang() {
     }
 }
 
+/// An operator drained first; then Auto Scaling terminates the instance: the lifecycle hook is
+/// completed all the same (moto lacks the lifecycle calls: the proxy answers them).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lifecycle_hook_completes_whoever_drained_first() {
+    let w = world().await;
+    w.moto.proxy.in_group(&w.self_id, "web-asg");
+    let mut nodewarden = w.nodewarden("[drain]\nheartbeat-interval = \"1s\"\n");
+    let output = nodewarden.command(&["drain"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    nodewarden.start();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.imds.state().lifecycle_state = Some("Terminated".into());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crate::harness::aws_proxy::total(&w.moto.proxy.counts(), "CompleteLifecycleAction") == 0 {
+        nodewarden.assert_running();
+        assert!(Instant::now() < deadline, "the hook was left to time out; log:\n{}", nodewarden.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(drain_record(&nodewarden.state_dir())["reason"], "operator", "the operator's drain stays theirs");
+    assert!(nodewarden.log().contains("lifecycle action completed"), "{}", nodewarden.log());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_auto_scaling_termination_drains_at_once() {
     let w = world().await;

@@ -7,6 +7,12 @@
 //! (it applies the value filter whenever a name is given); real ECS returns every target
 //! carrying that attribute. The proxy asks moto without the name and keeps the named ones.
 //!
+//! moto does not implement Auto Scaling's `CompleteLifecycleAction` and
+//! `RecordLifecycleActionHeartbeat` (500, NotImplementedError): the proxy answers them as Auto
+//! Scaling does (and counts them), and answers `DescribeAutoScalingInstances` for the instances
+//! a test put in a group with `in_group` (state Terminating:Wait), so a daemon can carry a
+//! lifecycle hook through to the end.
+//!
 //! It runs on a thread and runtime of its own, so it serves whatever the test's runtime does.
 
 use std::collections::BTreeMap;
@@ -25,9 +31,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 /// User-Agent (`AWS_SDK_UA_APP_ID`), or "-".
 pub type Counts = BTreeMap<(String, String), u64>;
 
+/// Instance id → Auto Scaling group name, for the instances a test put in a group.
+type Groups = Arc<Mutex<BTreeMap<String, String>>>;
+
 pub struct AwsProxy {
     pub port: u16,
     counts: Arc<Mutex<Counts>>,
+    groups: Groups,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -38,8 +48,10 @@ impl AwsProxy {
         listener.set_nonblocking(true).expect("a non-blocking listener");
         let port = listener.local_addr().expect("the proxy's address").port();
         let counts = Arc::new(Mutex::new(Counts::new()));
+        let groups: Groups = Arc::new(Mutex::new(BTreeMap::new()));
         let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
         let shared = counts.clone();
+        let shared_groups = groups.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -54,16 +66,17 @@ impl AwsProxy {
                         accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
                         _ = &mut stop => return,
                     };
-                    let (client, counts) = (client.clone(), shared.clone());
+                    let (client, counts, groups) = (client.clone(), shared.clone(), shared_groups.clone());
                     tokio::spawn(async move {
-                        let service =
-                            service_fn(move |request| forward(request, client.clone(), counts.clone(), upstream_port));
+                        let service = service_fn(move |request| {
+                            forward(request, client.clone(), counts.clone(), groups.clone(), upstream_port)
+                        });
                         let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
                     });
                 }
             });
         });
-        AwsProxy { port, counts, shutdown: Some(shutdown), thread: Some(thread) }
+        AwsProxy { port, counts, groups, shutdown: Some(shutdown), thread: Some(thread) }
     }
 
     pub fn counts(&self) -> Counts {
@@ -72,6 +85,11 @@ impl AwsProxy {
 
     pub fn reset(&self) {
         self.counts.lock().expect("the counts lock").clear();
+    }
+
+    /// Puts `instance` in Auto Scaling group `group`, as `DescribeAutoScalingInstances` answers.
+    pub fn in_group(&self, instance: &str, group: &str) {
+        self.groups.lock().expect("the groups lock").insert(instance.into(), group.into());
     }
 }
 
@@ -101,6 +119,7 @@ async fn forward(
     request: Request<Incoming>,
     client: Client<HttpConnector, Full<Bytes>>,
     counts: Arc<Mutex<Counts>>,
+    groups: Groups,
     upstream_port: u16,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let caller = caller(&request);
@@ -110,6 +129,9 @@ async fn forward(
     let operation = operation_of(&probe, &body);
     *counts.lock().expect("the counts lock").entry((caller, operation.clone())).or_default() += 1;
     let (mut parts, ()) = probe.into_parts();
+    if let Some(answer) = autoscaling_answer(&operation, &body, &groups) {
+        return Ok(Response::new(Full::new(Bytes::from(answer))));
+    }
 
     // moto workaround: ListAttributes by name alone (see the module comment).
     let mut keep_only: Option<String> = None;
@@ -146,6 +168,35 @@ async fn forward(
         parts.headers.remove("content-length");
     }
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+const AUTOSCALING_NS: &str = "http://autoscaling.amazonaws.com/doc/2011-01-01/";
+
+/// Auto Scaling's answer where moto has none (see the module comment).
+fn autoscaling_answer(operation: &str, body: &[u8], groups: &Groups) -> Option<String> {
+    let form = String::from_utf8_lossy(body);
+    let field = |name: &str| form.split('&').find_map(|p| p.strip_prefix(&format!("{name}="))).map(str::to_string);
+    let envelope = |operation: &str, result: &str| {
+        format!(
+            "<{operation}Response xmlns=\"{AUTOSCALING_NS}\"><{operation}Result>{result}</{operation}Result>\
+             <ResponseMetadata><RequestId>proxy</RequestId></ResponseMetadata></{operation}Response>"
+        )
+    };
+    match operation {
+        "CompleteLifecycleAction" | "RecordLifecycleActionHeartbeat" => Some(envelope(operation, "")),
+        "DescribeAutoScalingInstances" => {
+            let instance = field("InstanceIds.member.1")?;
+            let group = groups.lock().expect("the groups lock").get(&instance).cloned()?;
+            let member = format!(
+                "<AutoScalingInstances><member><InstanceId>{instance}</InstanceId>\
+                 <AutoScalingGroupName>{group}</AutoScalingGroupName><AvailabilityZone>us-east-1a</AvailabilityZone>\
+                 <LifecycleState>Terminating:Wait</LifecycleState><HealthStatus>HEALTHY</HealthStatus>\
+                 <ProtectedFromScaleIn>false</ProtectedFromScaleIn></member></AutoScalingInstances>"
+            );
+            Some(envelope(operation, &member))
+        }
+        _ => None,
+    }
 }
 
 /// The operation: the JSON protocols' X-Amz-Target suffix, or the query protocols' Action.
