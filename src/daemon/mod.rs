@@ -130,6 +130,9 @@ async fn feed_watchdog(
 async fn keepalive_until_first_check(state: SharedState, mut shutdown: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     let mut first_check = state.first_check();
+    // STATUS= only when it changes: systemd reads every message, but a notify socket that is
+    // not read (a test, a wedged manager) holds 10 datagrams, and a full one blocks the sender.
+    let mut last_status = String::new();
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
@@ -141,7 +144,11 @@ async fn keepalive_until_first_check(state: SharedState, mut shutdown: watch::Re
             state.docker_error.clone()
         });
         if let Some(error) = waiting {
-            crate::systemd::status(&format!("waiting for Docker: {error}"));
+            let line = format!("waiting for Docker: {error}");
+            if line != last_status {
+                crate::systemd::status(&line);
+                last_status = line;
+            }
         }
     }
 }
