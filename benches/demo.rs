@@ -60,6 +60,7 @@ async fn demo() {
     env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.endpoint()));
     env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), "http://127.0.0.1:9".into()));
     let mut nodewarden = Nodewarden::new("", env);
+    volume.link_into(nodewarden.root.path());
 
     say("nodewarden setup: userdata → settings → Docker's own disk → daemon.json → ecs.config");
     show(&nodewarden.command(&["setup"]).output().unwrap());

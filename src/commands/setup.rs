@@ -184,7 +184,7 @@ fn stop_docker_on_root_disk(context: &Context, settings: &settings::Settings) ->
         super::runtime().block_on(async { tokio::time::timeout(Duration::from_secs(5), probe).await.ok().flatten() });
     let Some((root_dir, running)) = answer else { return Ok(false) };
     let on_root_disk = std::path::Path::new(&root_dir) == data_root
-        && storage::mountinfo::holding(&storage::mountinfo::current(), &data_root)
+        && storage::mountinfo::holding(&storage::mountinfo::current()?, &data_root)
             .is_some_and(|m| m.mount_point != data_root);
     if !on_root_disk {
         return Ok(false);

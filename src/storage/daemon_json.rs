@@ -1,8 +1,10 @@
-//! `/etc/docker/daemon.json`, merged rather than clobbered: nodewarden owns `data-root`, the
-//! bounds on container logs (only where the operator set none) and `overlay2.size` in
-//! `storage-opts`; every other key is kept as it was.
+//! `/etc/docker/daemon.json`, merged rather than clobbered: nodewarden owns `data-root` only
+//! when it prepared Docker's device, the bounds on container logs (only where the operator set
+//! none) and `overlay2.size` in `storage-opts`; every other key is kept as it was.
 
 use serde_json::{Map, Value};
+
+use super::Note;
 
 use crate::settings::values::ByteSize;
 
@@ -36,6 +38,7 @@ pub fn docker_size(size: ByteSize) -> String {
 /// What nodewarden wants in daemon.json.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Wanted {
+    /// Docker's device mount point, when nodewarden prepared one; else the operator's value stays.
     pub data_root: Option<String>,
     pub log_max_size: ByteSize,
     pub log_max_files: u32,
@@ -48,7 +51,7 @@ const LOCAL_DRIVERS: &[&str] = &["json-file", "local"];
 
 /// Merges `wanted` into an existing daemon.json object. Returns the new document and notes
 /// for the operator.
-pub fn merge(existing: Value, wanted: &Wanted) -> Result<(Value, Vec<String>), String> {
+pub fn merge(existing: Value, wanted: &Wanted) -> Result<(Value, Vec<Note>), String> {
     let mut doc = match existing {
         Value::Object(map) => map,
         Value::Null => Map::new(),
@@ -56,6 +59,12 @@ pub fn merge(existing: Value, wanted: &Wanted) -> Result<(Value, Vec<String>), S
     };
     let mut notes = Vec::new();
     if let Some(root) = &wanted.data_root {
+        if let Some(theirs) = doc.get("data-root").and_then(Value::as_str).filter(|theirs| theirs != root) {
+            notes.push(Note::Warning(format!(
+                "daemon.json had data-root {theirs:?}; Docker's data now goes to its own device, mounted at {root:?} \
+                 (what {theirs:?} holds is left as it was). Set [docker] data-device = \"none\" to keep your data-root"
+            )));
+        }
         doc.insert("data-root".into(), Value::String(root.clone()));
     }
     let driver = doc.get("log-driver").and_then(Value::as_str).unwrap_or("json-file").to_string();
@@ -73,7 +82,7 @@ pub fn merge(existing: Value, wanted: &Wanted) -> Result<(Value, Vec<String>), S
     opts.entry(size_key).or_insert_with(|| Value::String(docker_size(wanted.log_max_size)));
     opts.entry(files_key).or_insert_with(|| Value::String(wanted.log_max_files.to_string()));
     if opts.get("cache-disabled").and_then(Value::as_str) == Some("true") && size_key.starts_with("cache") {
-        notes.push(format!("log driver {driver} with cache-disabled: container logs are not kept locally"));
+        notes.push(Note::Info(format!("log driver {driver} with cache-disabled: container logs are not kept locally")));
     }
 
     let storage = doc.entry("storage-opts").or_insert_with(|| Value::Array(Vec::new()));
@@ -82,9 +91,9 @@ pub fn merge(existing: Value, wanted: &Wanted) -> Result<(Value, Vec<String>), S
     storage.retain(|o| !o.as_str().is_some_and(|s| s.starts_with("overlay2.size=")));
     match wanted.overlay_size {
         Some(size) => storage.push(Value::String(format!("overlay2.size={}", docker_size(size)))),
-        None if storage.len() != before => notes.push(
+        None if storage.len() != before => notes.push(Note::Info(
             "removed overlay2.size from storage-opts: dockerd would refuse to start without project quota".into(),
-        ),
+        )),
         None => {}
     }
     if storage.is_empty() {
@@ -132,6 +141,22 @@ mod tests {
     }
 
     #[test]
+    fn the_operators_data_root_stays_unless_nodewarden_prepared_a_device() {
+        let theirs = json!({"data-root": "/data/docker"});
+        let without_device = Wanted { data_root: None, ..wanted(None) };
+        let (doc, notes) = merge(theirs.clone(), &without_device).unwrap();
+        assert_eq!(doc["data-root"], "/data/docker");
+        assert!(notes.is_empty(), "{notes:?}");
+        let (doc, notes) = merge(theirs, &wanted(None)).unwrap();
+        assert_eq!(doc["data-root"], "/var/lib/docker");
+        assert!(matches!(&notes[0], Note::Warning(text) if text.contains("\"/data/docker\"")), "{notes:?}");
+        let (_, notes) = merge(json!({"data-root": "/var/lib/docker"}), &wanted(None)).unwrap();
+        assert!(notes.is_empty(), "the same value is no conflict: {notes:?}");
+        let (doc, _) = merge(json!({}), &without_device).unwrap();
+        assert!(doc.get("data-root").is_none(), "Docker's own default stays implicit: {doc}");
+    }
+
+    #[test]
     fn the_operators_own_bounds_and_remote_drivers() {
         let (doc, _) = merge(json!({"log-opts": {"max-size": "100m"}}), &wanted(None)).unwrap();
         assert_eq!(doc["log-opts"]["max-size"], "100m");
@@ -147,7 +172,7 @@ mod tests {
         assert_eq!(doc["storage-opts"], json!(["overlay2.override_kernel_check=true", "overlay2.size=10g"]));
         let (doc, notes) = merge(json!({"storage-opts": ["overlay2.size=5g"]}), &wanted(None)).unwrap();
         assert!(doc.get("storage-opts").is_none());
-        assert!(notes[0].contains("removed overlay2.size"));
+        assert!(matches!(&notes[0], Note::Info(text) if text.contains("removed overlay2.size")));
         assert!(merge(json!([1]), &wanted(None)).is_err());
     }
 

@@ -25,20 +25,9 @@ fn launch_name_twins(name: &str) -> Vec<String> {
     twins
 }
 
-/// Where to look, in order: each path under `--root` first (so a test root can carry its own
-/// /dev links), then the real device node (device nodes belong to the kernel, not the root).
+/// Where to look, in order, all under `--root`: never the real /dev behind a test root's back
+/// (a test naming `/dev/nvme1n1` must not find the host's disk); a test root carries links.
 pub fn candidates(spec: &DeviceSpec, paths: &HostPaths) -> Vec<PathBuf> {
-    let rooted = rooted_candidates(spec, paths);
-    let mut all = rooted.clone();
-    if paths.root() != Path::new("/") {
-        let real = HostPaths::new("/");
-        all.extend(rooted_candidates(spec, &real).into_iter().filter(|p| !rooted.contains(p)));
-    }
-    all.dedup();
-    all
-}
-
-fn rooted_candidates(spec: &DeviceSpec, paths: &HostPaths) -> Vec<PathBuf> {
     match spec {
         DeviceSpec::None => vec![],
         DeviceSpec::Path(path) => {
@@ -140,7 +129,7 @@ mod tests {
     fn candidates_cover_names_twins_and_volume_ids() {
         let paths = HostPaths::new("/r");
         let launch = candidates(&DeviceSpec::LaunchName("xvdcz".into()), &paths);
-        assert_eq!(launch, ["/r/dev/xvdcz", "/r/dev/sdcz", "/dev/xvdcz", "/dev/sdcz"].map(PathBuf::from));
+        assert_eq!(launch, ["/r/dev/xvdcz", "/r/dev/sdcz"].map(PathBuf::from), "never the real /dev under a root");
         let path = candidates(&DeviceSpec::Path("/dev/sdf".into()), &paths);
         assert!(path.contains(&PathBuf::from("/r/dev/xvdf")));
         let volume = candidates(&DeviceSpec::Volume(VolumeId::from_str("vol-0123456789abcdef0").unwrap()), &paths);

@@ -11,6 +11,7 @@ pub mod device;
 pub mod mountinfo;
 pub mod probe;
 pub mod quota;
+pub mod underneath;
 pub mod units;
 
 use std::path::{Path, PathBuf};
@@ -83,7 +84,7 @@ pub fn prepare(paths: &HostPaths, settings: &Settings, device_wait: Duration) ->
     let device = device::resolve(spec, paths, device_wait)?;
     let mount_point = paths.docker_data_root();
     let number = device_number(&device).ok_or_else(|| format!("cannot stat {}", device.display()))?;
-    let mounts = mountinfo::current();
+    let mounts = mountinfo::current()?;
     // Mounted already: at our mount point (the reboot case) it is fine, anywhere else it is not ours.
     let at_target = mounts.iter().find(|m| m.mount_point == mount_point);
     let elsewhere = mounts.iter().find(|m| m.device_number == number && m.mount_point != mount_point);
@@ -94,7 +95,11 @@ pub fn prepare(paths: &HostPaths, settings: &Settings, device_wait: Duration) ->
             other.mount_point.display()
         ));
     }
-    let (formatted, fs_type, uuid) = match probe::decide(&device, &probe::probe(&device)?) {
+    if at_target.is_none() {
+        refuse_to_hide(&mount_point)?;
+    }
+    let mounted_here = at_target.is_some_and(|m| m.device_number == number);
+    let (formatted, fs_type, uuid) = match probe::decide(&device, &probe::probe(&device, mounted_here)?) {
         Verdict::Refuse(reason) => return Err(reason),
         Verdict::Reuse { fs_type, uuid } => {
             tracing::info!(device = %device.display(), %fs_type, %uuid, "reusing nodewarden's filesystem");
@@ -102,7 +107,7 @@ pub fn prepare(paths: &HostPaths, settings: &Settings, device_wait: Duration) ->
         }
         Verdict::Format => {
             format(&device, settings.docker.filesystem)?;
-            let Contents::Found(tags) = probe::probe(&device)? else {
+            let Contents::Found(tags) = probe::probe(&device, false)? else {
                 return Err(format!("{} still looks empty after formatting", device.display()));
             };
             let fs_type = tags.get("TYPE").cloned().unwrap_or_default();
@@ -130,7 +135,7 @@ pub fn prepare(paths: &HostPaths, settings: &Settings, device_wait: Duration) ->
         }
     }
     let mounted = || {
-        mountinfo::holding(&mountinfo::current(), &mount_point)
+        mountinfo::holding(&mountinfo::current()?, &mount_point)
             .filter(|m| m.device_number == number)
             .ok_or_else(|| format!("{} is not mounted at {} after mounting", device.display(), mount_point.display()))
     };
@@ -142,8 +147,30 @@ pub fn prepare(paths: &HostPaths, settings: &Settings, device_wait: Duration) ->
     Ok(Some(Prepared { device, formatted, fs_type, uuid, mount_point, quota_unavailable, grown_bytes }))
 }
 
+/// Mounting over a data root that holds images, containers, volumes or someone else's files
+/// would hide them and keep their space used on the root disk: refuse, before touching the device.
+fn refuse_to_hide(mount_point: &Path) -> Result<(), String> {
+    let found = underneath::survey(mount_point)?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{dir} on the root disk holds {what}; mounting Docker's device over it would hide them and keep their space \
+         used. Stop Docker and move them away (or remove them: `rm -rf {dir}/*` if they are not needed), or set \
+         [docker] data-device = \"none\" to keep Docker's data where it is",
+        dir = mount_point.display(),
+        what = found.describe()
+    ))
+}
+
 fn format(device: &Path, filesystem: Filesystem) -> Result<(), String> {
-    // No force flags: mkfs refuses a device that holds something, one more guard after blkid.
+    // mkfs claims the device exclusively itself (so our hold cannot last through it): probe once
+    // more right before it, so the window in which something else could write is a few ms.
+    if probe::probe(device, false)? != Contents::Empty {
+        return Err(format!("{} changed while nodewarden was about to format it; refusing", device.display()));
+    }
+    // No force flags: mkfs.xfs refuses a device that holds something, one more guard after
+    // blkid (mkfs.ext4 asks only on a terminal, so for ext4 the probe above is the guard).
     match filesystem {
         Filesystem::Xfs => {
             run(Command::new("mkfs.xfs").args(["-q", "-n", "ftype=1", "-L", probe::LABEL]).arg(device), "mkfs.xfs")
@@ -258,14 +285,16 @@ pub fn write_daemon_json(
         Err(e) => return Err(format!("reading {}: {e}", path.display())),
     };
     let mut notes = Vec::new();
+    // Without a device of its own, Docker's data stays where the operator put it.
+    let operator_root = existing.get("data-root").and_then(serde_json::Value::as_str).map(PathBuf::from);
     let overlay_size = match settings.docker.container_disk_limit {
         None => None,
         Some(limit) => {
             let verdict = match prepared {
                 Some(p) => p.quota_unavailable.clone().map_or(Ok(()), Err),
                 None => {
-                    let root = paths.docker_data_root();
-                    match mountinfo::holding(&mountinfo::current(), &root) {
+                    let root = operator_root.clone().unwrap_or_else(|| paths.docker_data_root());
+                    match mountinfo::holding(&mountinfo::current()?, &root) {
                         Some(m) => {
                             let dir = if root.is_dir() { root.clone() } else { m.mount_point.clone() };
                             overlay_size_verdict(&m, &dir)
@@ -284,13 +313,13 @@ pub fn write_daemon_json(
         }
     };
     let wanted = daemon_json::Wanted {
-        data_root: Some(paths.docker_data_root().display().to_string()),
+        data_root: prepared.map(|p| p.mount_point.display().to_string()),
         log_max_size: settings.docker.log_max_size,
         log_max_files: settings.docker.log_max_files,
         overlay_size,
     };
     let (merged, merge_notes) = daemon_json::merge(existing, &wanted)?;
-    notes.extend(merge_notes.into_iter().map(Note::Info));
+    notes.extend(merge_notes);
     let mut text = serde_json::to_string_pretty(&merged).map_err(|e| e.to_string())?;
     text.push('\n');
     let written = write_atomic(&path, text.as_bytes(), 0o644).map_err(|e| e.to_string())?;

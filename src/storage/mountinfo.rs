@@ -36,8 +36,18 @@ pub fn parse(text: &str) -> Vec<Mount> {
         .collect()
 }
 
-pub fn current() -> Vec<Mount> {
-    parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+const MOUNTINFO: &str = "/proc/self/mountinfo";
+
+/// The mounts now. Fails closed: without the list, nothing can tell whether a device is in use
+/// or a directory is a mount point, so nothing that depends on it may proceed.
+pub fn current() -> Result<Vec<Mount>, String> {
+    let text = std::fs::read_to_string(MOUNTINFO)
+        .map_err(|e| format!("reading {MOUNTINFO}: {e}; is /proc mounted? refusing to guess which disks are in use"))?;
+    let mounts = parse(&text);
+    if mounts.is_empty() {
+        return Err(format!("{MOUNTINFO} lists no mounts; refusing to guess which disks are in use"));
+    }
+    Ok(mounts)
 }
 
 /// The mount holding `path` (the longest mount point it lies under; the last one if stacked).

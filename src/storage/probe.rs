@@ -11,7 +11,8 @@ pub const LABEL: &str = "nodewarden";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Contents {
-    /// No signature at all (blkid exit 2).
+    /// Proven empty: blkid found no signature, ran without a word of error, and the device's
+    /// first and last MiB read as zeros.
     Empty,
     /// `blkid -p -o export` tags: TYPE, LABEL, UUID, PTTYPE, USAGE…
     Found(BTreeMap<String, String>),
@@ -33,27 +34,89 @@ pub fn parse_export(text: &str) -> BTreeMap<String, String> {
     text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect()
 }
 
-/// Runs `blkid -p`. Exit 2 means nothing found; 4 (usage) and 8 (ambivalent probe: several
-/// signatures) are errors, never "empty".
-pub fn probe(device: &Path) -> Result<Contents, String> {
+/// How much of each end of the device must read as zeros before "no signature" counts as
+/// empty: partition tables, superblocks and their backups live there.
+const EDGE_BYTES: u64 = 1 << 20;
+
+/// What the probe saw, as plain data for [`classify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// blkid's exit code (`None`: killed by a signal).
+    pub blkid_exit: Option<i32>,
+    pub blkid_stdout: String,
+    pub blkid_stderr: String,
+    /// Whether the first and last [`EDGE_BYTES`] are all zeros (`Err`: they could not be read).
+    pub edges_zero: Result<bool, String>,
+}
+
+/// Probes `device` while holding it open exclusively (`O_EXCL`: the kernel refuses while it is
+/// mounted or claimed by md, LVM or another mkfs), so nothing can take it during the probe;
+/// `mounted_by_us` (our filesystem at Docker's mount point, the reboot case) probes it shared.
+pub fn probe(device: &Path, mounted_by_us: bool) -> Result<Contents, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let exclusive = if mounted_by_us { 0 } else { rustix::fs::OFlags::EXCL.bits() as i32 };
+    let mut held = std::fs::OpenOptions::new().read(true).custom_flags(exclusive).open(device).map_err(|e| match e
+        .raw_os_error()
+    {
+        Some(code) if code == rustix::io::Errno::BUSY.raw_os_error() => format!(
+            "{} is in use (mounted, or held by md, LVM or another program); refusing to touch it",
+            device.display()
+        ),
+        _ => format!("opening {} to probe it: {e}", device.display()),
+    })?;
     let output = Command::new("blkid")
         .args(["-p", "-o", "export"])
         .arg(device)
         .output()
         .map_err(|e| format!("running blkid (util-linux) on {}: {e}", device.display()))?;
-    match output.status.code() {
-        Some(0) => Ok(Contents::Found(parse_export(&String::from_utf8_lossy(&output.stdout)))),
-        Some(2) => Ok(Contents::Empty),
-        Some(8) => Err(format!(
-            "{} holds several conflicting signatures (blkid exit 8); refusing to touch it",
-            device.display()
-        )),
-        code => Err(format!(
-            "blkid -p {} failed ({code:?}): {}",
-            device.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )),
+    let observation = Observation {
+        blkid_exit: output.status.code(),
+        blkid_stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        blkid_stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        edges_zero: edges_are_zero(&mut held).map_err(|e| e.to_string()),
+    };
+    classify(device, &observation)
+}
+
+/// blkid's verdict, trusted only as far as it goes: exit 2 means "nothing found" *or* "could not
+/// read", so it counts as empty only with no error output and zeros at both ends (data blkid
+/// does not recognise, a raw database or a headerless cipher, is refused, not formatted). 4
+/// (usage) and 8 (ambivalent: several signatures) are errors, never "empty".
+pub fn classify(device: &Path, seen: &Observation) -> Result<Contents, String> {
+    let device = device.display();
+    match seen.blkid_exit {
+        Some(0) => Ok(Contents::Found(parse_export(&seen.blkid_stdout))),
+        Some(2) if !seen.blkid_stderr.is_empty() => {
+            Err(format!("blkid -p {device} could not read the device ({}); refusing to format it", seen.blkid_stderr))
+        }
+        Some(2) => match &seen.edges_zero {
+            Ok(true) => Ok(Contents::Empty),
+            Ok(false) => Err(format!(
+                "{device} has no signature blkid knows, but its first or last MiB holds data (something blkid does not \
+                 recognise); nodewarden formats only devices that hold nothing. If its data is not needed, wipe it \
+                 yourself (blkdiscard {device}), or point [docker] data-device at an empty device"
+            )),
+            Err(error) => {
+                Err(format!("reading the ends of {device} to prove it empty: {error}; refusing to format it"))
+            }
+        },
+        Some(8) => Err(format!("{device} holds several conflicting signatures (blkid exit 8); refusing to touch it")),
+        code => Err(format!("blkid -p {device} failed ({code:?}): {}", seen.blkid_stderr)),
     }
+}
+
+fn edges_are_zero(device: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let size = device.seek(SeekFrom::End(0))?;
+    let mut buffer = vec![0u8; EDGE_BYTES.min(size) as usize];
+    for start in [0, size.saturating_sub(EDGE_BYTES)] {
+        device.seek(SeekFrom::Start(start))?;
+        device.read_exact(&mut buffer)?;
+        if buffer.iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Format an empty device; reuse our own filesystem; refuse anything else, saying what it is.
@@ -113,6 +176,33 @@ mod tests {
                     assert!(message.contains(expected) && message.contains("/dev/nvme1n1"), "{message}")
                 }
                 other => panic!("{contents:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn no_signature_is_empty_only_when_blkid_said_nothing_else_and_the_ends_are_zeros() {
+        let dev = Path::new("/dev/nvme1n1");
+        let seen = |exit: Option<i32>, stderr: &str, edges: Result<bool, String>| Observation {
+            blkid_exit: exit,
+            blkid_stdout: if exit == Some(0) { "TYPE=xfs\n".into() } else { String::new() },
+            blkid_stderr: stderr.into(),
+            edges_zero: edges,
+        };
+        assert_eq!(classify(dev, &seen(Some(2), "", Ok(true))), Ok(Contents::Empty));
+        assert!(matches!(classify(dev, &seen(Some(0), "", Ok(false))), Ok(Contents::Found(t)) if t["TYPE"] == "xfs"));
+        let refusals = [
+            (seen(Some(2), "", Ok(false)), "holds data"),
+            (seen(Some(2), "error: /dev/nvme1n1: Input/output error", Ok(true)), "could not read"),
+            (seen(Some(2), "", Err("Input/output error".into())), "reading the ends"),
+            (seen(Some(8), "", Ok(true)), "several conflicting"),
+            (seen(Some(4), "usage", Ok(true)), "failed"),
+            (seen(None, "", Ok(true)), "failed"),
+        ];
+        for (observation, expected) in refusals {
+            match classify(dev, &observation) {
+                Err(message) => assert!(message.contains(expected) && message.contains("/dev/nvme1n1"), "{message}"),
+                other => panic!("{observation:?} gave {other:?}"),
             }
         }
     }

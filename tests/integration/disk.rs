@@ -21,6 +21,7 @@ struct Rig {
 fn rig(size_mb: u64, docker_settings: &str) -> Rig {
     let root = tempfile::Builder::new().prefix("nwdisk-").tempdir().unwrap();
     let disk = LoopDisk::create(root.path(), "data", size_mb);
+    disk.link_into(root.path());
     let settings = root.path().join("settings.toml");
     std::fs::write(
         &settings,
@@ -46,7 +47,7 @@ impl Rig {
     }
 
     fn mount(&self) -> Option<mountinfo::Mount> {
-        mountinfo::current().into_iter().find(|m| m.mount_point == self.mount_point())
+        mountinfo::current().unwrap().into_iter().find(|m| m.mount_point == self.mount_point())
     }
 
     fn unmount(&self) {
@@ -139,7 +140,24 @@ type Prepare = dyn Fn(&Rig);
 fn devices_holding_anything_are_refused_and_left_byte_for_byte() {
     require_tool("mkfs.ext4", "e2fsprogs");
     require_tool("sfdisk", "fdisk");
+    // Data blkid has no name for: records written straight to the device, as a database on a
+    // raw device or a headerless cipher leaves it. blkid exits 2 ("nothing found") on it.
+    let records_at = |offset: Option<u64>| {
+        move |rig: &Rig| {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut device = std::fs::OpenOptions::new().write(true).open(&rig.disk.device).unwrap();
+            let records: Vec<u8> = (0..64).flat_map(|i| format!("order {i:06}: 3 widgets\n").into_bytes()).collect();
+            let end = device.seek(SeekFrom::End(0)).unwrap();
+            device.seek(SeekFrom::Start(offset.unwrap_or(end - records.len() as u64))).unwrap();
+            device.write_all(&records).unwrap();
+            device.sync_all().unwrap();
+            let probe = Command::new("blkid").arg("-p").arg(&rig.disk.device).output().unwrap();
+            assert_eq!(probe.status.code(), Some(2), "blkid should find no signature in plain records");
+        }
+    };
     let cases: Vec<(&str, Box<Prepare>, &str)> = vec![
+        ("records blkid does not know, at the start", Box::new(records_at(Some(4096))), "holds data"),
+        ("records blkid does not know, at the end", Box::new(records_at(None)), "holds data"),
         (
             "ext4 with a file",
             Box::new(|rig: &Rig| {
@@ -188,11 +206,14 @@ fn devices_holding_anything_are_refused_and_left_byte_for_byte() {
             "LVM2_member",
         ),
     ];
-    for (what, make, expected) in cases {
-        let rig = rig(320, "filesystem = \"xfs\"\n");
+    // ext4 too: mkfs.ext4 asks before overwriting only on a terminal, so the probe is the only guard.
+    let runs = cases.iter().flat_map(|case| ["xfs", "ext4"].map(|filesystem| (case, filesystem)));
+    for ((what, make, expected), filesystem) in runs {
+        let rig = rig(320, &format!("filesystem = \"{filesystem}\"\n"));
         make(&rig);
         let before = checksum(&rig.disk.device);
         let output = rig.setup();
+        let what = format!("{what} (filesystem {filesystem})");
         assert_eq!(output.status.code(), Some(1), "{what}: {}", text(&output));
         let message = text(&output);
         assert!(
@@ -249,7 +270,7 @@ async fn daemon_json_keeps_other_keys_and_a_real_dockerd_uses_it() {
     let info = docker.client.info().await.unwrap();
     let root_dir = PathBuf::from(info.docker_root_dir.unwrap());
     assert_eq!(root_dir, rig.mount_point());
-    let holder = mountinfo::holding(&mountinfo::current(), &root_dir).unwrap();
+    let holder = mountinfo::holding(&mountinfo::current().unwrap(), &root_dir).unwrap();
     assert_eq!(holder.source, rig.disk.device.display().to_string(), "dockerd's root is on the dedicated device");
     let base = images::base_image(&docker.client).await;
     let id = images::create_container(&docker.client, base, Some("logged"), &["true"]).await;
@@ -257,4 +278,76 @@ async fn daemon_json_keeps_other_keys_and_a_real_dockerd_uses_it() {
     assert_eq!(log.typ.as_deref(), Some("json-file"));
     let options = log.config.unwrap();
     assert_eq!((options["max-size"].as_str(), options["max-file"].as_str()), ("16m", "4"), "{options:?}");
+}
+
+#[test]
+fn a_data_root_holding_images_containers_or_volumes_is_not_mounted_over() {
+    // A dockerd that ran once (Debian's docker.io starts one on install) leaves an empty
+    // skeleton: mounting over that loses nothing.
+    let skeleton = rig(320, "");
+    for dir in ["containers", "image/overlay2/imagedb/content/sha256", "overlay2/l", "volumes", "network/files"] {
+        std::fs::create_dir_all(skeleton.mount_point().join(dir)).unwrap();
+    }
+    std::fs::write(skeleton.mount_point().join("volumes/metadata.db"), b"bolt").unwrap();
+    std::fs::write(skeleton.mount_point().join("engine-id"), b"id").unwrap();
+    let output = skeleton.setup();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(skeleton.mount().is_some(), "the skeleton was not mounted over");
+    skeleton.unmount();
+
+    // Images, a container and a volume (an AMI baked with pre-pulled images, a host that ran
+    // Docker before nodewarden): refused before the device is touched.
+    let used = rig(320, "");
+    let root = used.mount_point();
+    for file in [
+        "image/overlay2/imagedb/content/sha256/0a1b2c",
+        "containers/4f5e6d/config.v2.json",
+        "volumes/pgdata/_data/PG_VERSION",
+        "volumes/metadata.db",
+    ] {
+        std::fs::create_dir_all(root.join(file).parent().unwrap()).unwrap();
+        std::fs::write(root.join(file), b"precious").unwrap();
+    }
+    let before = checksum(&used.disk.device);
+    let output = used.setup();
+    let message = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("1 image, 1 container and 1 volume") && message.contains("data-device"), "{message}");
+    assert!(used.mount().is_none(), "mounted over the data anyway");
+    assert_eq!(checksum(&used.disk.device), before, "the device was touched");
+    assert_eq!(std::fs::read(root.join("volumes/pgdata/_data/PG_VERSION")).unwrap(), b"precious");
+    assert!(!used.root.path().join("run/nodewarden/docker-ready").exists(), "Docker may start anyway");
+
+    // Someone else's file there is named.
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("backup.tar"), b"x").unwrap();
+    let output = used.setup();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("holds backup.tar"), "{}", text(&output));
+}
+
+#[test]
+fn the_operators_data_root_stays_without_a_device_and_a_conflict_is_said() {
+    let rig = rig(320, "");
+    let daemon_json = rig.root.path().join("etc/docker/daemon.json");
+    std::fs::create_dir_all(daemon_json.parent().unwrap()).unwrap();
+    std::fs::write(&daemon_json, r#"{"data-root": "/data/docker"}"#).unwrap();
+    let read = || serde_json::from_slice::<serde_json::Value>(&std::fs::read(&daemon_json).unwrap()).unwrap();
+
+    std::fs::write(&rig.settings, "[ecs]\ncluster = \"c\"\n[docker]\ndata-device = \"none\"\n").unwrap();
+    let output = rig.setup();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(read()["data-root"], "/data/docker", "the operator's data-root was replaced");
+
+    // With a device of its own, nodewarden's mount wins, and says what it replaced.
+    std::fs::write(
+        &rig.settings,
+        format!("[ecs]\ncluster = \"c\"\n[docker]\ndata-device = \"{}\"\n", rig.disk.device.display()),
+    )
+    .unwrap();
+    let output = rig.setup();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(read()["data-root"], rig.mount_point().display().to_string());
+    assert!(text(&output).contains("daemon.json had data-root \"/data/docker\""), "{}", text(&output));
 }

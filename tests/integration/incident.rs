@@ -45,6 +45,7 @@ async fn a_runaway_container_is_reclaimed_then_drained_before_the_disk_is_full_a
     env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.endpoint()));
     env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), "http://127.0.0.1:9".into()));
     let mut nodewarden = Nodewarden::new("", env);
+    volume.link_into(nodewarden.root.path());
 
     // Setup prepares Docker's own disk from userdata, then dockerd starts on what it wrote.
     let setup = nodewarden.command(&["setup"]).output().unwrap();

@@ -28,6 +28,15 @@ impl LoopDisk {
         LoopDisk { image, device, mount_point: None }
     }
 
+    /// Makes the device visible under a `--root`: nodewarden looks for devices only under its
+    /// root (never the real /dev), so a test root carries a link to the loop device, by the
+    /// same /dev path.
+    pub fn link_into(&self, root: &Path) {
+        let link = root.join(self.device.strip_prefix("/").expect("an absolute device path"));
+        std::fs::create_dir_all(link.parent().expect("under /dev")).expect("creating the root's /dev");
+        std::os::unix::fs::symlink(&self.device, &link).unwrap_or_else(|e| panic!("linking {}: {e}", link.display()));
+    }
+
     /// Formats the whole device as xfs (xfs needs at least 300 MB).
     pub fn format_xfs(&self) {
         require_tool("mkfs.xfs", "xfsprogs");
