@@ -89,20 +89,38 @@ fn write_sysctl(path: &str, value: &str) -> Result<(), String> {
     std::fs::write(path, value).map_err(|e| format!("setting {path} to {value}: {e}"))
 }
 
-/// Applies the settings; returns how many rules were added (0 when all were there).
+/// Applies the settings; returns how many rules were added (0 when all were there). The filter
+/// rules go in first and route_localnet last: route_localnet=1 without the drops makes every
+/// loopback service (the health endpoint, 51678/51679, a dockerd on tcp://127.0.0.1) reachable
+/// from the subnet (the CVE-2020-8558 pattern). Any failure removes what this call added and
+/// leaves route_localnet as it was.
 pub fn apply() -> Result<usize, String> {
     let binary = iptables()?;
-    write_sysctl(ROUTE_LOCALNET, "1")?;
-    let mut added = 0;
-    for (table, chain, rule) in rules() {
-        if !run(binary, table, "-C", chain, &rule)? {
-            // Drops go first in INPUT, like ecs-init's -I; the NAT rules append.
-            let op = if table == "filter" { "-I" } else { "-A" };
-            run(binary, table, op, chain, &rule)?;
-            added += 1;
+    let mut ordered = rules();
+    ordered.sort_by_key(|(table, _, _)| *table != "filter");
+    let mut added = Vec::new();
+    let result = (|| {
+        for (table, chain, rule) in &ordered {
+            if !run(binary, table, "-C", chain, rule)? {
+                // Drops go first in INPUT, like ecs-init's -I; the NAT rules append.
+                let op = if *table == "filter" { "-I" } else { "-A" };
+                run(binary, table, op, chain, rule)?;
+                added.push((*table, *chain, rule.clone()));
+            }
+        }
+        write_sysctl(ROUTE_LOCALNET, "1")
+    })();
+    match result {
+        Ok(()) => Ok(added.len()),
+        Err(error) => {
+            for (table, chain, rule) in added.iter().rev() {
+                if let Err(undo) = run(binary, table, "-D", chain, rule) {
+                    tracing::error!(%undo, "rolling back a host network rule failed");
+                }
+            }
+            Err(format!("{error}; the rules this run added were removed and route_localnet was left as it was"))
         }
     }
-    Ok(added)
 }
 
 /// Removes what `apply` added and restores route_localnet to the namespace's default.

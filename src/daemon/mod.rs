@@ -190,7 +190,8 @@ impl DockerSide {
         let supervisor = crate::agent::Supervisor {
             docker: docker.clone(),
             spec: crate::agent::spec::build(&self.settings, &self.paths, self.environment.docker_socket()),
-            tarball: self.settings.ecs.agent_tarball.clone(),
+            // A host path like every other: under --root in tests and the demo.
+            tarball: self.paths.host(&self.settings.ecs.agent_tarball),
             introspection: self.environment.agent_introspection.clone(),
             health: crate::agent::HealthPolicy {
                 grace: self.settings.ecs.agent_health_grace,

@@ -159,7 +159,8 @@ async fn an_absent_agent_image_is_loaded_from_its_tarball() {
     client.remove_image(AGENT_IMAGE, Some(RemoveImageOptionsBuilder::default().build()), None).await.unwrap();
     std::fs::write(
         &b.nodewarden.settings,
-        format!("[drain]\nenabled = false\n[ecs]\nagent-tarball = \"{}\"\n", tarball.display()),
+        // A host path, read under --root like every other (the real /var/cache has no tarball).
+        "[drain]\nenabled = false\n[ecs]\nagent-tarball = \"/var/cache/ecs/ecs-agent.tar\"\n",
     )
     .unwrap();
 
@@ -338,4 +339,48 @@ fn host_network_preparation_is_idempotent_and_undone_inside_a_namespace() {
 
 fn host_route_localnet() -> String {
     std::fs::read_to_string(Path::new("/proc/sys/net/ipv4/conf/all/route_localnet")).unwrap_or_default()
+}
+
+#[test]
+fn a_failing_host_network_rule_leaves_route_localnet_off_and_no_rule_behind() {
+    let ns = NetNs::new();
+    let root = tempfile::tempdir().unwrap();
+    let settings = root.path().join("settings.toml");
+    std::fs::write(&settings, "[ecs]\ncluster = \"netns\"\n[docker]\ndata-device = \"none\"\n").unwrap();
+    // iptables that refuses NAT rules (as a kernel without the nat table would), bind-mounted
+    // over the real one in a private mount namespace inside the test's network namespace.
+    let real = std::fs::canonicalize("/usr/sbin/iptables").expect("iptables is installed");
+    let copy = root.path().join("iptables-real");
+    std::fs::copy(&real, &copy).unwrap();
+    let fake = root.path().join("iptables-fake");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" -t nat -A \"*|*\" -t nat -I \"*) echo 'iptables: simulated: no nat table' >&2; exit 1;; esac\n\
+             exec {} iptables \"$@\"\n",
+            copy.display()
+        ),
+    )
+    .unwrap();
+    system::run(Command::new("chmod").arg("755").arg(&fake));
+    let script = format!(
+        "mount --bind {fake} {real} && exec {nodewarden} setup --root {root} --settings {settings} --no-userdata --host-network",
+        fake = fake.display(),
+        real = real.display(),
+        nodewarden = env!("CARGO_BIN_EXE_nodewarden"),
+        root = root.path().display(),
+        settings = settings.display(),
+    );
+    let output = ns.exec("unshare", &["--mount", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    let message = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("simulated: no nat table") && message.contains("were removed"), "{message}");
+    let route_localnet = system::run(&mut ns.exec("cat", &["/proc/sys/net/ipv4/conf/all/route_localnet"]));
+    assert_eq!(route_localnet.trim(), "0", "route_localnet was set although its guards are not in place");
+    let nat = system::run(&mut ns.exec("iptables", &["-w", "-t", "nat", "-S"]));
+    let filter = system::run(&mut ns.exec("iptables", &["-w", "-t", "filter", "-S"]));
+    let left: Vec<&str> = nat.lines().chain(filter.lines()).filter(|l| l.contains("nodewarden")).collect();
+    assert!(left.is_empty(), "rules left behind: {left:#?}");
+    // The real binary outside the namespace is untouched.
+    assert!(system::run(Command::new("iptables").arg("--version")).contains("iptables"));
 }
