@@ -26,10 +26,12 @@ pub fn run(context: &Context, dry_run: bool) -> u8 {
         let store = LastUseStore::load(&context.paths.image_usage());
         let policy = GcPolicy::from_settings(&settings);
         let stop = settings.disk.gc_stop.fraction();
-        let (sample, plan) = match gc::plan_now(&docker, &data_root, store.usage(), &policy, stop).await {
-            Ok(planned) => planned,
+        let (sample, inventory) = match gc::survey(&docker, &data_root).await {
+            Ok(surveyed) => surveyed,
             Err(error) => return super::fail(&error.to_string()),
         };
+        // Images the store does not know yet count as first seen now (see `gc::plan`).
+        let plan = gc::plan_below(&sample, &inventory, store.usage(), &policy, stop);
         print_plan(&data_root, &sample, &plan, &settings.disk.gc_stop.to_string());
         if dry_run {
             println!("\ndry run: nothing was removed");

@@ -247,9 +247,14 @@ impl DiskWatch {
         policy.remove_now = self.offenders.remove_now();
         let (docker, data_root, store) = (self.docker.clone(), self.data_root.clone(), self.store.clone());
         let stop = self.disk().gc_stop.fraction();
+        let deadline = self.settings.borrow().gc.run_timeout;
         tokio::spawn(async move {
-            let usage = store.lock().await.usage().clone();
-            gc::run_once(&docker, &data_root, &usage, &policy, stop).await.map(|(_, report)| report)
+            // A wedged Docker call must not hold the run, and with it the drain, for ever.
+            let run = gc::run_once(&docker, &data_root, &store, &policy, stop);
+            match tokio::time::timeout(deadline, run).await {
+                Ok(result) => result.map(|(_, report)| report),
+                Err(_) => Err(GcError::TimedOut(deadline)),
+            }
         })
     }
 

@@ -253,25 +253,48 @@ async fn run_step(docker: &Docker, action: &Action) -> Outcome {
 
 /// Removes an image without force. With several tags, untagging would succeed even while a
 /// container uses the image, so first check that no container (any state) was created on it
-/// since the plan was made.
+/// since the plan was made. Each tag goes only while it still names this image (the agent may
+/// have pulled a newer image under it since the plan); if one cannot go, the tags already
+/// removed are put back: the image is removed whole or left as it was.
 async fn remove_image(docker: &Docker, id: &str, tags: &[String]) -> Outcome {
-    if tags.len() > 1 {
-        let filters: HashMap<String, Vec<String>> = HashMap::from([("ancestor".to_string(), vec![id.to_string()])]);
-        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-        match docker.list_containers(Some(options)).await {
-            Ok(users) if !users.is_empty() => return Outcome::Skipped("a container started using it".into()),
-            Ok(_) => {}
-            Err(e) => return classify(e),
-        }
-    }
     let options = RemoveImageOptionsBuilder::default().force(false).noprune(false).build();
-    let names: Vec<&str> = if tags.len() > 1 { tags.iter().map(String::as_str).collect() } else { vec![id] };
-    for name in names {
-        if let Err(e) = docker.remove_image(name, Some(options.clone()), None).await {
-            return classify(e);
+    if tags.len() <= 1 {
+        return docker.remove_image(id, Some(options), None).await.map_or_else(classify, |_| Outcome::Done);
+    }
+    let filters: HashMap<String, Vec<String>> = HashMap::from([("ancestor".to_string(), vec![id.to_string()])]);
+    let listing = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    match docker.list_containers(Some(listing)).await {
+        Ok(users) if !users.is_empty() => return Outcome::Skipped("a container started using it".into()),
+        Ok(_) => {}
+        Err(e) => return classify(e),
+    }
+    let mut removed: Vec<&str> = Vec::new();
+    for tag in tags {
+        match docker.inspect_image(tag).await {
+            Ok(image) if image.id.as_deref() == Some(id) => {}
+            // Moved to another image, or gone (an earlier, interrupted run): not ours to remove.
+            Ok(_) | Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => continue,
+            Err(e) => return restore_tags(docker, id, &removed, classify(e)).await,
+        }
+        match docker.remove_image(tag, Some(options.clone()), None).await {
+            Ok(_) => removed.push(tag),
+            Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(e) => return restore_tags(docker, id, &removed, classify(e)).await,
         }
     }
-    Outcome::Done
+    if removed.is_empty() { Outcome::Vanished } else { Outcome::Done }
+}
+
+/// Tags `id` again with what `remove_image` took off, and passes on why it stopped.
+async fn restore_tags(docker: &Docker, id: &str, tags: &[&str], why: Outcome) -> Outcome {
+    for tag in tags {
+        let Some((repo, name)) = tag.rsplit_once(':').filter(|(repo, _)| !repo.is_empty()) else { continue };
+        let options = bollard::query_parameters::TagImageOptionsBuilder::default().repo(repo).tag(name).build();
+        if let Err(error) = docker.tag_image(id, Some(options)).await {
+            tracing::error!(%error, image = id, tag, "could not put back a tag after a partial removal");
+        }
+    }
+    why
 }
 
 #[cfg(test)]

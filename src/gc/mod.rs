@@ -26,6 +26,8 @@ pub enum GcError {
     Disk(#[from] ProbeError),
     #[error("listing Docker images and containers: {0}")]
     Docker(#[from] bollard::errors::Error),
+    #[error("the GC run did not finish within [gc] run-timeout ({0:?}): Docker is wedged or very slow; abandoned")]
+    TimedOut(std::time::Duration),
 }
 
 /// Whether a sample is at or above `threshold` (a fraction) in bytes or in inodes.
@@ -33,30 +35,43 @@ pub fn above(sample: &DiskSample, threshold: f64) -> bool {
     sample.used_fraction() >= threshold || sample.used_inode_fraction() >= threshold
 }
 
-/// Measures Docker's filesystem and plans what to remove to get below `stop_below`. Under
-/// inode pressure the byte target is unbounded: execution stops on the measured figures.
-pub async fn plan_now(
-    docker: &Docker,
-    data_root: &Path,
+/// Measures Docker's filesystem and lists its images and containers, for a plan.
+pub async fn survey(docker: &Docker, data_root: &Path) -> Result<(DiskSample, Inventory), GcError> {
+    let sample = disk::probe(data_root)?;
+    let inventory = gather_inventory(docker).await?;
+    Ok((sample, inventory))
+}
+
+/// Plans what to remove to get below `stop_below`. Under inode pressure the byte target is
+/// unbounded: execution stops on the measured figures.
+pub fn plan_below(
+    sample: &DiskSample,
+    inventory: &Inventory,
     usage: &UsageMap,
     policy: &GcPolicy,
     stop_below: f64,
-) -> Result<(DiskSample, Plan), GcError> {
-    let sample = disk::probe(data_root)?;
-    let inventory = gather_inventory(docker).await?;
+) -> Plan {
     let target = if sample.used_inode_fraction() >= stop_below { u64::MAX } else { sample.bytes_above(stop_below) };
-    Ok((sample, plan(&inventory, usage, policy, SystemTime::now(), target)))
+    plan(inventory, usage, policy, SystemTime::now(), target)
 }
 
-/// Plans and executes once.
+/// Surveys, brings the last-use store up to the listing (an image pulled a moment ago that the
+/// event stream has not reported yet is first seen now, not aged by its build date), plans and
+/// executes once.
 pub async fn run_once(
     docker: &Docker,
     data_root: &Path,
-    usage: &UsageMap,
+    store: &tokio::sync::Mutex<LastUseStore>,
     policy: &GcPolicy,
     stop_below: f64,
 ) -> Result<(Plan, GcReport), GcError> {
-    let (_, plan) = plan_now(docker, data_root, usage, policy, stop_below).await?;
+    let (sample, inventory) = survey(docker, data_root).await?;
+    let usage = {
+        let mut store = store.lock().await;
+        store.reconcile(&inventory, SystemTime::now());
+        store.usage().clone()
+    };
+    let plan = plan_below(&sample, &inventory, &usage, policy, stop_below);
     let report = execute(docker, &plan, stop_below, || disk::probe(data_root).ok()).await;
     Ok((plan, report))
 }

@@ -94,7 +94,7 @@ impl Plan {
 
 struct Candidate<'a> {
     image: &'a Image,
-    /// The LRU key: last use, else first sighting, else creation.
+    /// The LRU key: last use, else first sighting, else now (unknown to the store).
     last_used: SystemTime,
     expected_bytes: u64,
 }
@@ -150,7 +150,9 @@ pub fn plan(inventory: &Inventory, usage: &UsageMap, policy: &GcPolicy, now: Sys
     let mut kept: BTreeMap<&str, Kept> = BTreeMap::new();
     for image in &inventory.images {
         let seen = usage.get(&image.id);
-        let appeared = seen.map_or(image.created, |u| u.first_seen.max(image.created));
+        // Unknown to the store (pulled since the last reconcile): first seen now, never aged
+        // by its build date, which is usually weeks before the agent pulled it.
+        let appeared = seen.map_or(now, |u| u.first_seen.max(image.created));
         let reason = if let Some(containers) = users.get(image.id.as_str()) {
             Some(Kept::InUse { containers: containers.clone() })
         } else if let Some(pattern) = policy.protecting_pattern(image) {
@@ -180,7 +182,7 @@ pub fn plan(inventory: &Inventory, usage: &UsageMap, policy: &GcPolicy, now: Sys
         .filter(|image| !kept.contains_key(image.id.as_str()))
         .map(|image| {
             let seen = usage.get(&image.id);
-            let last_used = seen.map_or(image.created, |u| u.last_used.unwrap_or(u.first_seen));
+            let last_used = seen.map_or(now, |u| u.last_used.unwrap_or(u.first_seen));
             let parent_size = image.parent_id.as_deref().and_then(|p| by_id.get(p)).map(|p| p.size);
             let expected_bytes = match (parent_size, image.shared_size) {
                 (Some(parent), _) => image.size.saturating_sub(parent),

@@ -47,6 +47,11 @@ fn used(map: &mut UsageMap, id: &str, first_seen: u64, last_used: Option<u64>) {
     map.insert(format!("sha256:{id}"), Usage { first_seen: t(first_seen), last_used: last_used.map(t) });
 }
 
+/// Every image in the store since it was built, as after a reconcile long ago.
+fn known_since_built(inventory: &Inventory) -> UsageMap {
+    inventory.images.iter().map(|i| (i.id.clone(), Usage { first_seen: i.created, last_used: None })).collect()
+}
+
 fn removed_images(plan: &Plan) -> Vec<String> {
     plan.steps
         .iter()
@@ -55,6 +60,28 @@ fn removed_images(plan: &Plan) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+#[test]
+fn an_image_the_store_does_not_know_is_first_seen_now_not_aged_by_its_build_date() {
+    // Built weeks ago, pulled by the agent a moment ago, no container yet: the store has not
+    // heard of it (the event stream lagged); min-image-age must still protect it.
+    let inventory = Inventory {
+        images: vec![
+            image("pulled", Some("app/pulled:7"), None, 10, 0),
+            image("known", Some("app/known:1"), None, 10, 0),
+        ],
+        containers: vec![],
+    };
+    let mut usage = UsageMap::new();
+    used(&mut usage, "known", 0, Some(100));
+    let plan = plan(&inventory, &usage, &policy(), t(1_000_000), u64::MAX);
+    assert_eq!(removed_images(&plan), ["known"]);
+    assert!(
+        plan.kept.iter().any(|(n, k)| n == "app/pulled:7" && matches!(k, Kept::TooYoung { .. })),
+        "{:?}",
+        plan.kept
+    );
 }
 
 #[test]
@@ -108,7 +135,7 @@ fn old_exited_containers_go_first_and_free_their_images() {
         ],
         containers: vec![container("old-job", "img", ContainerState::Exited, Some(1_000)), agent],
     };
-    let plan = plan(&inventory, &UsageMap::new(), &policy(), t(10_000), u64::MAX);
+    let plan = plan(&inventory, &known_since_built(&inventory), &policy(), t(10_000), u64::MAX);
     let actions: Vec<String> = plan.steps.iter().map(|s| s.action.to_string()).collect();
     assert_eq!(actions[0], "remove container old-job (c-old-job)");
     assert!(actions[1].starts_with("remove image app/img:1"), "{actions:?}");
@@ -145,7 +172,7 @@ fn a_digest_pinned_keep_pattern_keeps_the_image_it_names() {
     };
     let mut policy = policy();
     policy.keep.push(ImagePattern::from_str(digest).unwrap());
-    let plan = plan(&inventory, &UsageMap::new(), &policy, t(10_000), u64::MAX);
+    let plan = plan(&inventory, &known_since_built(&inventory), &policy, t(10_000), u64::MAX);
     let actions: Vec<String> = plan.steps.iter().map(|s| s.action.to_string()).collect();
     assert!(
         !actions.iter().any(|a| a.contains("registry.local/app:3")),
@@ -165,7 +192,7 @@ fn children_go_before_parents_and_a_kept_child_keeps_its_parent() {
         ],
         containers: vec![],
     };
-    let mut usage = UsageMap::new();
+    let mut usage = known_since_built(&inventory);
     used(&mut usage, "base", 0, Some(10));
     used(&mut usage, "child", 0, Some(500));
     let plan = plan(&inventory, &usage, &policy(), t(10_000), u64::MAX);
@@ -178,7 +205,7 @@ fn children_go_before_parents_and_a_kept_child_keeps_its_parent() {
 fn the_plan_stops_once_the_target_is_met() {
     let images = (0..5).map(|i| image(&format!("i{i}"), Some(&format!("app/i{i}:1")), None, 10, 0)).collect();
     let inventory = Inventory { images, containers: vec![] };
-    let plan = plan(&inventory, &UsageMap::new(), &policy(), t(10_000), 25 * MIB);
+    let plan = plan(&inventory, &known_since_built(&inventory), &policy(), t(10_000), 25 * MIB);
     assert_eq!(plan.steps.len(), 3);
     assert_eq!(plan.expected_bytes(), 30 * MIB);
 }

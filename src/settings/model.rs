@@ -95,6 +95,8 @@ pub struct GcSettings {
     pub min_image_age: Duration,
     pub exited_container_min_age: Duration,
     pub keep_images: Vec<ImagePattern>,
+    /// A GC run that takes longer is abandoned (a wedged Docker call), so the drain is not held.
+    pub run_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

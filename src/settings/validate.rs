@@ -71,6 +71,10 @@ pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
             min_image_age: r.string("gc.min-image-age", values::parse_duration),
             exited_container_min_age: r.string("gc.exited-container-min-age", values::parse_duration),
             keep_images: r.list("gc.keep-images", ImagePattern::from_str),
+            run_timeout: r.string("gc.run-timeout", |t| match values::parse_duration(t)? {
+                d if d >= Duration::from_secs(1) => Ok(d),
+                _ => Err("a duration of at least 1s".into()),
+            }),
         },
         drain: DrainSettings {
             enabled: r.bool("drain.enabled"),

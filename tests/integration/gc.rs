@@ -271,3 +271,32 @@ async fn gc_dry_run_removes_nothing_and_prints_the_plan_a_real_run_executes() {
     }
     assert!(disk::probe(&docker.data_root).unwrap().used_fraction() < 0.60, "{real_out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_moved_to_a_newer_image_after_planning_is_not_stripped_from_it() {
+    use bollard::query_parameters::TagImageOptionsBuilder;
+    use nodewarden::gc::{Action, Plan, Step, execute};
+    let docker = TestDocker::start().await;
+    let client = &docker.client;
+    let old = images::import_tiny(client, "app/web:1").await;
+    let latest = TagImageOptionsBuilder::default().repo("app/web").tag("latest").build();
+    client.tag_image(&old, Some(latest)).await.unwrap();
+    // Planned while both tags named the old image…
+    let plan = Plan {
+        target_bytes: u64::MAX,
+        steps: vec![Step {
+            action: Action::RemoveImage { id: old.clone(), tags: vec!["app/web:1".into(), "app/web:latest".into()] },
+            reason: "unused".into(),
+            expected_bytes: 1,
+        }],
+        kept: vec![],
+    };
+    // …then the agent pulled a newer app/web:latest, about to start a task on it.
+    let newer = images::import_tiny(client, "app/web:latest").await;
+    assert_ne!(newer, old);
+    let report = execute(client, &plan, 1.0, || None).await;
+    let latest_now = client.inspect_image("app/web:latest").await.ok().and_then(|i| i.id);
+    assert_eq!(latest_now.as_deref(), Some(newer.as_str()), "the newer image lost its tag; report: {report:?}");
+    assert!(!image_exists(client, &old).await, "the old image should be gone: {report:?}");
+    assert_eq!(report.images_removed, 1, "{report:?}");
+}

@@ -164,6 +164,8 @@ impl TestDocker {
         let Some(mut child) = self.child.take() else { return };
         let pid = child.id();
         let family = system::descendants(pid);
+        // A test may have frozen it (SIGSTOP, "Docker wedged"): a stopped process keeps SIGTERM pending.
+        system::signal(pid, "CONT");
         system::signal(pid, "TERM");
         if !system::wait_gone(pid, Duration::from_secs(20)) {
             eprintln!("dockerd {pid} ignored SIGTERM; killing it and its children {family:?}");
