@@ -8,13 +8,18 @@
 pub enum ValueKind {
     /// Go `strconv.ParseBool`.
     Bool,
-    /// Go `time.ParseDuration`.
-    Duration,
-    /// A decimal integer within bounds.
+    /// Go `time.ParseDuration`, from `min` (the agent's own minimum: it clamps or replaces
+    /// anything smaller, 0 included, since 0 means "unset") up to `max` when the agent has one.
+    Duration { min: &'static str, max: Option<&'static str> },
+    /// Go `strconv.Atoi` (a sign is allowed) within bounds.
     Integer { min: i64, max: i64 },
+    /// Go `strconv.ParseUint`: digits only, no sign.
+    Unsigned { max: u64 },
+    /// `rate,burst`: two positive integers (the task metadata endpoint's throttle).
+    RateBurst,
     /// One of a fixed set of words.
     OneOf(&'static [&'static str]),
-    /// A JSON array of strings, each from a fixed set (logging drivers).
+    /// A non-empty JSON array of strings, each from a fixed set (logging drivers).
     JsonStringsOf(&'static [&'static str]),
     /// A JSON array of port numbers.
     JsonPorts,
@@ -40,6 +45,16 @@ pub const LOGGING_DRIVERS: &[&str] = &[
     "awsfirelens",
 ];
 
+/// The smallest Go duration above 0: where 0 means "the agent's default", not "none".
+const POSITIVE: &str = "1ns";
+
+const fn at_least(min: &'static str) -> ValueKind {
+    ValueKind::Duration { min, max: None }
+}
+
+/// Go's `time.Duration` is int64 nanoseconds: `time.ParseDuration` refuses anything longer.
+const GO_MAX_DURATION_NANOS: f64 = i64::MAX as f64;
+
 const LAYOUT: &str = "it is fixed by the agent container's layout (ecs-init's defaults)";
 
 /// Known keys, sorted by name.
@@ -51,11 +66,11 @@ pub const KEYS: &[(&str, ValueKind)] = &[
     ("ECS_CGROUP_PATH", ValueKind::Text),
     ("ECS_CHECKPOINT", ValueKind::Bool),
     ("ECS_CLUSTER", ValueKind::Reserved("set [ecs] cluster instead")),
-    ("ECS_CONTAINER_CREATE_TIMEOUT", ValueKind::Duration),
+    ("ECS_CONTAINER_CREATE_TIMEOUT", at_least("1m")),
     ("ECS_CONTAINER_INSTANCE_PROPAGATE_TAGS_FROM", ValueKind::OneOf(&["none", "ec2_instance"])),
     ("ECS_CONTAINER_INSTANCE_TAGS", ValueKind::JsonObject),
-    ("ECS_CONTAINER_START_TIMEOUT", ValueKind::Duration),
-    ("ECS_CONTAINER_STOP_TIMEOUT", ValueKind::Duration),
+    ("ECS_CONTAINER_START_TIMEOUT", at_least("45s")),
+    ("ECS_CONTAINER_STOP_TIMEOUT", at_least("1s")),
     ("ECS_DATADIR", ValueKind::Reserved(LAYOUT)),
     ("ECS_DISABLE_IMAGE_CLEANUP", ValueKind::Bool),
     ("ECS_DISABLE_METRICS", ValueKind::Bool),
@@ -73,15 +88,15 @@ pub const KEYS: &[(&str, ValueKind)] = &[
     ("ECS_ENABLE_UNTRACKED_IMAGE_CLEANUP", ValueKind::Bool),
     ("ECS_ENGINE_AUTH_DATA", ValueKind::Reserved("set [ecs] engine-auth-data instead (it is kept secret)")),
     ("ECS_ENGINE_AUTH_TYPE", ValueKind::Reserved("set [ecs] engine-auth-type instead")),
-    ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", ValueKind::Duration),
-    ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER", ValueKind::Duration),
+    ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", at_least("1s")),
+    ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER", at_least("0s")),
     ("ECS_EXCLUDE_UNTRACKED_IMAGE", ValueKind::Text),
     ("ECS_EXTERNAL", ValueKind::Bool),
-    ("ECS_IMAGE_CLEANUP_INTERVAL", ValueKind::Duration),
-    ("ECS_IMAGE_MINIMUM_CLEANUP_AGE", ValueKind::Duration),
+    ("ECS_IMAGE_CLEANUP_INTERVAL", at_least("10m")),
+    ("ECS_IMAGE_MINIMUM_CLEANUP_AGE", at_least(POSITIVE)),
     ("ECS_IMAGE_PULL_BEHAVIOR", ValueKind::OneOf(&["default", "always", "once", "prefer-cached"])),
-    ("ECS_IMAGE_PULL_INACTIVITY_TIMEOUT", ValueKind::Duration),
-    ("ECS_IMAGE_PULL_TIMEOUT", ValueKind::Duration),
+    ("ECS_IMAGE_PULL_INACTIVITY_TIMEOUT", at_least("1m")),
+    ("ECS_IMAGE_PULL_TIMEOUT", at_least(POSITIVE)),
     ("ECS_INSTANCE_ATTRIBUTES", ValueKind::JsonObject),
     ("ECS_LOGFILE", ValueKind::Reserved(LAYOUT)),
     ("ECS_LOGLEVEL", ValueKind::OneOf(&["debug", "info", "warn", "error", "crit"])),
@@ -90,18 +105,18 @@ pub const KEYS: &[(&str, ValueKind)] = &[
     ("ECS_LOG_MAX_ROLL_COUNT", ValueKind::Integer { min: 1, max: 1000 }),
     ("ECS_LOG_OUTPUT_FORMAT", ValueKind::OneOf(&["logfmt", "json"])),
     ("ECS_LOG_ROLLOVER_TYPE", ValueKind::OneOf(&["hourly", "size"])),
-    ("ECS_MANIFEST_PULL_TIMEOUT", ValueKind::Duration),
+    ("ECS_MANIFEST_PULL_TIMEOUT", at_least("30s")),
     ("ECS_NUM_IMAGES_DELETE_PER_CYCLE", ValueKind::Integer { min: 1, max: 1000 }),
-    ("ECS_POLLING_METRICS_WAIT_DURATION", ValueKind::Duration),
+    ("ECS_POLLING_METRICS_WAIT_DURATION", ValueKind::Duration { min: "5s", max: Some("20s") }),
     ("ECS_POLL_METRICS", ValueKind::Bool),
     ("ECS_PULL_DEPENDENT_CONTAINERS_UPFRONT", ValueKind::Bool),
-    ("ECS_RESERVED_MEMORY", ValueKind::Integer { min: 0, max: 65535 }),
+    ("ECS_RESERVED_MEMORY", ValueKind::Unsigned { max: 65535 }),
     ("ECS_RESERVED_PORTS", ValueKind::JsonPorts),
     ("ECS_RESERVED_PORTS_UDP", ValueKind::JsonPorts),
     ("ECS_SELINUX_CAPABLE", ValueKind::Bool),
     ("ECS_SHARED_VOLUME_MATCH_FULL_CONFIG", ValueKind::Bool),
     ("ECS_SKIP_LOCALHOST_TRAFFIC_FILTER", ValueKind::Bool),
-    ("ECS_TASK_METADATA_RPS_LIMIT", ValueKind::Text),
+    ("ECS_TASK_METADATA_RPS_LIMIT", ValueKind::RateBurst),
     ("ECS_UPDATES_ENABLED", ValueKind::Bool),
     ("ECS_WARM_POOLS_CHECK", ValueKind::Bool),
 ];
@@ -135,13 +150,40 @@ pub fn check(key: &str, value: &str) -> Result<(), String> {
     }
     match kind {
         ValueKind::Bool => go_parse_bool(value).map(drop).ok_or_else(|| "a boolean (true or false)".into()),
-        ValueKind::Duration => {
-            go_parse_duration(value).map(drop).map_err(|_| "a Go duration such as \"30m\" or \"1h30m\"".into())
+        ValueKind::Duration { min, max } => {
+            let bound = |text: &str| go_parse_duration(text).expect("the key table's bounds are Go durations");
+            let expected = match (min, max) {
+                (POSITIVE, None) => "a Go duration above 0 such as \"30m\" (0 means the agent's default)".to_string(),
+                ("0s", None) => "a Go duration such as \"30m\" or \"1h30m\", not negative".to_string(),
+                (min, None) => format!("a Go duration of at least {min} (the agent ignores or clamps smaller ones)"),
+                (min, Some(max)) => format!("a Go duration from {min} to {max} (the agent ignores others)"),
+            };
+            match go_parse_duration(value) {
+                Ok(nanos)
+                    if nanos <= GO_MAX_DURATION_NANOS
+                        && nanos >= bound(min)
+                        && max.is_none_or(|max| nanos <= bound(max)) =>
+                {
+                    Ok(())
+                }
+                _ => Err(expected),
+            }
         }
-        ValueKind::Integer { min, max } => match value.parse::<i64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(()),
+        ValueKind::Integer { min, max } => match value.strip_prefix('+').unwrap_or(value).parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) && !value.starts_with("+-") => Ok(()),
             _ => Err(format!("an integer from {min} to {max}")),
         },
+        ValueKind::Unsigned { max } => match value.parse::<u64>() {
+            Ok(n) if n <= max && value.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+            _ => Err(format!("a whole number from 0 to {max}, digits only")),
+        },
+        ValueKind::RateBurst => {
+            let positive = |part: &str| part.trim().parse::<u32>().is_ok_and(|n| n > 0);
+            match value.split(',').collect::<Vec<_>>()[..] {
+                [rate, burst] if positive(rate) && positive(burst) => Ok(()),
+                _ => Err("rate,burst: two positive integers such as \"40,60\"".into()),
+            }
+        }
         ValueKind::OneOf(words) => {
             if words.contains(&value) {
                 Ok(())
@@ -150,9 +192,14 @@ pub fn check(key: &str, value: &str) -> Result<(), String> {
             }
         }
         ValueKind::JsonStringsOf(allowed) => {
-            let expected = || format!("a JSON array of: {}", allowed.join(", "));
+            let expected = || format!("a non-empty JSON array of: {}", allowed.join(", "));
             let items: Vec<String> = serde_json::from_str(value).map_err(|_| expected())?;
-            if items.iter().all(|i| allowed.contains(&i.as_str())) { Ok(()) } else { Err(expected()) }
+            // An empty list would leave the agent no driver at all for its tasks.
+            if !items.is_empty() && items.iter().all(|i| allowed.contains(&i.as_str())) {
+                Ok(())
+            } else {
+                Err(expected())
+            }
         }
         ValueKind::JsonPorts => serde_json::from_str::<Vec<u16>>(value)
             .map(drop)
@@ -235,7 +282,9 @@ mod tests {
             ("ECS_IMAGE_CLEANUP_INTERVAL", "30m", true),
             ("ECS_IMAGE_CLEANUP_INTERVAL", "1h30m", true),
             ("ECS_IMAGE_CLEANUP_INTERVAL", "1.5h", true),
-            ("ECS_IMAGE_CLEANUP_INTERVAL", "0", true),
+            ("ECS_IMAGE_CLEANUP_INTERVAL", "0", false),
+            ("ECS_IMAGE_CLEANUP_INTERVAL", "10m", true),
+            ("ECS_IMAGE_CLEANUP_INTERVAL", "9m59s", false),
             ("ECS_IMAGE_CLEANUP_INTERVAL", "30", false),
             ("ECS_IMAGE_CLEANUP_INTERVAL", "30 m", false),
             ("ECS_IMAGE_CLEANUP_INTERVAL", "1d", false),
@@ -247,7 +296,44 @@ mod tests {
             ("ECS_CONTAINER_INSTANCE_TAGS", "{\"team\":\"web\"}", true),
             ("ECS_CONTAINER_INSTANCE_TAGS", "[1]", false),
             ("ECS_RESERVED_MEMORY", "256", true),
+            ("ECS_RESERVED_MEMORY", "0", true),
+            ("ECS_RESERVED_MEMORY", "65535", true),
+            ("ECS_RESERVED_MEMORY", "65536", false),
             ("ECS_RESERVED_MEMORY", "70000", false),
+            ("ECS_RESERVED_MEMORY", "+256", false),
+            ("ECS_RESERVED_MEMORY", "-1", false),
+            // The agent's own minimums, at the edge and just under it.
+            ("ECS_CONTAINER_STOP_TIMEOUT", "1s", true),
+            ("ECS_CONTAINER_STOP_TIMEOUT", "999ms", false),
+            ("ECS_CONTAINER_STOP_TIMEOUT", "-30s", false),
+            ("ECS_CONTAINER_START_TIMEOUT", "45s", true),
+            ("ECS_CONTAINER_START_TIMEOUT", "44s", false),
+            ("ECS_CONTAINER_CREATE_TIMEOUT", "1m", true),
+            ("ECS_CONTAINER_CREATE_TIMEOUT", "59s", false),
+            ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", "1s", true),
+            ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", "500ms", false),
+            ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER", "0", true),
+            ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER", "-1m", false),
+            ("ECS_IMAGE_PULL_INACTIVITY_TIMEOUT", "59s", false),
+            ("ECS_MANIFEST_PULL_TIMEOUT", "30s", true),
+            ("ECS_MANIFEST_PULL_TIMEOUT", "29s", false),
+            ("ECS_IMAGE_MINIMUM_CLEANUP_AGE", "1ns", true),
+            ("ECS_IMAGE_MINIMUM_CLEANUP_AGE", "0", false),
+            ("ECS_POLLING_METRICS_WAIT_DURATION", "5s", true),
+            ("ECS_POLLING_METRICS_WAIT_DURATION", "20s", true),
+            ("ECS_POLLING_METRICS_WAIT_DURATION", "21s", false),
+            ("ECS_POLLING_METRICS_WAIT_DURATION", "4s", false),
+            // Go's int64 nanoseconds end at 2562047h47m16.854775807s.
+            ("ECS_IMAGE_PULL_TIMEOUT", "2562047h", true),
+            ("ECS_IMAGE_PULL_TIMEOUT", "2562048h", false),
+            ("ECS_NUM_IMAGES_DELETE_PER_CYCLE", "+5", true),
+            ("ECS_NUM_IMAGES_DELETE_PER_CYCLE", "0", false),
+            ("ECS_AVAILABLE_LOGGING_DRIVERS", "[]", false),
+            ("ECS_TASK_METADATA_RPS_LIMIT", "40,60", true),
+            ("ECS_TASK_METADATA_RPS_LIMIT", " 40 , 60 ", true),
+            ("ECS_TASK_METADATA_RPS_LIMIT", "40", false),
+            ("ECS_TASK_METADATA_RPS_LIMIT", "40,60,80", false),
+            ("ECS_TASK_METADATA_RPS_LIMIT", "fast,60", false),
             ("ECS_IMAGE_PULL_BEHAVIOR", "prefer-cached", true),
             ("ECS_IMAGE_PULL_BEHAVIOR", "sometimes", false),
             ("ECS_LOGLEVEL", "info\nECS_CLUSTER=evil", false),
