@@ -44,6 +44,7 @@ pub fn run(context: &Context, draining: bool) -> u8 {
                 since,
                 cluster: identity.cluster.clone(),
                 container_instance_arn: identity.container_instance_arn.clone(),
+                pending: false,
             };
             record::save(&record_path, &record).map_err(|e| e.to_string())?;
             if let Err(error) = api.tag(&identity.ec2_instance_id, &format!("operator: {detail}"), since).await {

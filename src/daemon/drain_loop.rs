@@ -107,14 +107,22 @@ impl DrainLoop {
                 _ = fate.changed() => {}
                 _ = shutdown.changed() => break,
             }
-            let Fate { spot, terminating } = fate.borrow_and_update().clone();
+            let Fate { spot, spot_clear, terminating } = fate.borrow_and_update().clone();
             self.controller.set_max_fraction(self.settings.borrow().max_draining_fraction.fraction());
             let disk_wants = disk.borrow().clone();
-            let wants =
-                Wants { disk_pressure: disk_wants.drain, spot_interruption: spot.is_some(), termination: terminating };
+            let spot_action = spot.as_ref().map(|(action, _)| action.as_str());
+            let wants = Wants {
+                disk_pressure: disk_wants.drain,
+                spot_interruption: spot_action == Some("terminate"),
+                spot_stop: matches!(spot_action, Some("stop" | "hibernate")),
+                spot_clear,
+                termination: terminating,
+            };
             let detail = match wants.reason() {
                 Some(DrainReason::Termination) => "Auto Scaling lifecycle state Terminated".to_string(),
-                Some(DrainReason::SpotInterruption) => spot.clone().unwrap_or_default(),
+                Some(DrainReason::SpotInterruption | DrainReason::SpotStop) => {
+                    spot.map(|(_, text)| text).unwrap_or_default()
+                }
                 _ => match &disk_wants.offender {
                     Some(offender) => format!("{}; {offender}", disk_wants.reason),
                     None => disk_wants.reason.clone(),
@@ -189,8 +197,11 @@ impl DrainLoop {
 /// Whether the instance is going away, as IMDS says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Fate {
-    /// "spot interruption: terminate at …", once noticed (a notice is never withdrawn).
-    spot: Option<String>,
+    /// The spot notice's action (terminate, stop, hibernate) and "spot interruption: stop at
+    /// …", once noticed (a notice is never withdrawn before its action).
+    spot: Option<(String, String)>,
+    /// IMDS answered "no spot notice" in this boot.
+    spot_clear: bool,
     /// Auto Scaling's lifecycle state is Terminated.
     terminating: bool,
 }
@@ -209,9 +220,11 @@ async fn poll_fate(imds: Arc<ImdsClient>, on_spot: bool, on_termination: bool, f
                     let when = notice.time.as_deref().unwrap_or("soon");
                     tracing::warn!(action = %notice.action, time = when, "spot interruption notice");
                     let text = format!("spot interruption: {} at {when}", notice.action);
-                    fate.send_modify(|f| f.spot = Some(text));
+                    fate.send_modify(|f| f.spot = Some((notice.action.clone(), text)));
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    fate.send_if_modified(|f| !std::mem::replace(&mut f.spot_clear, true));
+                }
                 Err(error) => tracing::debug!(%error, "spot notice poll failed"),
             }
         }

@@ -67,7 +67,7 @@ pub struct DrainStatus {
     /// ECS's view: ACTIVE, DRAINING, or unknown before the first answer.
     pub ecs_status: Option<String>,
     pub draining: bool,
-    /// Who drained: disk-pressure, spot-interruption, termination, operator.
+    /// Who drained: disk-pressure, spot-interruption, spot-stop, termination, operator.
     pub owner: Option<DrainReason>,
     pub detail: Option<String>,
     #[serde(with = "crate::gc::inventory::unix_seconds_option")]
@@ -223,10 +223,24 @@ impl DrainController {
         self.record = record::load(&self.record_path);
         let own = self.api.own_status(&identity).await?;
         self.status.ecs_status = Some(own.as_str().to_string());
-        if own == EcsStatus::Active && self.record.is_some() {
-            tracing::warn!("this instance is ACTIVE again although nodewarden drained it: someone undrained it");
-            self.forget_record()?;
-            self.withdraw_claim(&identity).await;
+        match (&self.record, own) {
+            (Some(record), EcsStatus::Active) if record.pending => {
+                // The drain was written down but ECS never took it (a failed call, a crash): it
+                // is decided afresh below, with the claim this node may still hold.
+                tracing::info!("a drain nodewarden intended never reached ECS; deciding again");
+                self.forget_record()?;
+            }
+            (Some(_), EcsStatus::Active) => {
+                tracing::warn!("this instance is ACTIVE again although nodewarden drained it: someone undrained it");
+                self.forget_record()?;
+                self.withdraw_claim(&identity).await;
+            }
+            (Some(record), EcsStatus::Draining) if record.pending => {
+                tracing::info!("ECS took the drain nodewarden intended before it could note so; it is nodewarden's");
+                let (reason, detail) = (record.reason, record.detail.clone());
+                self.remember(&identity, reason, &detail).await?;
+            }
+            _ => {}
         }
         let decision = policy::decide(wants, self.record.as_ref().map(|r| r.reason), own);
         if !wants.disk_pressure {
@@ -243,6 +257,7 @@ impl DrainController {
             }
             Decision::Drain(DrainReason::DiskPressure) => self.claim_and_drain(&identity, detail).await?,
             Decision::Drain(reason) => {
+                self.intend(&identity, reason, detail)?;
                 self.api.set_status(&identity, true).await?;
                 tracing::warn!(reason = reason.as_str(), detail, "set this container instance to DRAINING");
                 self.remember(&identity, reason, detail).await?;
@@ -258,8 +273,15 @@ impl DrainController {
                 self.remember(&identity, DrainReason::Operator, "drained outside nodewarden").await?;
             }
             Decision::Undrain => {
+                let back_from_stop = self.record.as_ref().is_some_and(|r| r.reason == DrainReason::SpotStop);
                 self.undrain(&identity).await?;
-                tracing::info!("the disk recovered: this container instance is ACTIVE again");
+                if back_from_stop {
+                    tracing::info!(
+                        "back after a spot stop, with no notice pending: this container instance is ACTIVE again"
+                    );
+                } else {
+                    tracing::info!("the disk recovered: this container instance is ACTIVE again");
+                }
             }
         }
         Ok(())
@@ -304,6 +326,7 @@ impl DrainController {
         self.registered = view.registered;
         match claims::may_drain(&view, &own, self.max_fraction, SystemTime::now()) {
             Verdict::Admitted => {
+                self.intend(identity, DrainReason::DiskPressure, detail)?;
                 self.api.set_status(identity, true).await?;
                 tracing::warn!(reason = "disk-pressure", detail, "set this container instance to DRAINING");
                 self.remember(identity, DrainReason::DiskPressure, detail).await?;
@@ -399,14 +422,29 @@ impl DrainController {
         self.pressure_known = true;
         Ok(())
     }
-    async fn remember(&mut self, identity: &Identity, reason: DrainReason, detail: &str) -> Result<(), DrainError> {
-        let record = DrainRecord {
+    /// Writes the drain down before ECS is asked (see `DrainRecord::pending`); a record that
+    /// cannot be written stops the drain here, before ECS hears of it.
+    fn intend(&mut self, identity: &Identity, reason: DrainReason, detail: &str) -> Result<(), DrainError> {
+        let record = self.record_for(identity, reason, detail, true);
+        record::save(&self.record_path, &record)?;
+        self.record = Some(record);
+        Ok(())
+    }
+
+    fn record_for(&self, identity: &Identity, reason: DrainReason, detail: &str, pending: bool) -> DrainRecord {
+        DrainRecord {
             reason,
             detail: detail.to_string(),
             since: self.record.as_ref().map_or_else(SystemTime::now, |r| r.since),
             cluster: identity.cluster.clone(),
             container_instance_arn: identity.container_instance_arn.clone(),
-        };
+            pending,
+        }
+    }
+
+    /// Notes a drain ECS has taken (or an operator's), and tags the instance with its reason.
+    async fn remember(&mut self, identity: &Identity, reason: DrainReason, detail: &str) -> Result<(), DrainError> {
+        let record = self.record_for(identity, reason, detail, false);
         record::save(&self.record_path, &record)?;
         let tag_text = format!("{}: {detail}", reason.as_str());
         if let Err(error) = self.api.tag(&identity.ec2_instance_id, &tag_text, record.since).await {

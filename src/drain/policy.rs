@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "kebab-case")]
 pub enum DrainReason {
     DiskPressure,
+    /// A spot notice that ends the instance (terminate).
     SpotInterruption,
+    /// A spot stop or hibernate notice: the instance comes back later, and is undrained then.
+    SpotStop,
     Termination,
     /// `nodewarden drain`, or DRAINING set by someone else: never undone by nodewarden.
     Operator,
@@ -20,14 +23,16 @@ impl DrainReason {
         match self {
             DrainReason::DiskPressure => "disk-pressure",
             DrainReason::SpotInterruption => "spot-interruption",
+            DrainReason::SpotStop => "spot-stop",
             DrainReason::Termination => "termination",
             DrainReason::Operator => "operator",
         }
     }
 
-    /// Whether nodewarden may return the instance to ACTIVE by itself once the cause is gone.
+    /// Whether nodewarden may return the instance to ACTIVE by itself once the cause is gone:
+    /// the disk recovered, or the spot-stopped instance is back.
     pub fn undone_on_recovery(self) -> bool {
-        self == DrainReason::DiskPressure
+        matches!(self, DrainReason::DiskPressure | DrainReason::SpotStop)
     }
 }
 
@@ -62,7 +67,12 @@ impl EcsStatus {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Wants {
     pub disk_pressure: bool,
+    /// A spot notice to terminate.
     pub spot_interruption: bool,
+    /// A spot notice to stop or hibernate.
+    pub spot_stop: bool,
+    /// IMDS answered that there is no spot notice (in this boot, after a stop: the instance is back).
+    pub spot_clear: bool,
     pub termination: bool,
 }
 
@@ -73,6 +83,8 @@ impl Wants {
             Some(DrainReason::Termination)
         } else if self.spot_interruption {
             Some(DrainReason::SpotInterruption)
+        } else if self.spot_stop {
+            Some(DrainReason::SpotStop)
         } else if self.disk_pressure {
             Some(DrainReason::DiskPressure)
         } else {
@@ -89,7 +101,8 @@ pub enum Decision {
     Drain(DrainReason),
     /// The instance is DRAINING and nobody recorded it: an operator did; adopt as theirs.
     AdoptOperatorDrain,
-    /// Return to ACTIVE: we drained for disk pressure and the disk recovered.
+    /// Return to ACTIVE: we drained for disk pressure and the disk recovered, or for a spot
+    /// stop and the instance is back.
     Undrain,
     /// A stronger reason now applies to our own drain (e.g. termination after disk pressure).
     Reclassify(DrainReason),
@@ -102,7 +115,9 @@ pub fn decide(wants: Wants, recorded: Option<DrainReason>, status: EcsStatus) ->
         (EcsStatus::Draining, None) => Decision::AdoptOperatorDrain,
         (EcsStatus::Draining, Some(ours)) => match wants.reason() {
             Some(reason) if ours.undone_on_recovery() && reason != ours => Decision::Reclassify(reason),
-            None if ours.undone_on_recovery() => Decision::Undrain,
+            None if ours == DrainReason::DiskPressure => Decision::Undrain,
+            // Back from a spot stop only once IMDS has said "no notice" in this boot.
+            None if ours == DrainReason::SpotStop && wants.spot_clear => Decision::Undrain,
             _ => Decision::Nothing,
         },
         (EcsStatus::Active, _) => match wants.reason() {
@@ -117,9 +132,17 @@ mod tests {
     use super::*;
     use DrainReason::*;
 
-    const DISK: Wants = Wants { disk_pressure: true, spot_interruption: false, termination: false };
-    const SPOT: Wants = Wants { disk_pressure: false, spot_interruption: true, termination: false };
-    const NONE: Wants = Wants { disk_pressure: false, spot_interruption: false, termination: false };
+    const NONE: Wants = Wants {
+        disk_pressure: false,
+        spot_interruption: false,
+        spot_stop: false,
+        spot_clear: false,
+        termination: false,
+    };
+    const DISK: Wants = Wants { disk_pressure: true, ..NONE };
+    const SPOT: Wants = Wants { spot_interruption: true, ..NONE };
+    const SPOT_STOP: Wants = Wants { spot_stop: true, ..NONE };
+    const BACK: Wants = Wants { spot_clear: true, ..NONE };
 
     #[test]
     fn ecs_statuses_read_and_show_as_ecs_writes_them() {
@@ -137,7 +160,7 @@ mod tests {
     #[test]
     fn going_away_outranks_disk_pressure() {
         assert_eq!(decide(SPOT, None, EcsStatus::Active), Decision::Drain(SpotInterruption));
-        let both = Wants { disk_pressure: true, termination: true, spot_interruption: false };
+        let both = Wants { disk_pressure: true, termination: true, ..NONE };
         assert_eq!(decide(both, None, EcsStatus::Active), Decision::Drain(Termination));
         assert_eq!(decide(both, Some(DiskPressure), EcsStatus::Draining), Decision::Reclassify(Termination));
     }
@@ -148,6 +171,22 @@ mod tests {
         assert_eq!(decide(NONE, Some(Operator), EcsStatus::Draining), Decision::Nothing);
         assert_eq!(decide(NONE, Some(SpotInterruption), EcsStatus::Draining), Decision::Nothing);
         assert_eq!(decide(DISK, Some(Operator), EcsStatus::Draining), Decision::Nothing);
+    }
+
+    #[test]
+    fn a_spot_stop_drain_is_undone_once_imds_says_the_notice_is_gone() {
+        assert_eq!(decide(SPOT_STOP, None, EcsStatus::Active), Decision::Drain(SpotStop));
+        let stop_and_disk = Wants { disk_pressure: true, ..SPOT_STOP };
+        assert_eq!(decide(stop_and_disk, None, EcsStatus::Active), Decision::Drain(SpotStop));
+        // Not yet known (no answer from IMDS in this boot), or the notice still there: stay.
+        assert_eq!(decide(NONE, Some(SpotStop), EcsStatus::Draining), Decision::Nothing);
+        assert_eq!(decide(SPOT_STOP, Some(SpotStop), EcsStatus::Draining), Decision::Nothing);
+        assert_eq!(decide(BACK, Some(SpotStop), EcsStatus::Draining), Decision::Undrain);
+        // Back, but the disk is full now: the drain stays, as a disk-pressure one.
+        let back_full = Wants { disk_pressure: true, ..BACK };
+        assert_eq!(decide(back_full, Some(SpotStop), EcsStatus::Draining), Decision::Reclassify(DiskPressure));
+        // A terminate notice is for ever.
+        assert_eq!(decide(BACK, Some(SpotInterruption), EcsStatus::Draining), Decision::Nothing);
     }
 
     #[test]

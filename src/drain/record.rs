@@ -19,6 +19,11 @@ pub struct DrainRecord {
     pub since: SystemTime,
     pub cluster: String,
     pub container_instance_arn: String,
+    /// Written before asking ECS to drain, cleared once ECS answered: a crash between the two
+    /// leaves a drain that is still known to be ours (undone when the disk recovers), never one
+    /// mistaken for an operator's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 /// Reads the record at `path` (`HostPaths::drain_record`).

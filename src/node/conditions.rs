@@ -112,6 +112,7 @@ pub fn evaluate(i: &Inputs<'_>) -> Vec<Observed> {
             let reason = match owner {
                 crate::drain::DrainReason::DiskPressure => "DrainedForDiskPressure",
                 crate::drain::DrainReason::SpotInterruption => "DrainedForSpotInterruption",
+                crate::drain::DrainReason::SpotStop => "DrainedForSpotStop",
                 crate::drain::DrainReason::Termination => "DrainedForTermination",
                 crate::drain::DrainReason::Operator => "DrainedByOperator",
             };
