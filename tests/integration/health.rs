@@ -218,6 +218,33 @@ async fn systemd_hears_ready_status_watchdog_and_stopping_and_a_stuck_loop_stops
     assert!(last.iter().any(|m| m == "STOPPING=1"), "{last:?}");
 }
 
+/// A notify socket nobody reads (a wedged manager) fills after a few datagrams; the daemon
+/// must not block on it: the endpoint answers, the loop ticks, a reload is taken.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_notify_socket_nobody_reads_never_stalls_the_daemon() {
+    let mut node = node("[disk]\ncheck-interval = \"200ms\"\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let _never_read = UnixDatagram::bind(&socket_path).unwrap();
+    let n = &mut node.nodewarden;
+    // A ping every 50 ms: the socket's queue is full within a second.
+    n.start_with(&[("NOTIFY_SOCKET", socket_path.to_str().unwrap()), ("WATCHDOG_USEC", "150000")]);
+    wait_get(n, "/healthz", 200).await;
+    let until = Instant::now() + Duration::from_secs(6);
+    let mut hups = 0;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let code = n.get("/healthz").await.map(|(code, _)| code);
+        assert_eq!(code, Some(200), "the daemon stalled on a full notify socket; log:\n{}", n.log());
+        if hups < 3 {
+            system::signal(n.pid().unwrap(), "HUP");
+            hups += 1;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(n.log().matches("settings reloaded").count(), 3, "reloads stalled; log:\n{}", n.log());
+}
+
 /// A check-interval longer than WatchdogSec (60 s against the unit's 30 s, here 5 s against
 /// 3 s) must not get the daemon killed: the watchdog is fed from its own timer.
 #[tokio::test(flavor = "multi_thread")]
