@@ -253,6 +253,42 @@ async fn a_spot_notice_drains_within_three_seconds() {
     assert_eq!(drain_record(&nodewarden.state_dir())["reason"], "spot-interruption", "the budget (0%) does not apply");
 }
 
+/// Docker dies under a running daemon (a full disk does that): the daemon stays up, says so,
+/// and a spot notice still drains.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_docker_stopped_the_daemon_answers_and_still_drains_on_a_spot_notice() {
+    let mut w = world().await;
+    let mut nodewarden = w.nodewarden("[drain]\nmax-draining-fraction = \"0%\"\n");
+    nodewarden.start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !nodewarden.log().contains("watching Docker's disk") {
+        nodewarden.assert_running();
+        assert!(Instant::now() < deadline, "never watching Docker; log:\n{}", nodewarden.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    w.docker.stop();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = nodewarden.get("/status").await.map(|(_, body)| body).unwrap_or_default();
+        let doc: serde_json::Value = serde_json::from_str(&status).unwrap_or_default();
+        let unavailable = doc["conditions"]
+            .as_array()
+            .and_then(|all| all.iter().find(|c| c["type"] == "DockerUnavailable"))
+            .is_some_and(|c| c["status"] == "True");
+        if unavailable {
+            break;
+        }
+        nodewarden.assert_running();
+        assert!(Instant::now() < deadline, "DockerUnavailable never said; log:\n{}", nodewarden.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(nodewarden.get("/healthz").await.map(|(code, _)| code), Some(200));
+    w.imds.state().spot_action = Some(r#"{"action":"terminate","time":"2026-11-27T00:02:00Z"}"#.into());
+    w.wait_status("DRAINING", Duration::from_secs(10), &mut nodewarden).await;
+    assert_eq!(drain_record(&nodewarden.state_dir())["reason"], "spot-interruption");
+    assert_eq!(nodewarden.get("/healthz").await.map(|(code, _)| code), Some(200));
+}
+
 /// A spot stop (or hibernate) takes the instance away and brings it back: drained at the
 /// notice, ACTIVE again once, after the start, IMDS has no notice.
 #[tokio::test(flavor = "multi_thread")]
