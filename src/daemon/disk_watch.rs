@@ -127,7 +127,6 @@ impl DiskWatch {
                 state.fill_rate = rate.bytes_per_second();
                 state.time_to_full = rate.time_to_full();
             }
-            self.state.mark_first_check();
             if let Some(task) = running.take_if(|task| task.is_finished()) {
                 let report = task.await.unwrap_or_else(|e| {
                     Err(GcError::Disk(disk::ProbeError {
@@ -159,6 +158,8 @@ impl DiskWatch {
             // After GC started, so the machine sees reclaim under way before it drains.
             self.update_pressure(&mut pressure, &sample, rate.time_to_full());
             self.report();
+            // After the first STATUS line: READY (sent once this flips) follows it.
+            self.state.mark_first_check();
         }
         if let Some(task) = running {
             task.abort();

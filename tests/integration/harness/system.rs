@@ -106,7 +106,7 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
 
 /// The mount point, fstype, source and super options of the mount holding `path`.
 pub fn mount_of(path: &Path) -> Option<(PathBuf, String, String, String)> {
-    let mounts = nodewarden::storage::mountinfo::current().unwrap();
+    let mounts = nodewarden::storage::mountinfo::current().expect("reading /proc/self/mountinfo");
     nodewarden::storage::mountinfo::holding(&mounts, path)
         .map(|m| (m.mount_point, m.fs_type, m.source, m.super_options))
 }
