@@ -27,7 +27,26 @@ pub fn entries(settings: &Settings) -> BTreeMap<String, String> {
         entries.insert("ECS_ENGINE_AUTH_DATA".into(), data);
     }
     entries.extend(settings.ecs.config.iter().map(|(k, v)| (k.clone(), v.clone())));
+    entries.insert("ECS_RESERVED_PORTS".into(), reserved_ports(settings));
     entries
+}
+
+/// The agent's own reserved ports (its default, which setting the key replaces), the
+/// operator's, and the health endpoint's, so no task is ever given it as a host port.
+pub const AGENT_RESERVED_PORTS: &[u16] = &[22, 2375, 2376, 51678, 51679];
+
+fn reserved_ports(settings: &Settings) -> String {
+    let operators: Vec<u16> = settings
+        .ecs
+        .config
+        .get("ECS_RESERVED_PORTS")
+        .and_then(|value| serde_json::from_str(value).ok())
+        .unwrap_or_default();
+    let mut ports: Vec<u16> = AGENT_RESERVED_PORTS.iter().copied().chain(operators).collect();
+    ports.push(settings.health.listen.port());
+    ports.sort_unstable();
+    ports.dedup();
+    serde_json::to_string(&ports).expect("a list of numbers always serializes")
 }
 
 /// The file's text.
@@ -65,9 +84,18 @@ mod tests {
                 "ECS_ENABLE_TASK_IAM_ROLE=false",
                 "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=true",
                 "ECS_LOGLEVEL=debug",
+                "ECS_RESERVED_PORTS=[22,2375,2376,31690,51678,51679]",
             ]
         );
         assert!(text.lines().filter(|l| l.starts_with('#')).all(|l| !l.contains('=')), "ecs-init would read a key");
+    }
+
+    #[test]
+    fn the_health_port_is_reserved_beside_the_agents_and_the_operators() {
+        let text = render(&settings(
+            "[ecs]\ncluster = \"c\"\n[ecs.config]\nECS_RESERVED_PORTS = \"[8080, 22]\"\n[health]\nlisten = \"127.0.0.1:9100\"\n",
+        ));
+        assert!(text.contains("ECS_RESERVED_PORTS=[22,2375,2376,8080,9100,51678,51679]\n"), "{text}");
     }
 
     #[test]

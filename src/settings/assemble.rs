@@ -67,10 +67,34 @@ pub async fn assemble(paths: &HostPaths, file: &SettingsInput, userdata: &Userda
     };
     let result = super::load(&layers).map_err(Invalid);
     let warnings = match &result {
-        Ok(loaded) => secret_readable_by_others(loaded),
+        Ok(loaded) => [secret_readable_by_others(loaded), worth_saying(&loaded.settings)].concat(),
         Err(_) => Vec::new(),
     };
     Ok(Assembly { userdata_toml, userdata_note, warnings, result })
+}
+
+/// Valid settings that may not do what the operator expects.
+fn worth_saying(settings: &super::Settings) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for key in &settings.ecs.config_unchecked {
+        if settings.ecs.config.contains_key(key) && super::ecs_keys::lookup(key).is_none() {
+            warnings.push(format!(
+                "[ecs.config] {key} is passed to the ECS agent unchecked ([ecs] config-unchecked): the agent may \
+                 ignore or refuse its value"
+            ));
+        }
+    }
+    // Without ECS_DYNAMIC_HOST_PORT_RANGE the agent takes the kernel's ephemeral range (32768-60999
+    // by default) or, without one, 49153-65535: the reservation keeps tasks off the port, but
+    // other programs' outgoing connections may still take it while nodewarden is down.
+    let port = settings.health.listen.port();
+    if !settings.ecs.config.contains_key("ECS_DYNAMIC_HOST_PORT_RANGE") && port >= 32768 {
+        warnings.push(format!(
+            "[health] listen uses port {port}, inside the ephemeral port range tasks and outgoing connections \
+             draw from; a port below 32768 (the default is 31690) never collides"
+        ));
+    }
+    warnings
 }
 
 /// A secret that came from a settings file group or others can read.

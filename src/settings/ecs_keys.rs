@@ -17,6 +17,8 @@ pub enum ValueKind {
     Unsigned { max: u64 },
     /// `rate,burst`: two positive integers (the task metadata endpoint's throttle).
     RateBurst,
+    /// `start-end`: a port range, start below end.
+    PortRange,
     /// One of a fixed set of words.
     OneOf(&'static [&'static str]),
     /// A non-empty JSON array of strings, each from a fixed set (logging drivers).
@@ -57,7 +59,8 @@ const GO_MAX_DURATION_NANOS: f64 = i64::MAX as f64;
 
 const LAYOUT: &str = "it is fixed by the agent container's layout (ecs-init's defaults)";
 
-/// Known keys, sorted by name.
+/// Known keys, sorted by name: the agent's `ECS_*` keys, and the proxy variables the ECS
+/// documentation sets in ecs.config (ecs-init passes every key to the agent's environment).
 pub const KEYS: &[(&str, ValueKind)] = &[
     ("ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS", ValueKind::Bool),
     ("ECS_APPARMOR_CAPABLE", ValueKind::Bool),
@@ -75,6 +78,7 @@ pub const KEYS: &[(&str, ValueKind)] = &[
     ("ECS_DISABLE_IMAGE_CLEANUP", ValueKind::Bool),
     ("ECS_DISABLE_METRICS", ValueKind::Bool),
     ("ECS_DISABLE_PRIVILEGED", ValueKind::Bool),
+    ("ECS_DYNAMIC_HOST_PORT_RANGE", ValueKind::PortRange),
     ("ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE", ValueKind::Bool),
     ("ECS_ENABLE_CONTAINER_METADATA", ValueKind::Bool),
     ("ECS_ENABLE_GPU_SUPPORT", ValueKind::Bool),
@@ -90,6 +94,7 @@ pub const KEYS: &[(&str, ValueKind)] = &[
     ("ECS_ENGINE_AUTH_TYPE", ValueKind::Reserved("set [ecs] engine-auth-type instead")),
     ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", at_least("1s")),
     ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER", at_least("0s")),
+    ("ECS_EXCLUDE_IPV6_PORTBINDING", ValueKind::Bool),
     ("ECS_EXCLUDE_UNTRACKED_IMAGE", ValueKind::Text),
     ("ECS_EXTERNAL", ValueKind::Bool),
     ("ECS_IMAGE_CLEANUP_INTERVAL", at_least("10m")),
@@ -117,15 +122,18 @@ pub const KEYS: &[(&str, ValueKind)] = &[
     ("ECS_SHARED_VOLUME_MATCH_FULL_CONFIG", ValueKind::Bool),
     ("ECS_SKIP_LOCALHOST_TRAFFIC_FILTER", ValueKind::Bool),
     ("ECS_TASK_METADATA_RPS_LIMIT", ValueKind::RateBurst),
+    ("ECS_TASK_PIDS_LIMIT", ValueKind::Integer { min: 1, max: 4_194_304 }),
     ("ECS_UPDATES_ENABLED", ValueKind::Bool),
     ("ECS_WARM_POOLS_CHECK", ValueKind::Bool),
+    ("HTTPS_PROXY", ValueKind::Text),
+    ("HTTP_PROXY", ValueKind::Text),
+    ("NO_PROXY", ValueKind::Text),
 ];
 
 pub fn lookup(key: &str) -> Option<ValueKind> {
     KEYS.binary_search_by(|(name, _)| name.cmp(&key)).ok().map(|i| KEYS[i].1)
 }
 
-/// Checks `value` for `key` the way the agent would read it. `Err` says what was expected.
 /// Whether an error about `key` may show its value: only for a known key that is not reserved
 /// and whose name does not look like it holds a secret. An unknown or reserved key is where a
 /// misplaced secret lands (`ECS_ENGINE_AUTH_DATA` in `[ecs.config]`, ecs-init users' habit),
@@ -136,18 +144,41 @@ pub fn may_show_value(key: &str) -> bool {
     known && !SECRET_WORDS.iter().any(|word| key.contains(word))
 }
 
-pub fn check(key: &str, value: &str) -> Result<(), String> {
-    let Some(kind) = lookup(key) else {
-        return Err(if key.starts_with("ECS_") {
-            "a known ECS agent setting (this one is unknown to nodewarden; check its spelling)".into()
-        } else {
-            "an ECS agent setting (names start with ECS_)".into()
-        });
-    };
+/// `start-end` as the agent reads ECS_DYNAMIC_HOST_PORT_RANGE.
+pub fn port_range(value: &str) -> Option<(u16, u16)> {
+    let (start, end) = value.split_once('-')?;
+    let (start, end) = (start.trim().parse::<u16>().ok()?, end.trim().parse::<u16>().ok()?);
+    (start > 0 && start < end).then_some((start, end))
+}
+
+/// Whether `key` may be passed through unchecked (`[ecs] config-unchecked`): an environment
+/// variable name, since ecs-init hands every key to the agent's environment.
+pub fn is_variable_name(key: &str) -> bool {
+    key.starts_with(|c: char| c.is_ascii_uppercase())
+        && key.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Checks `value` for `key` the way the agent would read it. `Err` says what was expected.
+/// `unchecked` holds the keys the operator listed in `[ecs] config-unchecked`: a key nodewarden
+/// does not know is then passed through (reserved keys never are).
+pub fn check(key: &str, value: &str, unchecked: &[String]) -> Result<(), String> {
     // ecs.config is KEY=VALUE per line: a newline would inject another key.
     if value.contains(['\n', '\r', '\0']) {
         return Err("a single-line value".into());
     }
+    let Some(kind) = lookup(key) else {
+        if unchecked.iter().any(|k| k == key) && is_variable_name(key) {
+            return Ok(());
+        }
+        return Err(if key.starts_with("ECS_") {
+            "a known ECS agent setting (this one is unknown to nodewarden; check its spelling, or list it in \
+             [ecs] config-unchecked to pass it to the agent unchecked)"
+                .into()
+        } else {
+            "an ECS agent setting (ECS_*, or HTTP_PROXY, HTTPS_PROXY, NO_PROXY; list others in [ecs] config-unchecked)"
+                .into()
+        });
+    };
     match kind {
         ValueKind::Bool => go_parse_bool(value).map(drop).ok_or_else(|| "a boolean (true or false)".into()),
         ValueKind::Duration { min, max } => {
@@ -176,6 +207,10 @@ pub fn check(key: &str, value: &str) -> Result<(), String> {
         ValueKind::Unsigned { max } => match value.parse::<u64>() {
             Ok(n) if n <= max && value.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
             _ => Err(format!("a whole number from 0 to {max}, digits only")),
+        },
+        ValueKind::PortRange => match port_range(value) {
+            Some(_) => Ok(()),
+            None => Err("a port range such as \"49153-65535\" (start below end, both 1 to 65535)".into()),
         },
         ValueKind::RateBurst => {
             let positive = |part: &str| part.trim().parse::<u32>().is_ok_and(|n| n > 0);
@@ -272,6 +307,16 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_key_passes_only_when_listed_as_unchecked_and_reserved_ones_never() {
+        let listed = vec!["ECS_FUTURE_FEATURE".to_string(), "ECS_CLUSTER".to_string(), "bad-name".to_string()];
+        assert!(check("ECS_FUTURE_FEATURE", "on", &[]).is_err());
+        assert!(check("ECS_FUTURE_FEATURE", "on", &listed).is_ok());
+        assert!(check("ECS_FUTURE_FEATURE", "on\nECS_CLUSTER=x", &listed).is_err());
+        assert!(check("ECS_CLUSTER", "prod", &listed).is_err(), "reserved keys stay reserved");
+        assert!(check("bad-name", "x", &listed).is_err());
+    }
+
+    #[test]
     fn values_are_checked_like_the_agent() {
         let table: &[(&str, &str, bool)] = &[
             ("ECS_ENABLE_TASK_IAM_ROLE", "true", true),
@@ -341,9 +386,17 @@ mod tests {
             ("ECS_ENGINE_AUTH_DATA", "{}", false),
             ("ECS_TYPO_KEY", "1", false),
             ("PATH", "/bin", false),
+            ("HTTP_PROXY", "10.0.0.131:3128", true),
+            ("NO_PROXY", "169.254.169.254,169.254.170.2,/var/run/docker.sock", true),
+            ("ECS_DYNAMIC_HOST_PORT_RANGE", "40000-60000", true),
+            ("ECS_DYNAMIC_HOST_PORT_RANGE", "60000-40000", false),
+            ("ECS_DYNAMIC_HOST_PORT_RANGE", "40000", false),
+            ("ECS_TASK_PIDS_LIMIT", "100", true),
+            ("ECS_TASK_PIDS_LIMIT", "0", false),
+            ("ECS_EXCLUDE_IPV6_PORTBINDING", "true", true),
         ];
         for (key, value, ok) in table {
-            assert_eq!(check(key, value).is_ok(), *ok, "{key}={value:?}: {:?}", check(key, value));
+            assert_eq!(check(key, value, &[]).is_ok(), *ok, "{key}={value:?}: {:?}", check(key, value, &[]));
         }
     }
 }

@@ -47,8 +47,10 @@ pub struct EcsSettings {
     pub agent_image: ImageReference,
     pub agent_tarball: PathBuf,
     pub engine_auth: Option<EngineAuth>,
-    /// Extra `ECS_*` keys for `/etc/ecs/ecs.config`, already checked.
+    /// Extra keys for `/etc/ecs/ecs.config`, already checked.
     pub config: BTreeMap<String, String>,
+    /// Keys of `config` nodewarden does not know, passed to the agent unchecked on purpose.
+    pub config_unchecked: Vec<String>,
     /// No health verdict on the agent before it ran this long.
     pub agent_health_grace: Duration,
     pub agent_health_interval: Duration,

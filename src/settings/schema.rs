@@ -60,6 +60,7 @@ pub const KEYS: &[KeySpec] = &[
     no_default("ecs", "engine-auth-type", Kind::String),
     KeySpec { secret: true, ..no_default("ecs", "engine-auth-data", Kind::String) },
     no_default("ecs", "config", Kind::StringMap),
+    key("ecs", "config-unchecked", Kind::StringList, "[]"),
     key("ecs", "agent-health-grace", Kind::String, "2m"),
     key("ecs", "agent-health-interval", Kind::String, "15s"),
     key("ecs", "agent-health-failures", Kind::Integer, "4"),
@@ -87,7 +88,7 @@ pub const KEYS: &[KeySpec] = &[
     key("drain", "heartbeat-interval", Kind::String, "2m"),
     key("drain", "termination-timeout", Kind::String, "15m"),
     key("offender", "action", Kind::String, "none"),
-    key("health", "listen", Kind::String, "127.0.0.1:51690"),
+    key("health", "listen", Kind::String, "127.0.0.1:31690"),
     key("health", "allow-remote", Kind::Bool, "false"),
 ];
 

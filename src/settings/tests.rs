@@ -130,6 +130,33 @@ fn health_must_stay_on_loopback_unless_allowed() {
 }
 
 #[test]
+fn the_health_port_stays_out_of_the_dynamic_host_port_range() {
+    let inside = "[ecs]\ncluster = \"c\"\n[ecs.config]\nECS_DYNAMIC_HOST_PORT_RANGE = \"30000-40000\"\n";
+    let problems = problems_of(inside);
+    assert!(
+        problems.iter().any(|p| p
+            .contains("health.listen: expected a port outside ECS_DYNAMIC_HOST_PORT_RANGE (30000-40000), found 31690")),
+        "{problems:#?}"
+    );
+    let moved = format!("{inside}[health]\nlisten = \"127.0.0.1:9100\"\n");
+    assert!(load_file(&moved).is_ok());
+    // The default is below every default ephemeral range.
+    let default = load_file("[ecs]\ncluster = \"c\"\n").unwrap().settings.health.listen.port();
+    assert!(default < 32768, "{default}");
+}
+
+#[test]
+fn proxy_keys_are_accepted_and_an_unknown_key_only_when_listed() {
+    let proxy = "[ecs]\ncluster = \"c\"\n[ecs.config]\nHTTP_PROXY = \"10.0.0.131:3128\"\nNO_PROXY = \"169.254.169.254,169.254.170.2,/var/run/docker.sock\"\n";
+    let loaded = load_file(proxy).unwrap();
+    assert_eq!(loaded.settings.ecs.config["HTTP_PROXY"], "10.0.0.131:3128");
+    let future = "[ecs]\ncluster = \"c\"\n[ecs.config]\nECS_FUTURE_FEATURE = \"on\"\n";
+    assert!(problems_of(future)[0].contains("config-unchecked"), "{:#?}", problems_of(future));
+    let listed = future.replace("[ecs.config]", "config-unchecked = [\"ECS_FUTURE_FEATURE\"]\n[ecs.config]");
+    assert_eq!(load_file(&listed).unwrap().settings.ecs.config["ECS_FUTURE_FEATURE"], "on");
+}
+
+#[test]
 fn engine_auth_is_checked_and_never_echoed() {
     let secret = "s3cr3t-token-value";
     let half = format!("[ecs]\ncluster = \"c\"\nengine-auth-data = '{{\"r\":\"{secret}\"}}'\n");

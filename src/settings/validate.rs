@@ -30,13 +30,21 @@ const CHECK_INTERVAL_RANGE: (Duration, Duration) = (Duration::from_millis(100), 
 /// its line here.
 pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
     let mut r = Reader::new(merged);
+    let config_unchecked = r.list("ecs.config-unchecked", |key| {
+        if ecs_keys::is_variable_name(key) {
+            Ok(key.to_string())
+        } else {
+            Err("a variable name such as ECS_NEW_KEY".into())
+        }
+    });
     let settings = Settings {
         ecs: EcsSettings {
             cluster: r.string("ecs.cluster", ClusterName::from_str),
             agent_image: r.string("ecs.agent-image", ImageReference::from_str),
             agent_tarball: r.string("ecs.agent-tarball", absolute_path),
             engine_auth: r.engine_auth(),
-            config: r.ecs_config(),
+            config: r.ecs_config(&config_unchecked),
+            config_unchecked,
             agent_health_grace: r.string("ecs.agent-health-grace", values::parse_duration),
             agent_health_interval: r.string("ecs.agent-health-interval", |t| {
                 let d = values::parse_duration(t)?;
@@ -108,6 +116,22 @@ pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
                 "expected a loopback address (127.0.0.1 or ::1), found {}; the endpoint is \
                  unauthenticated, so set [health] allow-remote = true to expose it on purpose",
                 health.listen
+            ),
+        );
+    }
+
+    // The endpoint's port must not be one the agent hands to tasks' dynamic host ports.
+    let range = settings.ecs.config.get("ECS_DYNAMIC_HOST_PORT_RANGE").and_then(|v| ecs_keys::port_range(v));
+    if let Some((start, end)) = range
+        && (start..=end).contains(&health.listen.port())
+        && r.is_clean("health.listen")
+    {
+        r.problem_at(
+            "health.listen",
+            format!(
+                "expected a port outside ECS_DYNAMIC_HOST_PORT_RANGE ({start}-{end}), found {}: a task's dynamic \
+                 host port could take it",
+                health.listen.port()
             ),
         );
     }
@@ -299,13 +323,13 @@ impl<'m> Reader<'m> {
         }
     }
 
-    fn ecs_config(&mut self) -> BTreeMap<String, String> {
+    fn ecs_config(&mut self, unchecked: &[String]) -> BTreeMap<String, String> {
         let mut config = BTreeMap::new();
         for (key, entry) in self.merged.ecs_config() {
             let RawValue::String(value) = &entry.value else {
                 continue;
             };
-            match ecs_keys::check(key, value) {
+            match ecs_keys::check(key, value, unchecked) {
                 Ok(()) => {
                     config.insert(key.to_string(), value.clone());
                 }

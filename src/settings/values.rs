@@ -496,7 +496,7 @@ keyword_enum! {
 
 /// An address to listen on, `host:port` with an IP host.
 pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
-    text.parse::<SocketAddr>().map_err(|_| "an IP address and port such as \"127.0.0.1:51690\"".to_string())
+    text.parse::<SocketAddr>().map_err(|_| "an IP address and port such as \"127.0.0.1:31690\"".to_string())
 }
 
 /// An Auto Scaling lifecycle hook name: 1–255 of letters, digits, `-`, `_`, `/`.

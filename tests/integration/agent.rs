@@ -83,7 +83,9 @@ async fn running_since(docker: &Docker) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn setup_and_run_create_the_agent_as_ecs_init_does_and_restarts_keep_it() {
-    let mut b = bootstrap(&userdata("from-imds", "")).await;
+    // A proxy as the ECS documentation configures it, in ecs.config.
+    let proxy = "[ecs.config]\nHTTP_PROXY = \"127.0.0.1:3128\"\nNO_PROXY = \"169.254.169.254,169.254.170.2,/var/run/docker.sock\"\n";
+    let mut b = bootstrap(&userdata("from-imds", proxy)).await;
     let output = setup(&b.nodewarden, &[]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let config_path = b.nodewarden.root.path().join("etc/ecs/ecs.config");
@@ -114,8 +116,16 @@ async fn setup_and_run_create_the_agent_as_ecs_init_does_and_restarts_keep_it() 
         "ECS_DATADIR=/data",
         "ECS_LOGFILE=/log/ecs-agent.log",
         "ECS_ENABLE_TASK_IAM_ROLE=true",
+        "HTTP_PROXY=127.0.0.1:3128",
+        "NO_PROXY=169.254.169.254,169.254.170.2,/var/run/docker.sock",
     ] {
         assert!(env.contains(&wanted.to_string()), "{wanted} missing from {env:?}");
+    }
+    // The health endpoint's port is reserved beside the agent's own: no task gets it.
+    let reserved = env.iter().find_map(|e| e.strip_prefix("ECS_RESERVED_PORTS=")).expect("ECS_RESERVED_PORTS is set");
+    let reserved: Vec<u16> = serde_json::from_str(reserved).unwrap();
+    for port in [22, 2375, 2376, 51678, 51679, b.nodewarden.health_port] {
+        assert!(reserved.contains(&port), "{port} not reserved: {reserved:?}");
     }
     let root = b.nodewarden.root.path().display().to_string();
     let binds = host.binds.unwrap();
