@@ -71,6 +71,20 @@ impl World {
         }
     }
 
+    /// ACTIVE again, and the undrain finished: ECS is told first, then the tags, the claim and
+    /// the record go, so those are waited for too.
+    async fn wait_undrained(&self, timeout: Duration, nodewarden: &mut Nodewarden) -> Duration {
+        let took = self.wait_status("ACTIVE", timeout, nodewarden).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while drain_record(&nodewarden.state_dir()) != serde_json::Value::Null
+            || self.moto.tags(&self.self_id).await.contains_key("nodewarden:drain-reason")
+        {
+            assert!(Instant::now() < deadline, "ACTIVE, but the record or the tag stayed; log:\n{}", nodewarden.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        took
+    }
+
     fn fill_to(&self, fraction: f64) {
         let sample = disk::probe(&self.docker.data_root).unwrap();
         let wanted = (sample.total_bytes as f64 * fraction) as u64;
@@ -116,9 +130,8 @@ async fn disk_pressure_gc_cannot_relieve_drains_tags_and_recovers_after_the_hold
     // Space comes back: ACTIVE again only after recover-after (4 s) below recover-below.
     std::fs::remove_file(w.filler()).unwrap();
     let freed = Instant::now();
-    w.wait_status("ACTIVE", Duration::from_secs(30), &mut nodewarden).await;
+    w.wait_undrained(Duration::from_secs(30), &mut nodewarden).await;
     assert!(freed.elapsed() >= Duration::from_secs(3), "undrained after {:?}, before the hold time", freed.elapsed());
-    assert!(!w.moto.tags(&w.self_id).await.contains_key("nodewarden:drain-reason"), "the tag is removed on undrain");
     assert_eq!(drain_record(&nodewarden.state_dir()), serde_json::Value::Null);
 }
 
@@ -158,8 +171,7 @@ async fn a_drain_is_written_down_before_ecs_hears_of_it_and_a_crash_between_keep
     std::fs::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
     std::fs::remove_file(w.filler()).unwrap();
     nodewarden.start();
-    w.wait_status("ACTIVE", Duration::from_secs(30), &mut nodewarden).await;
-    assert_eq!(drain_record(&nodewarden.state_dir()), serde_json::Value::Null);
+    w.wait_undrained(Duration::from_secs(30), &mut nodewarden).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -308,8 +320,7 @@ async fn a_spot_stop_drains_and_the_instance_is_active_again_when_it_comes_back(
     nodewarden.stop();
     w.imds.state().spot_action = None;
     nodewarden.start();
-    w.wait_status("ACTIVE", Duration::from_secs(20), &mut nodewarden).await;
-    assert_eq!(drain_record(&nodewarden.state_dir()), serde_json::Value::Null);
+    w.wait_undrained(Duration::from_secs(20), &mut nodewarden).await;
     assert!(nodewarden.log().contains("back after a spot stop"), "{}", nodewarden.log());
 }
 
