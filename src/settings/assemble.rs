@@ -56,7 +56,25 @@ pub struct Assembly {
 /// required file, unreadable userdata, IMDS down): a message naming the source.
 pub async fn assemble(paths: &HostPaths, file: &SettingsInput, userdata: &UserdataSource) -> Result<Assembly, String> {
     let file_layer = read_settings_file(file)?;
-    let (userdata_toml, userdata_note) = match read_userdata(paths, userdata).await? {
+    let mut fallback = None;
+    let read = match read_userdata(paths, userdata).await {
+        // A later boot with IMDS away for a moment must not keep Docker down: the userdata
+        // settings of the last good setup stand in, said loudly.
+        Err(error) if matches!(userdata, UserdataSource::Imds { .. }) => {
+            match read_userdata(paths, &UserdataSource::Saved).await? {
+                Some(saved) => {
+                    fallback = Some(format!(
+                        "{error}; using the userdata settings saved by the last good setup ({}) instead",
+                        paths.saved_userdata().display()
+                    ));
+                    Some(saved)
+                }
+                None => return Err(error),
+            }
+        }
+        other => other?,
+    };
+    let (userdata_toml, userdata_note) = match read {
         Some(Userdata::Toml(text)) => (Some(text), None),
         Some(Userdata::NoSettings(reason)) => (None, Some(format!("{reason}; no settings taken from userdata"))),
         None => (None, None),
@@ -66,10 +84,11 @@ pub async fn assemble(paths: &HostPaths, file: &SettingsInput, userdata: &Userda
         userdata: userdata_toml.as_deref(),
     };
     let result = super::load(&layers).map_err(Invalid);
-    let warnings = match &result {
-        Ok(loaded) => [secret_readable_by_others(loaded), worth_saying(&loaded.settings)].concat(),
-        Err(_) => Vec::new(),
-    };
+    let mut warnings: Vec<String> = fallback.into_iter().collect();
+    if let Ok(loaded) = &result {
+        warnings.extend(secret_readable_by_others(loaded));
+        warnings.extend(worth_saying(&loaded.settings));
+    }
     Ok(Assembly { userdata_toml, userdata_note, warnings, result })
 }
 

@@ -254,7 +254,7 @@ async fn bad_userdata_keeps_the_last_good_ecs_config_byte_for_byte() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn setup_rides_out_imds_faults_and_fails_clearly_when_imds_stays_down() {
+async fn setup_rides_out_imds_faults_falls_back_to_saved_userdata_and_fails_clearly_on_a_first_boot() {
     let b = bootstrap(&userdata("faulty", "")).await;
     b.imds.set_faults(Faults { token_delay: Duration::from_millis(1500), fail_next: 3, ..Faults::default() });
     let output = setup(&b.nodewarden, &["--imds-deadline", "30s"]);
@@ -265,7 +265,16 @@ async fn setup_rides_out_imds_faults_and_fails_clearly_when_imds_stays_down() {
             .contains("ECS_CLUSTER=faulty")
     );
 
+    // A later boot with IMDS down: the userdata settings of the last good setup stand in.
     b.imds.set_faults(Faults { drop_next: u32::MAX, ..Faults::default() });
+    let output = setup(&b.nodewarden, &["--imds-deadline", "3s"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(text(&output).contains("using the userdata settings saved by the last good setup"), "{}", text(&output));
+    let config = std::fs::read_to_string(b.nodewarden.root.path().join("etc/ecs/ecs.config")).unwrap();
+    assert!(config.contains("ECS_CLUSTER=faulty"), "{config}");
+
+    // The first boot has nothing saved: it fails, naming IMDS.
+    std::fs::remove_file(b.nodewarden.state_dir().join("userdata.toml")).unwrap();
     let started = Instant::now();
     let output = setup(&b.nodewarden, &["--imds-deadline", "3s"]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
