@@ -60,8 +60,14 @@ pub enum Command {
     /// Show the node's conditions and figures from the running daemon's health endpoint
     Status {
         /// Print the raw /status JSON document
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["check", "watch"])]
         json: bool,
+        /// Answer as a monitoring plugin: one line, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+        #[arg(long, conflicts_with = "watch")]
+        check: bool,
+        /// Refresh the summary in place every 2 seconds
+        #[arg(long)]
+        watch: bool,
     },
     /// Garbage-collect Docker's disk once
     Gc {

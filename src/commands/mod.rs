@@ -14,7 +14,7 @@ use crate::cli::{Cli, Command};
 use crate::host_paths::HostPaths;
 
 pub use crate::settings::SettingsInput;
-pub use status::summary as status_summary;
+pub use status::{check as status_check, summary as status_summary};
 
 /// Exit codes: 0 success, 1 failure or invalid input, 2 usage error (clap).
 pub mod exit {
@@ -49,7 +49,15 @@ pub fn run(cli: Cli) -> ExitCode {
             &context,
             setup::SetupArgs { undo, userdata, no_userdata, host_network, device_wait, imds_deadline },
         ),
-        Command::Status { json } => status::run(&context, json),
+        Command::Status { json, check, watch } => {
+            let mode = match (json, check, watch) {
+                (true, _, _) => status::Mode::Json,
+                (_, true, _) => status::Mode::Check,
+                (_, _, true) => status::Mode::Watch,
+                _ => status::Mode::Summary,
+            };
+            status::run(&context, mode)
+        }
         Command::Gc { dry_run } => gc::run(&context, dry_run),
         Command::Drain => drain::run(&context, true),
         Command::Undrain => drain::run(&context, false),

@@ -8,38 +8,109 @@ use crate::disk::human_bytes;
 use crate::http::HttpClient;
 use crate::node::status::StatusDocument;
 
-pub fn run(context: &Context, json: bool) -> u8 {
+/// How `nodewarden status` shows the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Summary,
+    Json,
+    /// A monitoring plugin's answer (Nagios, Icinga, Sensu): one line and exit 0/1/2/3.
+    Check,
+    /// The summary, refreshed in place every two seconds.
+    Watch,
+}
+
+/// Monitoring-plugin exit codes.
+pub mod check_exit {
+    pub const OK: u8 = 0;
+    pub const WARNING: u8 = 1;
+    pub const CRITICAL: u8 = 2;
+    pub const UNKNOWN: u8 = 3;
+}
+
+pub fn run(context: &Context, mode: Mode) -> u8 {
     let loaded = match inputs::load_settings(context) {
         Ok(loaded) => loaded,
+        Err(message) if mode == Mode::Check => {
+            println!("NODEWARDEN UNKNOWN - {message}");
+            return check_exit::UNKNOWN;
+        }
         Err(message) => return super::fail(&message),
     };
     let listen = loaded.settings.health.listen;
-    let uri = match format!("http://{listen}/status").parse() {
-        Ok(uri) => uri,
-        Err(e) => return super::fail(&format!("bad health address {listen}: {e}")),
-    };
+    match mode {
+        Mode::Json => match fetch(listen) {
+            Ok(body) => {
+                println!("{}", String::from_utf8_lossy(&body));
+                exit::OK
+            }
+            Err(message) => super::fail(&message),
+        },
+        Mode::Summary => match fetch(listen).and_then(|body| parse(&body)) {
+            Ok(doc) => {
+                print!("{}", summary(&doc));
+                exit::OK
+            }
+            Err(message) => super::fail(&message),
+        },
+        Mode::Check => {
+            let (code, line) = match fetch(listen).and_then(|body| parse(&body)) {
+                Ok(doc) => check(&doc),
+                Err(message) => (check_exit::UNKNOWN, format!("NODEWARDEN UNKNOWN - {message}")),
+            };
+            println!("{line}");
+            code
+        }
+        Mode::Watch => loop {
+            let screen = match fetch(listen).and_then(|body| parse(&body)) {
+                Ok(doc) => summary(&doc),
+                Err(message) => format!("{message}\n"),
+            };
+            // Home and clear, then the page: a terminal redraws it in place.
+            print!("\x1b[H\x1b[2J{screen}\n(every 2 s; Ctrl-C to stop)\n");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            std::thread::sleep(Duration::from_secs(2));
+        },
+    }
+}
+
+fn fetch(listen: std::net::SocketAddr) -> Result<Vec<u8>, String> {
+    let uri = format!("http://{listen}/status").parse().map_err(|e| format!("bad health address {listen}: {e}"))?;
     let response = super::runtime().block_on(HttpClient::new().get(uri, &[], Duration::from_secs(5)));
-    let body = match response {
-        Ok(r) if r.status.is_success() => r.body,
-        Ok(r) => return super::fail(&format!("the daemon on {listen} answered /status with HTTP {}", r.status)),
-        Err(_) => {
-            return super::fail(&format!(
-                "nodewarden is not running: nothing answers on {listen} ([health] listen). \
-                 Check `systemctl status nodewarden` and `journalctl -u nodewarden`"
-            ));
-        }
+    match response {
+        Ok(r) if r.status.is_success() => Ok(r.body.to_vec()),
+        Ok(r) => Err(format!("the daemon on {listen} answered /status with HTTP {}", r.status)),
+        Err(_) => Err(format!(
+            "nodewarden is not running: nothing answers on {listen} ([health] listen). \
+             Check `systemctl status nodewarden` and `journalctl -u nodewarden`"
+        )),
+    }
+}
+
+fn parse(body: &[u8]) -> Result<StatusDocument, String> {
+    serde_json::from_slice(body).map_err(|e| format!("the daemon's /status does not read as a status document: {e}"))
+}
+
+/// Conditions that mean the node cannot do its work: disk or inodes past the point GC can
+/// hold, Docker away, an agent that will not run. The other True ones are warnings.
+const CRITICAL: &[&str] = &["DiskPressure", "InodePressure", "DockerUnavailable", "AgentTerminal"];
+
+/// The monitoring plugin's verdict: the worst True condition decides, and a stalled main
+/// loop is critical; the line names every True condition with its reason.
+pub fn check(doc: &StatusDocument) -> (u8, String) {
+    let bad: Vec<_> = doc.conditions.iter().filter(|c| c.status == "True").collect();
+    let critical = !doc.alive || bad.iter().any(|c| CRITICAL.contains(&c.kind.as_str()));
+    let (code, word) = match (critical, bad.is_empty()) {
+        (true, _) => (check_exit::CRITICAL, "CRITICAL"),
+        (false, false) => (check_exit::WARNING, "WARNING"),
+        (false, true) => (check_exit::OK, "OK"),
     };
-    if json {
-        println!("{}", String::from_utf8_lossy(&body));
-        return exit::OK;
+    let mut parts: Vec<String> = bad.iter().map(|c| format!("{} ({}): {}", c.kind, c.reason, c.message)).collect();
+    if !doc.alive {
+        parts.insert(0, "main loop stalled".into());
     }
-    match serde_json::from_slice::<StatusDocument>(&body) {
-        Ok(doc) => {
-            print!("{}", summary(&doc));
-            exit::OK
-        }
-        Err(e) => super::fail(&format!("the daemon's /status does not read as a status document: {e}")),
-    }
+    let detail = if parts.is_empty() { "no condition is True".to_string() } else { parts.join("; ") };
+    let used = doc.disk.as_ref().map(|d| format!(" | docker_used={:.1}%", d.used_percent)).unwrap_or_default();
+    (code, format!("NODEWARDEN {word} - {detail}{used}"))
 }
 
 fn ago(time: SystemTime) -> String {
@@ -145,4 +216,40 @@ pub fn summary(doc: &StatusDocument) -> String {
         human_bytes(doc.host.memory_total_bytes)
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(true_ones: &[&str], alive: bool) -> StatusDocument {
+        let mut doc: StatusDocument =
+            serde_json::from_str(include_str!("../../docs/status-example.json")).expect("the example reads");
+        for condition in &mut doc.conditions {
+            condition.status = if true_ones.contains(&condition.kind.as_str()) { "True" } else { "False" }.into();
+        }
+        doc.alive = alive;
+        doc
+    }
+
+    #[test]
+    fn the_worst_true_condition_decides_the_plugin_answer() {
+        let table: &[(&[&str], bool, u8, &str)] = &[
+            (&[], true, check_exit::OK, "NODEWARDEN OK - no condition is True"),
+            (&["Draining"], true, check_exit::WARNING, "NODEWARDEN WARNING - Draining"),
+            (&["AgentUnhealthy"], true, check_exit::WARNING, "NODEWARDEN WARNING - AgentUnhealthy"),
+            (&["ConfigInvalid"], true, check_exit::WARNING, "NODEWARDEN WARNING - ConfigInvalid"),
+            (&["Draining", "DiskPressure"], true, check_exit::CRITICAL, "NODEWARDEN CRITICAL - DiskPressure"),
+            (&["InodePressure"], true, check_exit::CRITICAL, "NODEWARDEN CRITICAL - InodePressure"),
+            (&["DockerUnavailable"], true, check_exit::CRITICAL, "NODEWARDEN CRITICAL - DockerUnavailable"),
+            (&["AgentTerminal"], true, check_exit::CRITICAL, "NODEWARDEN CRITICAL - AgentTerminal"),
+            (&[], false, check_exit::CRITICAL, "NODEWARDEN CRITICAL - main loop stalled"),
+        ];
+        for (true_ones, alive, code, start) in table {
+            let (got, line) = check(&example(true_ones, *alive));
+            assert_eq!(got, *code, "{true_ones:?}: {line}");
+            assert!(line.starts_with(start), "{true_ones:?}: {line}");
+            assert!(line.contains("| docker_used="), "perfdata: {line}");
+        }
+    }
 }

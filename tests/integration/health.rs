@@ -387,6 +387,11 @@ async fn without_docker_the_daemon_is_ready_says_why_and_takes_docker_when_it_an
     assert_eq!(docker["status"], "True", "{docker}");
     let status = n.command(&["status"]).output().unwrap();
     assert!(String::from_utf8_lossy(&status.stdout).contains("DockerUnavailable"));
+    // As a monitoring plugin: critical, naming the condition.
+    let plugin = n.command(&["status", "--check"]).output().unwrap();
+    let line = String::from_utf8_lossy(&plugin.stdout).to_string();
+    assert_eq!(plugin.status.code(), Some(2), "{line}");
+    assert!(line.starts_with("NODEWARDEN CRITICAL - ") && line.contains("DockerUnavailable"), "{line}");
     assert!(n.log().contains("waiting for Docker"), "the journal hears nothing:\n{}", n.log());
 
     // Docker comes up where DOCKER_HOST points: the daemon takes it up and becomes ready.
@@ -409,5 +414,11 @@ async fn without_docker_the_daemon_is_ready_says_why_and_takes_docker_when_it_an
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(n.log().contains("Docker answers"), "{}", n.log());
+    let plugin = n.command(&["status", "--check"]).output().unwrap();
+    assert_ne!(plugin.status.code(), Some(2), "{}", String::from_utf8_lossy(&plugin.stdout));
     n.stop();
+    // Nothing answers: unknown, not OK.
+    let plugin = n.command(&["status", "--check"]).output().unwrap();
+    assert_eq!(plugin.status.code(), Some(3), "{}", String::from_utf8_lossy(&plugin.stdout));
+    assert!(String::from_utf8_lossy(&plugin.stdout).starts_with("NODEWARDEN UNKNOWN - nodewarden is not running"));
 }
