@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::settings::Settings;
+use crate::settings::{AgentOwner, Settings};
 
 /// What ecs-init sets unless ecs.config says otherwise (amazon-ecs-init `docker.go`).
 pub const ECS_INIT_DEFAULTS: &[(&str, &str)] = &[
@@ -13,10 +13,13 @@ pub const ECS_INIT_DEFAULTS: &[(&str, &str)] = &[
     ("ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", "true"),
 ];
 
-/// The keys and values for ecs.config (and the agent's environment), secrets included.
+/// The keys and values for ecs.config (and the agent's environment), secrets included. With
+/// ecs-init in charge, its defaults are its own to add.
 pub fn entries(settings: &Settings) -> BTreeMap<String, String> {
-    let mut entries: BTreeMap<String, String> =
-        ECS_INIT_DEFAULTS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut entries: BTreeMap<String, String> = match settings.ecs.agent {
+        AgentOwner::Nodewarden => ECS_INIT_DEFAULTS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        AgentOwner::EcsInit => BTreeMap::new(),
+    };
     entries.insert("ECS_CLUSTER".into(), settings.ecs.cluster.as_str().to_string());
     if let Some(auth) = &settings.ecs.engine_auth {
         entries.insert("ECS_ENGINE_AUTH_TYPE".into(), auth.kind.as_str().to_string());
@@ -27,7 +30,7 @@ pub fn entries(settings: &Settings) -> BTreeMap<String, String> {
         entries.insert("ECS_ENGINE_AUTH_DATA".into(), data);
     }
     entries.extend(settings.ecs.config.iter().map(|(k, v)| (k.clone(), v.clone())));
-    entries.insert("ECS_RESERVED_PORTS".into(), reserved_ports(settings));
+    entries.insert("ECS_RESERVED_PORTS".into(), reserved_ports(settings, None));
     entries
 }
 
@@ -35,30 +38,102 @@ pub fn entries(settings: &Settings) -> BTreeMap<String, String> {
 /// operator's, and the health endpoint's, so no task is ever given it as a host port.
 pub const AGENT_RESERVED_PORTS: &[u16] = &[22, 2375, 2376, 51678, 51679];
 
-fn reserved_ports(settings: &Settings) -> String {
-    let operators: Vec<u16> = settings
-        .ecs
-        .config
-        .get("ECS_RESERVED_PORTS")
-        .and_then(|value| serde_json::from_str(value).ok())
-        .unwrap_or_default();
-    let mut ports: Vec<u16> = AGENT_RESERVED_PORTS.iter().copied().chain(operators).collect();
+/// `also` is another writer's ECS_RESERVED_PORTS (ecs-init mode keeps its ports too).
+fn reserved_ports(settings: &Settings, also: Option<&str>) -> String {
+    let parse = |value: Option<&String>| -> Vec<u16> {
+        value.and_then(|value| serde_json::from_str(value).ok()).unwrap_or_default()
+    };
+    let mut ports: Vec<u16> = AGENT_RESERVED_PORTS.to_vec();
+    ports.extend(parse(settings.ecs.config.get("ECS_RESERVED_PORTS")));
+    ports.extend(parse(also.map(str::to_string).as_ref()));
     ports.push(settings.health.listen.port());
     ports.sort_unstable();
     ports.dedup();
     serde_json::to_string(&ports).expect("a list of numbers always serializes")
 }
 
-/// The file's text.
-pub fn render(settings: &Settings) -> String {
-    let mut text = String::from(
-        "# Written by nodewarden from its settings (defaults, /etc/nodewarden/settings.toml, userdata).\n\
-         # Edits here are replaced: change the settings instead.\n",
-    );
-    for (key, value) in entries(settings) {
+const HEADER: &str = "# Written by nodewarden from its settings (defaults, /etc/nodewarden/settings.toml, userdata).\n";
+/// Names the keys nodewarden wrote, so the next setup tells them from another writer's. No
+/// `=` on comment lines: ecs-init would read one as a key.
+const OURS_PREFIX: &str = "# nodewarden's keys: ";
+
+/// `KEY=VALUE` lines as ecs-init reads them (split at the first `=`), comments and blanks skipped.
+pub fn parse(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.trim().to_string(), value.to_string()))
+        .filter(|(key, _)| !key.is_empty())
+        .collect()
+}
+
+/// The file to write, and what to tell the operator about keys another writer put there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub text: String,
+    pub notes: Vec<String>,
+}
+
+/// The file's text, given what the file holds now. With nodewarden owning the agent, the file
+/// is nodewarden's: another writer's keys are replaced, and each is named once (a userdata
+/// habit such as `echo ECS_CLUSTER=… >> /etc/ecs/ecs.config` must not vanish silently). With
+/// ecs-init owning it, the file is shared: another writer's keys are kept, nodewarden's win
+/// where both set one (said), and ECS_RESERVED_PORTS keeps both lists.
+pub fn render(settings: &Settings, existing: Option<&str>) -> Rendered {
+    let previous_ours: Vec<String> = existing
+        .and_then(|text| text.lines().find_map(|l| l.strip_prefix(OURS_PREFIX)))
+        .map(|keys| keys.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    let foreign: Vec<(String, String)> =
+        existing.map(parse).unwrap_or_default().into_iter().filter(|(k, _)| !previous_ours.contains(k)).collect();
+    let mut ours = entries(settings);
+    // Shared with ecs-init, reserved ports only ever add up: another writer's stay, even once
+    // the list is written by nodewarden (a port it no longer needs stays reserved, harmlessly).
+    let existing_reserved =
+        existing.map(parse).unwrap_or_default().into_iter().find(|(k, _)| k == "ECS_RESERVED_PORTS");
+    if let (AgentOwner::EcsInit, Some((key, value))) = (settings.ecs.agent, existing_reserved) {
+        ours.insert(key, reserved_ports(settings, Some(&value)));
+    }
+    let mut notes = Vec::new();
+    let mut kept = Vec::new();
+    let shown = |key: &str, value: &str| {
+        if crate::settings::ecs_key_may_show_value(key) {
+            format!("{key}={value}")
+        } else {
+            format!("{key} (value not shown)")
+        }
+    };
+    for (key, value) in foreign {
+        match (settings.ecs.agent, ours.get(&key)) {
+            (_, Some(mine)) if *mine == value => {}
+            (AgentOwner::EcsInit, None) => kept.push((key, value)),
+            (AgentOwner::EcsInit, Some(_)) if key == "ECS_RESERVED_PORTS" => {}
+            (AgentOwner::EcsInit, Some(_)) => notes.push(format!(
+                "ecs.config: {} was set by another writer; nodewarden's settings set {key} too and win",
+                shown(&key, &value)
+            )),
+            (AgentOwner::Nodewarden, _) => notes.push(format!(
+                "ecs.config: {} was written by something other than nodewarden and is replaced (nodewarden writes \
+                 this file from its settings): set it in [ecs.config] instead, or set [ecs] agent = \"ecs-init\" \
+                 if ecs-init runs the agent here",
+                shown(&key, &value)
+            )),
+        }
+    }
+    let mut text = String::from(HEADER);
+    match settings.ecs.agent {
+        AgentOwner::Nodewarden => text.push_str("# Edits here are replaced: change the settings instead.\n"),
+        AgentOwner::EcsInit => {
+            text.push_str("# Shared with ecs-init: other keys are kept; nodewarden's own are replaced.\n")
+        }
+    }
+    text.push_str(OURS_PREFIX);
+    text.push_str(&ours.keys().cloned().collect::<Vec<_>>().join(" "));
+    text.push('\n');
+    for (key, value) in kept.iter().map(|(k, v)| (k, v)).chain(ours.iter()) {
         text.push_str(&format!("{key}={value}\n"));
     }
-    text
+    Rendered { text, notes }
 }
 
 #[cfg(test)]
@@ -72,9 +147,13 @@ mod tests {
 
     #[test]
     fn cluster_ecs_init_defaults_and_extras() {
-        let text = render(&settings(
-            "[ecs]\ncluster = \"prod-web\"\n[ecs.config]\nECS_ENABLE_TASK_IAM_ROLE = \"false\"\nECS_LOGLEVEL = \"debug\"\n",
-        ));
+        let text = render(
+            &settings(
+                "[ecs]\ncluster = \"prod-web\"\n[ecs.config]\nECS_ENABLE_TASK_IAM_ROLE = \"false\"\nECS_LOGLEVEL = \"debug\"\n",
+            ),
+            None,
+        )
+        .text;
         let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
             lines,
@@ -94,15 +173,49 @@ mod tests {
     fn the_health_port_is_reserved_beside_the_agents_and_the_operators() {
         let text = render(&settings(
             "[ecs]\ncluster = \"c\"\n[ecs.config]\nECS_RESERVED_PORTS = \"[8080, 22]\"\n[health]\nlisten = \"127.0.0.1:9100\"\n",
-        ));
+        ), None)
+        .text;
         assert!(text.contains("ECS_RESERVED_PORTS=[22,2375,2376,8080,9100,51678,51679]\n"), "{text}");
+    }
+
+    #[test]
+    fn with_ecs_init_another_writers_keys_stay_and_ours_win() {
+        let existing = "ECS_CLUSTER=from-userdata-echo\nECS_ENABLE_TASK_IAM_ROLE=true\nECS_RESERVED_PORTS=[9000]\nECS_LOGLEVEL=warn\n";
+        let ecs_init = settings("[ecs]\ncluster = \"prod\"\nagent = \"ecs-init\"\n");
+        let rendered = render(&ecs_init, Some(existing));
+        let keys = parse(&rendered.text);
+        let get = |k: &str| keys.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("ECS_CLUSTER"), Some("prod"));
+        assert_eq!(get("ECS_LOGLEVEL"), Some("warn"), "another writer's key is kept");
+        assert_eq!(get("ECS_ENABLE_TASK_IAM_ROLE"), Some("true"));
+        assert_eq!(get("ECS_RESERVED_PORTS"), Some("[22,2375,2376,9000,31690,51678,51679]"));
+        assert!(get("ECS_AVAILABLE_LOGGING_DRIVERS").is_none(), "ecs-init adds its own defaults");
+        assert_eq!(keys.iter().filter(|(k, _)| k == "ECS_CLUSTER").count(), 1);
+        assert_eq!(rendered.notes.len(), 1, "{:?}", rendered.notes);
+        assert!(rendered.notes[0].contains("ECS_CLUSTER (value not shown)"), "{:?}", rendered.notes);
+        // The next setup knows its own keys from the header: nothing to say, nothing lost.
+        let again = render(&ecs_init, Some(&rendered.text));
+        assert_eq!(again, Rendered { text: rendered.text.clone(), notes: vec![] });
+    }
+
+    #[test]
+    fn with_nodewarden_another_writers_keys_are_named_once_and_replaced() {
+        let mine = settings("[ecs]\ncluster = \"prod\"\n");
+        let existing = "ECS_CLUSTER=prod\nECS_LOGLEVEL=debug\nECS_ENGINE_AUTH_DATA={\"pw\":\"hunter2\"}\n";
+        let rendered = render(&mine, Some(existing));
+        assert!(!rendered.text.contains("ECS_LOGLEVEL"), "{}", rendered.text);
+        assert_eq!(rendered.notes.len(), 2, "{:?}", rendered.notes);
+        assert!(rendered.notes[0].contains("ECS_LOGLEVEL=debug") && rendered.notes[0].contains("[ecs.config]"));
+        assert!(!rendered.notes.join(" ").contains("hunter2"), "a secret was shown: {:?}", rendered.notes);
+        assert!(render(&mine, Some(&rendered.text)).notes.is_empty(), "said once");
     }
 
     #[test]
     fn engine_auth_is_written_on_one_line() {
         let text = render(&settings(
             "[ecs]\ncluster = \"c\"\nengine-auth-type = \"docker\"\nengine-auth-data = '''{\n \"r\": {\"username\": \"u\"}\n}'''\n",
-        ));
+        ), None)
+        .text;
         assert!(text.contains("ECS_ENGINE_AUTH_TYPE=docker\n"));
         assert!(text.contains("ECS_ENGINE_AUTH_DATA={\"r\":{\"username\":\"u\"}}\n"), "{text}");
     }

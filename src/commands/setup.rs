@@ -12,7 +12,7 @@ use crate::agent::{ecs_config, host_network, spec};
 use crate::environment::Environment;
 use crate::fsutil::{Written, remove_if_present, write_atomic};
 use crate::settings::values::DeviceSpec;
-use crate::settings::{self, UserdataSource};
+use crate::settings::{self, AgentOwner, UserdataSource};
 use crate::storage;
 
 pub struct SetupArgs {
@@ -98,6 +98,7 @@ fn apply(
     // drop-in asserts the marker).
     let ready_marker = paths.docker_ready_marker();
     remove_if_present(&ready_marker).map_err(|e| e.to_string())?;
+    let agent_notes = check_agent_owner(paths, settings.ecs.agent)?;
     let stopped_docker = stop_docker_on_root_disk(context, settings)?;
     let prepared = storage::prepare(paths, settings, device_wait)?;
     if let Some(p) = &prepared {
@@ -132,17 +133,33 @@ fn apply(
         println!("asked systemd to start Docker again, on its own disk");
     }
     let ecs_config = paths.ecs_config();
-    let written =
-        write_atomic(&ecs_config, ecs_config::render(settings).as_bytes(), 0o600).map_err(|e| e.to_string())?;
+    let existing = match std::fs::read_to_string(&ecs_config) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("reading {}: {e}", ecs_config.display())),
+    };
+    let rendered = ecs_config::render(settings, existing.as_deref());
+    let written = write_atomic(&ecs_config, rendered.text.as_bytes(), 0o600).map_err(|e| e.to_string())?;
     println!("{}: {}", ecs_config.display(), if written == Written::Changed { "written" } else { "unchanged" });
-    for dir in spec::host_dirs(paths) {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    for note in rendered.notes.iter().chain(&agent_notes) {
+        tracing::warn!("{note}");
+        eprintln!("warning: {note}");
     }
+    write_owner_drop_in(paths, settings.ecs.agent)?;
     let marker = paths.setup_marker();
-    if host_net {
+    if settings.ecs.agent == AgentOwner::EcsInit {
+        // ecs-init's own pre-start prepares the agent's directories and the host network.
+        println!("ECS agent: run by ecs.service (ecs-init); nodewarden watches it");
+    } else if host_net {
+        for dir in spec::host_dirs(paths) {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        }
         let added = host_network::apply()?;
         println!("host network: route_localnet=1, {added} iptables rules added");
     } else {
+        for dir in spec::host_dirs(paths) {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        }
         println!(
             "host network: left alone under --root {} (pass --host-network to prepare it)",
             paths.root().display()
@@ -152,6 +169,75 @@ fn apply(
     write_atomic(&marker, stamp.as_bytes(), 0o644).map_err(|e| e.to_string())?;
     Ok(())
 }
+
+/// ecs-init's unit on this host, from its files (so it reads the same under `--root`).
+struct EcsService {
+    installed: bool,
+    enabled: bool,
+}
+
+fn ecs_service(paths: &crate::host_paths::HostPaths) -> EcsService {
+    const UNIT: &str = "ecs.service";
+    let installed = ["/usr/lib/systemd/system", "/lib/systemd/system", "/etc/systemd/system"]
+        .iter()
+        .any(|dir| paths.host(dir).join(UNIT).exists());
+    // Enabled: linked into some target's .wants (not masked: a link to /dev/null is not a unit).
+    let enabled = std::fs::read_dir(paths.systemd_dir())
+        .map(|entries| {
+            entries.flatten().any(|entry| {
+                entry.file_name().to_string_lossy().ends_with(".wants")
+                    && std::fs::read_link(entry.path().join(UNIT))
+                        .is_ok_and(|to| to != std::path::Path::new("/dev/null"))
+            })
+        })
+        .unwrap_or(false);
+    EcsService { installed, enabled }
+}
+
+/// Refuses a host where two programs would run the ECS agent, or none: which one owns it is
+/// `[ecs] agent`. Returns what is worth saying.
+fn check_agent_owner(paths: &crate::host_paths::HostPaths, owner: AgentOwner) -> Result<Vec<String>, String> {
+    let service = ecs_service(paths);
+    match owner {
+        AgentOwner::Nodewarden if service.enabled => {
+            Err("ecs.service (ecs-init) is enabled on this host and would run a second ECS agent beside nodewarden's: \
+             disable it (systemctl disable --now ecs.service), or set [ecs] agent = \"ecs-init\" to leave the agent \
+             to ecs-init (the ECS-optimized AMI's way)"
+                .into())
+        }
+        AgentOwner::EcsInit if !service.installed => Err(
+            "[ecs] agent = \"ecs-init\", but this host has no ecs.service: install ecs-init (the ECS-optimized AMI \
+             has it), or set [ecs] agent = \"nodewarden\" to let nodewarden run the agent"
+                .into(),
+        ),
+        AgentOwner::EcsInit if !service.enabled => Ok(vec![
+            "[ecs] agent = \"ecs-init\", but ecs.service is not enabled: nothing will start the ECS agent at boot \
+             (systemctl enable ecs.service)"
+                .into(),
+        ]),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The relation between nodewarden.service and ecs.service, as a drop-in (from the next boot
+/// on; in this one, `check_agent_owner` guards): they conflict when nodewarden runs the agent,
+/// and nodewarden comes after ecs-init when ecs-init does.
+fn write_owner_drop_in(paths: &crate::host_paths::HostPaths, owner: AgentOwner) -> Result<(), String> {
+    let text = match owner {
+        AgentOwner::Nodewarden => {
+            "# Written by nodewarden setup: [ecs] agent = \"nodewarden\" runs the ECS agent; never ecs-init too.\n\
+             [Unit]\nConflicts=ecs.service\n"
+        }
+        AgentOwner::EcsInit => {
+            "# Written by nodewarden setup: [ecs] agent = \"ecs-init\"; ecs.service runs the ECS agent.\n\
+             [Unit]\nAfter=ecs.service\n"
+        }
+    };
+    let path = paths.systemd_dir().join("nodewarden.service.d").join(OWNER_DROP_IN);
+    write_atomic(&path, text.as_bytes(), 0o644).map(drop).map_err(|e| e.to_string())
+}
+
+pub const OWNER_DROP_IN: &str = "20-agent-owner.conf";
 
 fn systemctl(args: &[&str]) -> Result<(), String> {
     let status = std::process::Command::new("systemctl")

@@ -19,7 +19,7 @@ use crate::gc::{LastUseStore, Tracker};
 use crate::health::HealthContext;
 use crate::host_paths::HostPaths;
 use crate::node::SharedState;
-use crate::settings::{Reloadable, Settings, SettingsInput, UserdataSource};
+use crate::settings::{AgentOwner, Reloadable, Settings, SettingsInput, UserdataSource};
 
 /// How long startup waits for the first disk check before READY: long enough for a dockerd
 /// that is up, short enough that systemd's start timeout never fires while Docker is down.
@@ -182,25 +182,37 @@ impl DockerSide {
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(docker_watch(docker.clone(), self.state.clone(), shutdown.clone())));
         tasks.push(tokio::spawn(Tracker::new(docker.clone(), store.clone()).run(shutdown.clone())));
-        for dir in crate::agent::spec::host_dirs(&self.paths) {
-            if let Err(error) = std::fs::create_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), %error, "cannot create a directory the agent mounts");
+        let health = crate::agent::HealthPolicy {
+            grace: self.settings.ecs.agent_health_grace,
+            interval: self.settings.ecs.agent_health_interval,
+            failures: self.settings.ecs.agent_health_failures,
+        };
+        let introspection = self.environment.agent_introspection.clone();
+        match self.settings.ecs.agent {
+            AgentOwner::Nodewarden => {
+                for dir in crate::agent::spec::host_dirs(&self.paths) {
+                    if let Err(error) = std::fs::create_dir_all(&dir) {
+                        tracing::warn!(dir = %dir.display(), %error, "cannot create a directory the agent mounts");
+                    }
+                }
+                let supervisor = crate::agent::Supervisor {
+                    docker: docker.clone(),
+                    spec: crate::agent::spec::build(&self.settings, &self.paths, self.environment.docker_socket()),
+                    // A host path like every other: under --root in tests and the demo.
+                    tarball: self.paths.host(&self.settings.ecs.agent_tarball),
+                    introspection,
+                    health,
+                    state: self.agent,
+                };
+                tasks.push(tokio::spawn(supervisor.run(shutdown.clone())));
+            }
+            AgentOwner::EcsInit => {
+                tracing::info!("ecs.service (ecs-init) runs the ECS agent; watching it, never restarting it");
+                let observer =
+                    crate::agent::Observer { docker: docker.clone(), introspection, health, state: self.agent };
+                tasks.push(tokio::spawn(observer.run(shutdown.clone())));
             }
         }
-        let supervisor = crate::agent::Supervisor {
-            docker: docker.clone(),
-            spec: crate::agent::spec::build(&self.settings, &self.paths, self.environment.docker_socket()),
-            // A host path like every other: under --root in tests and the demo.
-            tarball: self.paths.host(&self.settings.ecs.agent_tarball),
-            introspection: self.environment.agent_introspection.clone(),
-            health: crate::agent::HealthPolicy {
-                grace: self.settings.ecs.agent_health_grace,
-                interval: self.settings.ecs.agent_health_interval,
-                failures: self.settings.ecs.agent_health_failures,
-            },
-            state: self.agent,
-        };
-        tasks.push(tokio::spawn(supervisor.run(shutdown.clone())));
         let watcher = disk_watch::DiskWatch::new(
             docker,
             data_root,

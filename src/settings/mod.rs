@@ -15,11 +15,11 @@ pub mod values;
 
 pub use assemble::{Assembly, Invalid, SettingsInput, UserdataSource, assemble};
 pub use document::{RawEntry, RawValue};
-pub use ecs_keys::go_parse_bool;
+pub use ecs_keys::{go_parse_bool, may_show_value as ecs_key_may_show_value};
 pub use merge::Merged;
 pub use model::{
-    DiskSettings, DockerSettings, DrainSettings, EcsSettings, EngineAuth, EngineAuthType, GcSettings, HealthSettings,
-    OffenderAction, OffenderSettings, Reloadable, Settings,
+    AgentOwner, DiskSettings, DockerSettings, DrainSettings, EcsSettings, EngineAuth, EngineAuthType, GcSettings,
+    HealthSettings, OffenderAction, OffenderSettings, Reloadable, Settings,
 };
 pub use schema::defaults_toml;
 pub use source::{Origin, Position, Problem, Source};

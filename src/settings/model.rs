@@ -44,6 +44,8 @@ impl Settings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EcsSettings {
     pub cluster: ClusterName,
+    /// Who runs the ECS agent: nodewarden, or ecs-init's `ecs.service` (the ECS-optimized AMI).
+    pub agent: AgentOwner,
     pub agent_image: ImageReference,
     pub agent_tarball: PathBuf,
     pub engine_auth: Option<EngineAuth>,
@@ -62,6 +64,15 @@ pub struct EcsSettings {
 pub struct EngineAuth {
     pub kind: EngineAuthType,
     pub data: Secret,
+}
+
+keyword_enum! {
+    pub enum AgentOwner {
+        /// nodewarden creates and supervises the `ecs-agent` container (hosts without ecs-init).
+        Nodewarden = "nodewarden",
+        /// `ecs.service` (ecs-init) runs the agent; nodewarden does the rest and watches it.
+        EcsInit = "ecs-init",
+    }
 }
 
 keyword_enum! {

@@ -55,6 +55,7 @@ pub const SECTIONS: &[&str] = &["ecs", "docker", "disk", "gc", "drain", "offende
 /// is a loud error rather than Docker quietly sharing the root disk.
 pub const KEYS: &[KeySpec] = &[
     no_default("ecs", "cluster", Kind::String),
+    key("ecs", "agent", Kind::String, "nodewarden"),
     key("ecs", "agent-image", Kind::String, "amazon/amazon-ecs-agent:v1.105.1"),
     key("ecs", "agent-tarball", Kind::String, "/var/cache/ecs/ecs-agent.tar"),
     no_default("ecs", "engine-auth-type", Kind::String),

@@ -14,8 +14,8 @@ use super::document::{RawEntry, RawValue, quote};
 use super::ecs_keys;
 use super::merge::Merged;
 use super::model::{
-    DiskSettings, DockerSettings, DrainSettings, EcsSettings, EngineAuth, EngineAuthType, GcSettings, HealthSettings,
-    OffenderAction, OffenderSettings, Settings,
+    AgentOwner, DiskSettings, DockerSettings, DrainSettings, EcsSettings, EngineAuth, EngineAuthType, GcSettings,
+    HealthSettings, OffenderAction, OffenderSettings, Settings,
 };
 use super::schema;
 use super::source::{Origin, Problem, Source};
@@ -40,6 +40,7 @@ pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
     let settings = Settings {
         ecs: EcsSettings {
             cluster: r.string("ecs.cluster", ClusterName::from_str),
+            agent: r.string("ecs.agent", AgentOwner::from_str),
             agent_image: r.string("ecs.agent-image", ImageReference::from_str),
             agent_tarball: r.string("ecs.agent-tarball", absolute_path),
             engine_auth: r.engine_auth(),
@@ -160,6 +161,7 @@ standin!(
     Secret => Secret::new(String::new()),
     EngineAuthType => EngineAuthType::Docker,
     OffenderAction => OffenderAction::None,
+    AgentOwner => AgentOwner::Nodewarden,
     DeviceSpec => DeviceSpec::None,
     Filesystem => Filesystem::Xfs,
     Percent => "0%".parse().expect("a literal valid percentage"),

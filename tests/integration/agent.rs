@@ -403,3 +403,99 @@ fn a_failing_host_network_rule_leaves_route_localnet_off_and_no_rule_behind() {
     // The real binary outside the namespace is untouched.
     assert!(system::run(Command::new("iptables").arg("--version")).contains("iptables"));
 }
+
+/// A stand-in ecs-init: its unit file under the root, enabled (linked into a target's wants).
+fn install_ecs_service(root: &Path, enabled: bool) {
+    let unit = root.join("usr/lib/systemd/system/ecs.service");
+    std::fs::create_dir_all(unit.parent().unwrap()).unwrap();
+    std::fs::write(&unit, "[Unit]\nDescription=stand-in ecs-init\n[Service]\nExecStart=/bin/true\n").unwrap();
+    if enabled {
+        let wants = root.join("etc/systemd/system/multi-user.target.wants");
+        std::fs::create_dir_all(&wants).unwrap();
+        std::os::unix::fs::symlink("/usr/lib/systemd/system/ecs.service", wants.join("ecs.service")).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_nodewarden_running_the_agent_an_enabled_ecs_init_is_refused() {
+    let b = bootstrap(&userdata("mine", "")).await;
+    install_ecs_service(b.nodewarden.root.path(), true);
+    let output = setup(&b.nodewarden, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("systemctl disable --now ecs.service"), "{}", text(&output));
+    assert!(text(&output).contains("agent = \"ecs-init\""), "{}", text(&output));
+    assert!(!b.nodewarden.root.path().join("run/nodewarden/docker-ready").exists(), "Docker may start anyway");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_ecs_init_running_the_agent_ecs_config_is_shared_and_the_agent_is_watched_never_touched() {
+    let mut b = bootstrap(&userdata("shared", "agent = \"ecs-init\"\n")).await;
+    let root = b.nodewarden.root.path().to_path_buf();
+    let output = setup(&b.nodewarden, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("has no ecs.service"), "{}", text(&output));
+
+    install_ecs_service(&root, true);
+    // Another writer's keys, as userdata's `echo … >> /etc/ecs/ecs.config` habit leaves them.
+    let config_path = root.join("etc/ecs/ecs.config");
+    std::fs::create_dir_all(config_path.parent().unwrap()).unwrap();
+    std::fs::write(&config_path, "ECS_CLUSTER=shared\nECS_LOGLEVEL=warn\nECS_RESERVED_PORTS=[9000]\n").unwrap();
+    let output = setup(&b.nodewarden, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    assert!(config.contains("\nECS_LOGLEVEL=warn\n"), "another writer's key was dropped:\n{config}");
+    assert!(config.contains("\nECS_CLUSTER=shared\n"), "{config}");
+    assert!(!config.contains("ECS_AVAILABLE_LOGGING_DRIVERS"), "ecs-init adds its own defaults:\n{config}");
+    let reserved = config.lines().find_map(|l| l.strip_prefix("ECS_RESERVED_PORTS=")).unwrap();
+    let reserved: Vec<u16> = serde_json::from_str(reserved).unwrap();
+    assert!(reserved.contains(&9000) && reserved.contains(&b.nodewarden.health_port), "{reserved:?}");
+    let drop_in = std::fs::read_to_string(root.join("etc/systemd/system/nodewarden.service.d/20-agent-owner.conf"));
+    assert!(drop_in.unwrap().contains("After=ecs.service"));
+
+    // The agent as ecs-init starts it; nodewarden watches it and never restarts it.
+    let client = b.docker.client.clone();
+    let config = bollard::models::ContainerCreateBody {
+        image: Some(AGENT_IMAGE.to_string()),
+        env: Some(vec!["ECS_CLUSTER=shared".to_string()]),
+        host_config: Some(bollard::models::HostConfig { network_mode: Some("host".into()), ..Default::default() }),
+        ..Default::default()
+    };
+    let options = bollard::query_parameters::CreateContainerOptionsBuilder::default().name("ecs-agent").build();
+    let id = client.create_container(Some(options), config).await.unwrap().id;
+    client.start_container(&id, None).await.unwrap();
+    b.nodewarden.start();
+    async fn status(n: &Nodewarden) -> serde_json::Value {
+        let body = n.get("/status").await.map(|(_, body)| body).unwrap_or_default();
+        serde_json::from_str(&body).unwrap_or_default()
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&b.nodewarden).await["agent"]["healthy"] != serde_json::Value::Bool(true) {
+        b.nodewarden.assert_running();
+        assert!(Instant::now() < deadline, "the agent was never seen healthy; log:\n{}", b.nodewarden.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(b.nodewarden.log().contains("ecs.service (ecs-init) runs the ECS agent"), "{}", b.nodewarden.log());
+    let started = client.inspect_container(&id, None).await.unwrap().state.unwrap().started_at;
+
+    // It stops (ecs-init's to restart): nodewarden says so and leaves it alone.
+    let stop = bollard::query_parameters::StopContainerOptionsBuilder::default().t(1).build();
+    client.stop_container(&id, Some(stop)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let doc = status(&b.nodewarden).await;
+        let unhealthy = doc["conditions"]
+            .as_array()
+            .and_then(|all| all.iter().find(|c| c["type"] == "AgentUnhealthy"))
+            .is_some_and(|c| c["status"] == "True");
+        if unhealthy {
+            break;
+        }
+        assert!(Instant::now() < deadline, "AgentUnhealthy never said: {doc}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let state = client.inspect_container(&id, None).await.unwrap().state.unwrap();
+    assert_eq!(state.running, Some(false), "nodewarden restarted ecs-init's agent");
+    assert_eq!(state.started_at, started);
+    assert_eq!(client.inspect_container("ecs-agent", None).await.unwrap().id.as_deref(), Some(id.as_str()));
+}
