@@ -173,9 +173,10 @@ pub fn summary(doc: &StatusDocument) -> String {
         None => String::new(),
     };
     out.push_str(&format!(
-        "GC           {} runs{}{last_text}\n",
+        "GC           {} runs{}{last_text}; {} freed since start\n",
         doc.gc.runs,
-        if doc.gc.running { ", running now" } else { "" }
+        if doc.gc.running { ", running now" } else { "" },
+        human_bytes(doc.gc.totals.freed_bytes_total),
     ));
     if let Some(top) = &doc.offender.top {
         out.push_str(&format!(
@@ -208,12 +209,6 @@ pub fn summary(doc: &StatusDocument) -> String {
         if agent.running { "running" } else { "not running" },
         agent.restarts,
         agent.metadata.as_ref().and_then(|m| m.version.as_deref()).map(|v| format!(", {v}")).unwrap_or_default(),
-    ));
-    out.push_str(&format!(
-        "Host         CPU {:?}%, memory {} of {}\n",
-        doc.host.cpu_percent,
-        human_bytes(doc.host.memory_used_bytes),
-        human_bytes(doc.host.memory_total_bytes)
     ));
     out
 }

@@ -282,10 +282,12 @@ impl DiskWatch {
                     let blocked: Vec<String> = report.kept.iter().map(|(name, why)| format!("{name}: {why}")).collect();
                     tracing::warn!(kept = ?blocked, "gc could not reach gc-stop: {line}");
                 }
+                state.gc_totals.add(&report);
                 state.last_gc = Some(report);
                 shortfall
             }
             Err(error) => {
+                state.gc_totals.last_run_at = Some(std::time::SystemTime::now());
                 tracing::error!(%error, "gc failed");
                 Some((Instant::now(), state.sample.map_or(1.0, |s| s.used_fraction())))
             }

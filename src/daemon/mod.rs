@@ -53,7 +53,6 @@ pub async fn run(
         state: state.clone(),
         setup_marker: paths.setup_marker(),
         stale_after: (settings.disk.check_interval * 3).max(Duration::from_secs(2)),
-        system: std::sync::Mutex::new(sysinfo::System::new()),
     });
     tracing::info!(listen = %settings.health.listen, "health endpoint: /healthz /readyz /status /metrics");
     tasks.push(tokio::spawn(crate::health::serve(listener, health, shutdown_rx.clone())));

@@ -80,6 +80,9 @@ pub struct DrainStatus {
     /// Whether the `nodewarden.disk-pressure` attribute is set on this instance.
     #[serde(default)]
     pub pressure_attribute: bool,
+    /// Drains nodewarden made since start, by reason (`drains_total{reason}`).
+    #[serde(default)]
+    pub drains_total: std::collections::BTreeMap<String, u64>,
     pub identity: Option<Identity>,
     pub last_error: Option<String>,
 }
@@ -259,6 +262,7 @@ impl DrainController {
             Decision::Drain(reason) => {
                 self.intend(&identity, reason, detail)?;
                 self.api.set_status(&identity, true).await?;
+                *self.status.drains_total.entry(reason.as_str().to_string()).or_default() += 1;
                 tracing::warn!(reason = reason.as_str(), detail, "set this container instance to DRAINING");
                 self.remember(&identity, reason, detail).await?;
                 self.status.ecs_status = Some("DRAINING".into());
@@ -328,6 +332,7 @@ impl DrainController {
             Verdict::Admitted => {
                 self.intend(identity, DrainReason::DiskPressure, detail)?;
                 self.api.set_status(identity, true).await?;
+                *self.status.drains_total.entry(DrainReason::DiskPressure.as_str().to_string()).or_default() += 1;
                 tracing::warn!(reason = "disk-pressure", detail, "set this container instance to DRAINING");
                 self.remember(identity, DrainReason::DiskPressure, detail).await?;
                 self.status.ecs_status = Some("DRAINING".into());

@@ -6,7 +6,7 @@
 pub mod metrics;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,14 +17,13 @@ use axum::routing::get;
 use tokio::sync::watch;
 
 use crate::node::SharedState;
-use crate::node::status::{self, HostStatus};
+use crate::node::status;
 
 pub struct HealthContext {
     pub state: SharedState,
     pub setup_marker: PathBuf,
     /// The main loop counts as stalled when its last tick is older than this.
     pub stale_after: Duration,
-    pub system: Mutex<sysinfo::System>,
 }
 
 impl HealthContext {
@@ -36,21 +35,10 @@ impl HealthContext {
         self.setup_marker.exists() && self.state.lock().sample.is_some()
     }
 
-    fn host(&self) -> HostStatus {
-        let mut system = self.system.lock().unwrap_or_else(|p| p.into_inner());
-        system.refresh_cpu_usage();
-        system.refresh_memory();
-        HostStatus {
-            cpu_percent: (f64::from(system.global_cpu_usage()) * 10.0).round() / 10.0,
-            memory_used_bytes: system.used_memory(),
-            memory_total_bytes: system.total_memory(),
-        }
-    }
-
     /// A snapshot of the node model; the daemon's loops keep its conditions current.
     pub fn document(&self) -> status::StatusDocument {
-        let (alive, ready, host) = (self.alive(), self.ready(), self.host());
-        status::document(&self.state.lock(), alive, ready, host)
+        let (alive, ready) = (self.alive(), self.ready());
+        status::document(&self.state.lock(), alive, ready)
     }
 }
 

@@ -133,11 +133,12 @@ pub fn evaluate(i: &Inputs<'_>) -> Vec<Observed> {
 pub struct Condition {
     #[serde(rename = "type")]
     pub kind: String,
-    /// "True" or "False", as Kubernetes writes conditions.
+    /// "True", "False" or "Unknown", as Kubernetes writes conditions.
     pub status: String,
     pub reason: String,
     pub message: String,
-    #[serde(with = "crate::gc::inventory::unix_seconds")]
+    /// When the status last changed.
+    #[serde(with = "crate::node::status::rfc3339")]
     pub since: SystemTime,
 }
 

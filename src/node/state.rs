@@ -12,7 +12,7 @@ use crate::disk::DiskSample;
 use crate::drain::{DrainStatus, Phase};
 use crate::gc::GcReport;
 use crate::node::conditions::{Condition, ConditionBook};
-use crate::node::status::OffenderStatus;
+use crate::node::status::{GcTotals, OffenderStatus};
 
 #[derive(Debug, Clone)]
 pub struct NodeState {
@@ -24,6 +24,7 @@ pub struct NodeState {
     pub gc_running: bool,
     pub gc_runs: u64,
     pub last_gc: Option<GcReport>,
+    pub gc_totals: GcTotals,
     pub pressure: Phase,
     pub pressure_reason: String,
     pub offender: OffenderStatus,
@@ -77,6 +78,7 @@ impl SharedState {
             gc_running: false,
             gc_runs: 0,
             last_gc: None,
+            gc_totals: GcTotals::default(),
             pressure: Phase::Normal,
             pressure_reason: String::new(),
             offender: OffenderStatus::default(),

@@ -2,6 +2,7 @@
 //! example lives in `docs/status-example.json`.
 
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,10 +12,16 @@ use crate::drain::{DrainStatus, Phase};
 use crate::gc::GcReport;
 use crate::node::NodeState;
 
+/// This document's layout; raised when a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 2;
+
 /// Serialized by the health endpoint, deserialized by `nodewarden status`: one schema.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusDocument {
+    pub schema_version: u32,
     pub version: String,
+    #[serde(with = "rfc3339")]
+    pub generated_at: SystemTime,
     /// The main loop ticked recently.
     pub alive: bool,
     /// Setup finished and the first disk check ran.
@@ -28,7 +35,6 @@ pub struct StatusDocument {
     pub gc: GcStatus,
     pub drain: DrainStatus,
     pub agent: AgentState,
-    pub host: HostStatus,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -76,16 +82,75 @@ pub struct GcStatus {
     pub running: bool,
     pub runs: u64,
     pub last: Option<GcReport>,
+    /// Since the daemon started.
+    #[serde(flatten)]
+    pub totals: GcTotals,
 }
 
+/// What GC has done since the daemon started: the counters /metrics exposes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct HostStatus {
-    pub cpu_percent: f64,
-    pub memory_used_bytes: u64,
-    pub memory_total_bytes: u64,
+pub struct GcTotals {
+    pub freed_bytes_total: u64,
+    pub images_removed_total: u64,
+    pub containers_removed_total: u64,
+    /// When the last run ended (finished, failed or abandoned).
+    #[serde(default, with = "rfc3339_option")]
+    pub last_run_at: Option<SystemTime>,
+    /// Each finished run's duration, for the histogram (not in /status).
+    #[serde(skip)]
+    pub durations_seconds: Vec<f64>,
 }
 
-pub fn document(state: &NodeState, alive: bool, ready: bool, host: HostStatus) -> StatusDocument {
+impl GcTotals {
+    /// Runs kept for the histogram: GC runs minutes apart at most, so this is days of them.
+    const DURATIONS_KEPT: usize = 10_000;
+
+    pub fn add(&mut self, report: &GcReport) {
+        self.freed_bytes_total += report.bytes_freed.max(0) as u64;
+        self.images_removed_total += u64::from(report.images_removed);
+        self.containers_removed_total += u64::from(report.containers_removed);
+        if self.durations_seconds.len() >= Self::DURATIONS_KEPT {
+            self.durations_seconds.remove(0);
+        }
+        self.durations_seconds.push(report.duration_seconds);
+        self.last_run_at = Some(SystemTime::now());
+    }
+}
+
+/// Times as RFC 3339 (UTC, seconds), as operators and `jq` read them.
+pub mod rfc3339 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::SystemTime;
+
+    pub fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_rfc3339_seconds(*time).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_rfc3339_weak(&text).map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
+    }
+}
+
+pub mod rfc3339_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::time::SystemTime;
+
+    pub fn serialize<S: Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        time.map(|t| humantime::format_rfc3339_seconds(t).to_string()).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => humantime::parse_rfc3339_weak(&text)
+                .map(Some)
+                .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}"))),
+        }
+    }
+}
+
+pub fn document(state: &NodeState, alive: bool, ready: bool) -> StatusDocument {
     let disk = state.sample.map(|s| DiskStatus {
         path: state.data_root.clone(),
         total_bytes: s.total_bytes,
@@ -99,17 +164,23 @@ pub fn document(state: &NodeState, alive: bool, ready: bool, host: HostStatus) -
         time_to_full_seconds: state.time_to_full.map(|t| t.as_secs_f64().round()),
     });
     StatusDocument {
+        schema_version: SCHEMA_VERSION,
         version: env!("CARGO_PKG_VERSION").to_string(),
+        generated_at: SystemTime::now(),
         alive,
         ready,
         conditions: state.conditions.clone(),
         disk,
         pressure: PressureStatus { phase: state.pressure, reason: state.pressure_reason.clone() },
         offender: state.offender.clone(),
-        gc: GcStatus { running: state.gc_running, runs: state.gc_runs, last: state.last_gc.clone() },
+        gc: GcStatus {
+            running: state.gc_running,
+            runs: state.gc_runs,
+            last: state.last_gc.clone(),
+            totals: state.gc_totals.clone(),
+        },
         drain: state.drain.clone(),
         agent: state.agent.lock().clone(),
-        host,
     }
 }
 
