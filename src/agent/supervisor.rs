@@ -113,6 +113,12 @@ impl Supervisor {
                     continue;
                 }
                 Watched::Exited(code) => {
+                    // A wait that began while a restart was under way reports the exit of the
+                    // instance that stopped; if the container runs now, that exit is history.
+                    if self.runs_now(&id).await {
+                        tracing::debug!(code, "the agent's wait saw an earlier exit; it runs: watching again");
+                        continue;
+                    }
                     {
                         let mut state = self.state.lock();
                         state.running = false;
@@ -154,6 +160,11 @@ impl Supervisor {
                 return;
             }
         }
+    }
+
+    async fn runs_now(&self, id: &str) -> bool {
+        let inspected = self.docker.inspect_container(id, None).await;
+        inspected.ok().and_then(|c| c.state).and_then(|state| state.running).unwrap_or(false)
     }
 
     fn count_restart(&self) {
