@@ -20,6 +20,8 @@ use harness::system::Tmpfs;
 use nodewarden::disk::{self, human_bytes};
 
 const MIB: u64 = 1 << 20;
+/// The agent image the demo's settings name; built locally as the stand-in.
+const STANDIN_AGENT: &str = "nodewarden-demo/agent:v1";
 
 fn say(text: &str) {
     println!("\n\x1b[1m==> {text}\x1b[0m");
@@ -50,7 +52,8 @@ async fn demo() {
     let imds = ImdsServer::start().await;
     imds.state().instance_id = self_id.clone();
     let userdata = format!(
-        "[ecs]\ncluster = \"demo\"\n[docker]\ndata-device = \"{}\"\n[disk]\nrecover-below = \"60%\"\nrecover-after = \"10s\"\n\
+        "[ecs]\ncluster = \"demo\"\nagent-image = \"{STANDIN_AGENT}\"\nagent-health-grace = \"3s\"\n\
+         [docker]\ndata-device = \"{}\"\n[disk]\nrecover-below = \"60%\"\nrecover-after = \"10s\"\n\
          [gc]\nmin-image-age = \"0s\"\n[drain]\nmax-draining-fraction = \"20%\"\n",
         volume.device.display()
     );
@@ -58,9 +61,15 @@ async fn demo() {
     imds.set_user_data(userdata);
     let mut env = moto.env_vars();
     env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.endpoint()));
-    env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), "http://127.0.0.1:9".into()));
+    // The stand-in ECS agent (the real image cannot be pulled here) answers /v1/metadata here.
+    let agent_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), format!("http://127.0.0.1:{agent_port}")));
     let mut nodewarden = Nodewarden::new("", env);
     volume.link_into(nodewarden.root.path());
+    // What the stand-in reports as this instance's ARN, as the real agent does once registered.
+    let ecs_dir = nodewarden.root.path().join("etc/ecs");
+    std::fs::create_dir_all(&ecs_dir).unwrap();
+    std::fs::write(ecs_dir.join("standin-arn"), &own_arn).unwrap();
 
     say("nodewarden setup: userdata → settings → Docker's own disk → daemon.json → ecs.config");
     show(&nodewarden.command(&["setup"]).output().unwrap());
@@ -73,13 +82,22 @@ async fn demo() {
         images::make_image(&client, &format!("{name}:1"), 40 * MIB).await;
     }
     images::make_image(&client, "shop/web:42", 40 * MIB).await;
+    images::make_standin_agent(&client, STANDIN_AGENT, agent_port).await;
     images::start_sleeper(&client, "shop/web:42", "web").await;
     println!("Docker's root is {} on {}.", data_root.display(), volume.device.display());
 
-    say("nodewarden run: the daemon (no real ECS agent here, so AgentUnhealthy is expected)");
+    say("nodewarden run: the daemon starts the ECS agent (a stand-in here) and watches the disk");
     nodewarden.set_env("DOCKER_HOST", &docker.host());
     nodewarden.start();
-    while nodewarden.get("/readyz").await.map(|(c, _)| c) != Some(200) {
+    let ready_by = Instant::now() + Duration::from_secs(60);
+    loop {
+        let doc: serde_json::Value =
+            serde_json::from_str(&nodewarden.get("/status").await.map(|(_, b)| b).unwrap_or_default())
+                .unwrap_or_default();
+        if doc["ready"] == true && doc["agent"]["healthy"] == true {
+            break;
+        }
+        assert!(Instant::now() < ready_by, "not ready with a healthy agent; log:\n{}", nodewarden.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     show(&nodewarden.command(&["status"]).output().unwrap());
@@ -107,6 +125,15 @@ async fn demo() {
         }
     }
     assert!(drained, "the demo expected a drain; log:\n{}", nodewarden.log());
+    // The drain does not wait for GC to finish when the disk fills this fast; GC's result
+    // follows within seconds.
+    for _ in 0..30 {
+        let doc: serde_json::Value = serde_json::from_str(&nodewarden.get("/status").await.unwrap().1).unwrap();
+        if doc["gc"]["running"] == false && doc["gc"]["runs"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let log = nodewarden.log();
     for line in log.lines().filter(|l| l.contains("gc step") || l.contains("DRAINING") || l.contains("disk pressure")) {
         println!("  log: {}", line.split_once("  ").map_or(line, |(_, rest)| rest.trim()));
