@@ -25,6 +25,16 @@ fn build_packages() -> (PathBuf, PathBuf) {
     let output = Command::new(repo().join("packaging/build")).arg("--debug").output().unwrap();
     assert!(output.status.success(), "packaging/build failed:\n{}", text(&output));
     let dir = repo().join("target/packages-debug");
+    // Each package has its checksum beside it, and it verifies.
+    for package in ["deb", "rpm"] {
+        let check = Command::new("sh")
+            .arg("-c")
+            .arg(format!("sha256sum -c *.{package}.sha256"))
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "the .{package} checksum: {}", text(&check));
+    }
     let find = |ext: &str| {
         std::fs::read_dir(&dir)
             .unwrap()
