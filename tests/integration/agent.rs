@@ -464,12 +464,8 @@ async fn with_ecs_init_running_the_agent_ecs_config_is_shared_and_the_agent_is_w
     let id = client.create_container(Some(options), config).await.unwrap().id;
     client.start_container(&id, None).await.unwrap();
     b.nodewarden.start();
-    async fn status(n: &Nodewarden) -> serde_json::Value {
-        let body = n.get("/status").await.map(|(_, body)| body).unwrap_or_default();
-        serde_json::from_str(&body).unwrap_or_default()
-    }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while status(&b.nodewarden).await["agent"]["healthy"] != serde_json::Value::Bool(true) {
+    while b.nodewarden.status().await["agent"]["healthy"] != serde_json::Value::Bool(true) {
         b.nodewarden.assert_running();
         assert!(Instant::now() < deadline, "the agent was never seen healthy; log:\n{}", b.nodewarden.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -480,19 +476,7 @@ async fn with_ecs_init_running_the_agent_ecs_config_is_shared_and_the_agent_is_w
     // It stops (ecs-init's to restart): nodewarden says so and leaves it alone.
     let stop = bollard::query_parameters::StopContainerOptionsBuilder::default().t(1).build();
     client.stop_container(&id, Some(stop)).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let doc = status(&b.nodewarden).await;
-        let unhealthy = doc["conditions"]
-            .as_array()
-            .and_then(|all| all.iter().find(|c| c["type"] == "AgentUnhealthy"))
-            .is_some_and(|c| c["status"] == "True");
-        if unhealthy {
-            break;
-        }
-        assert!(Instant::now() < deadline, "AgentUnhealthy never said: {doc}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    b.nodewarden.wait_condition("AgentUnhealthy", Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let state = client.inspect_container(&id, None).await.unwrap().state.unwrap();
     assert_eq!(state.running, Some(false), "nodewarden restarted ecs-init's agent");

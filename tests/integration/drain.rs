@@ -279,21 +279,7 @@ async fn with_docker_stopped_the_daemon_answers_and_still_drains_on_a_spot_notic
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     w.docker.stop();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = nodewarden.get("/status").await.map(|(_, body)| body).unwrap_or_default();
-        let doc: serde_json::Value = serde_json::from_str(&status).unwrap_or_default();
-        let unavailable = doc["conditions"]
-            .as_array()
-            .and_then(|all| all.iter().find(|c| c["type"] == "DockerUnavailable"))
-            .is_some_and(|c| c["status"] == "True");
-        if unavailable {
-            break;
-        }
-        nodewarden.assert_running();
-        assert!(Instant::now() < deadline, "DockerUnavailable never said; log:\n{}", nodewarden.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    nodewarden.wait_condition("DockerUnavailable", Duration::from_secs(20)).await;
     assert_eq!(nodewarden.get("/healthz").await.map(|(code, _)| code), Some(200));
     w.imds.state().spot_action = Some(r#"{"action":"terminate","time":"2026-11-27T00:02:00Z"}"#.into());
     w.wait_status("DRAINING", Duration::from_secs(10), &mut nodewarden).await;

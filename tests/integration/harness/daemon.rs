@@ -53,6 +53,27 @@ impl Nodewarden {
         Some((response.status.as_u16(), String::from_utf8_lossy(&response.body).into_owned()))
     }
 
+    /// The live /status document (null while nothing answers).
+    pub async fn status(&self) -> serde_json::Value {
+        let body = self.get("/status").await.map(|(_, body)| body).unwrap_or_default();
+        serde_json::from_str(&body).unwrap_or_default()
+    }
+
+    /// Waits until /status says condition `kind` is True, failing after `timeout` with the log.
+    pub async fn wait_condition(&mut self, kind: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let doc = self.status().await;
+            let conditions = doc["conditions"].as_array().cloned().unwrap_or_default();
+            if conditions.iter().any(|c| c["type"] == kind && c["status"] == "True") {
+                return;
+            }
+            self.assert_running();
+            assert!(std::time::Instant::now() < deadline, "{kind} never True: {doc}\nlog:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.root.path().join("var/lib/nodewarden")
     }
