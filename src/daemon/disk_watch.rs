@@ -14,7 +14,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::drain_loop::DiskWants;
 use super::offender_watch::OffenderWatch;
 use crate::disk::{self, FillRate, human_bytes};
-use crate::drain::{Observation, Phase, PressureMachine};
+use crate::drain::{EcsApi, Identity, Observation, Phase, PressureMachine};
 use crate::gc::{self, GcError, GcPolicy, GcReport, LastUseStore};
 use crate::node::SharedState;
 use crate::settings::values::ImageReference;
@@ -44,7 +44,13 @@ pub struct DiskWatch {
     last_status: String,
     /// Which container fills the disk, and stopping it (opt-in).
     offenders: OffenderWatch,
+    /// ECS, to keep the images of this instance's tasks (none with draining off).
+    ecs: Option<EcsApi>,
 }
+
+/// How long a GC run waits for ECS to name this instance's task images before it plans with
+/// what Docker shows (containers in use) alone.
+const TASK_IMAGES_WAIT: Duration = Duration::from_secs(5);
 
 impl DiskWatch {
     #[allow(clippy::too_many_arguments)] // Each is a distinct input the loop owns; a struct would only rename them.
@@ -69,7 +75,14 @@ impl DiskWatch {
             wants,
             last_status: String::new(),
             offenders,
+            ecs: None,
         }
+    }
+
+    /// Asks ECS, at each GC run, which images this instance's tasks name.
+    pub fn with_ecs(mut self, ecs: Option<EcsApi>) -> Self {
+        self.ecs = ecs;
+        self
     }
 
     fn disk(&self) -> DiskSettings {
@@ -249,9 +262,15 @@ impl DiskWatch {
         let (docker, data_root, store) = (self.docker.clone(), self.data_root.clone(), self.store.clone());
         let stop = self.disk().gc_stop.fraction();
         let deadline = self.settings.borrow().gc.run_timeout;
+        let ecs = self.ecs.clone().zip(self.state.lock().drain.identity.clone());
         tokio::spawn(async move {
             // A wedged Docker call must not hold the run, and with it the drain, for ever.
-            let run = gc::run_once(&docker, &data_root, &store, &policy, stop);
+            let run = async {
+                if let Some((api, identity)) = ecs {
+                    policy.task_images = task_images(&api, &identity).await;
+                }
+                gc::run_once(&docker, &data_root, &store, &policy, stop).await
+            };
             match tokio::time::timeout(deadline, run).await {
                 Ok(result) => result.map(|(_, report)| report),
                 Err(_) => Err(GcError::TimedOut(deadline)),
@@ -291,6 +310,22 @@ impl DiskWatch {
                 tracing::error!(%error, "gc failed");
                 Some((Instant::now(), state.sample.map_or(1.0, |s| s.used_fraction())))
             }
+        }
+    }
+}
+
+/// This instance's task images, normalized as Docker lists them; none (with a warning) when
+/// ECS does not answer in time: GC then keeps what containers use, as it always does.
+async fn task_images(api: &EcsApi, identity: &Identity) -> std::collections::BTreeSet<String> {
+    match tokio::time::timeout(TASK_IMAGES_WAIT, api.task_images(identity)).await {
+        Ok(Ok(images)) => images.iter().map(|image| gc::normalize_reference(image)).collect(),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "cannot ask ECS which images this instance's tasks need; keeping those in use");
+            Default::default()
+        }
+        Err(_) => {
+            tracing::warn!(wait = ?TASK_IMAGES_WAIT, "ECS did not name this instance's task images in time; keeping those in use");
+            Default::default()
         }
     }
 }

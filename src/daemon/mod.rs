@@ -59,6 +59,15 @@ pub async fn run(
     tasks.push(tokio::spawn(keepalive_until_first_check(state.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(feed_watchdog(state.clone(), settings_rx.clone(), shutdown_rx.clone())));
 
+    let drain = if settings.drain.enabled {
+        Some(
+            drain_loop::DrainLoop::from_settings(&paths, &settings, &environment, state.clone(), settings_rx.clone())
+                .await,
+        )
+    } else {
+        tracing::warn!("[drain] enabled = false: this instance is never drained by nodewarden");
+        None
+    };
     let agent = crate::agent::SharedAgent::default();
     state.lock().agent = agent.clone();
     let docker_side = DockerSide {
@@ -69,15 +78,11 @@ pub async fn run(
         settings_rx: settings_rx.clone(),
         wants: wants_tx,
         agent,
+        ecs: drain.as_ref().map(|drain| drain.api.clone()),
     };
     tasks.push(tokio::spawn(docker_side.run(shutdown_rx.clone())));
-    if settings.drain.enabled {
-        let drain =
-            drain_loop::DrainLoop::from_settings(&paths, &settings, &environment, state.clone(), settings_rx.clone())
-                .await;
+    if let Some(drain) = drain {
         tasks.push(tokio::spawn(drain.run(wants_rx, shutdown_rx.clone())));
-    } else {
-        tracing::warn!("[drain] enabled = false: this instance is never drained by nodewarden");
     }
 
     let mut first_check = state.first_check();
@@ -162,6 +167,8 @@ struct DockerSide {
     settings_rx: watch::Receiver<Arc<Reloadable>>,
     wants: watch::Sender<drain_loop::DiskWants>,
     agent: crate::agent::SharedAgent,
+    /// For GC to keep this instance's task images (the drain loop's client).
+    ecs: Option<crate::drain::EcsApi>,
 }
 
 impl DockerSide {
@@ -221,7 +228,8 @@ impl DockerSide {
             self.state,
             self.wants,
             self.settings.offender.action,
-        );
+        )
+        .with_ecs(self.ecs);
         tasks.push(tokio::spawn(watcher.run(shutdown.clone())));
         for task in tasks {
             let _ = task.await;

@@ -252,6 +252,26 @@ impl EcsApi {
         Ok(tasks)
     }
 
+    /// The images of the tasks ECS wants running on this instance, as their task definitions
+    /// name them: a task still PENDING (pulled, containers not yet created) is among them.
+    pub async fn task_images(&self, identity: &Identity) -> Result<std::collections::BTreeSet<String>, ApiError> {
+        let mut images = std::collections::BTreeSet::new();
+        // DescribeTasks takes at most 100 tasks a call.
+        for chunk in self.running_tasks(identity).await?.chunks(100) {
+            let described = self
+                .ecs
+                .describe_tasks()
+                .cluster(&identity.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| ApiError::from_sdk("describing this instance's tasks", e))?;
+            let containers = described.tasks().iter().flat_map(|task| task.containers());
+            images.extend(containers.filter_map(|c| c.image().map(str::to_string)));
+        }
+        Ok(images)
+    }
+
     /// Tags the EC2 instance with why and when it was drained, where operators look.
     pub async fn tag(&self, instance_id: &str, reason: &str, since: SystemTime) -> Result<(), ApiError> {
         let since = humantime::format_rfc3339_seconds(since).to_string();

@@ -10,7 +10,7 @@ pub mod tracker;
 pub use docker_io::{GcReport, Outcome, execute, gather_inventory};
 pub use inventory::{Container, ContainerState, Image, Inventory, Usage, UsageMap};
 pub use last_use::{LastUseStore, UsageEvent};
-pub use plan::{Action, GcPolicy, Kept, Plan, Step, plan};
+pub use plan::{Action, GcPolicy, Kept, Plan, Step, normalize_reference, plan};
 pub use tracker::Tracker;
 
 use std::path::Path;

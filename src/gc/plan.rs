@@ -28,6 +28,22 @@ pub struct GcPolicy {
     /// Finished containers removed whatever their age: those of the tasks nodewarden stopped
     /// for filling the disk (their writable layers are what must go).
     pub remove_now: BTreeSet<String>,
+    /// Images the tasks ECS wants on this instance name (normalized, see
+    /// [`normalize_reference`]): a PENDING task's image is kept though no container uses it yet.
+    pub task_images: BTreeSet<String>,
+}
+
+/// An image reference as Docker lists it: Docker Hub's `docker.io/` and `library/` dropped,
+/// `:latest` added when there is neither tag nor digest. `nginx` and
+/// `docker.io/library/nginx:latest` are both `nginx:latest`.
+pub fn normalize_reference(reference: &str) -> String {
+    let mut name = reference.trim();
+    for prefix in ["docker.io/", "index.docker.io/", "registry-1.docker.io/"] {
+        name = name.strip_prefix(prefix).unwrap_or(name);
+    }
+    let name = name.strip_prefix("library/").unwrap_or(name);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if name.contains('@') || last.contains(':') { name.to_string() } else { format!("{name}:latest") }
 }
 
 impl GcPolicy {
@@ -45,7 +61,13 @@ impl GcPolicy {
             exited_container_min_age: gc.exited_container_min_age,
             keep,
             remove_now: BTreeSet::new(),
+            task_images: BTreeSet::new(),
         }
+    }
+
+    fn wanting_task(&self, image: &Image) -> Option<&str> {
+        let names = image.repo_tags.iter().chain(&image.repo_digests).map(|n| normalize_reference(n));
+        names.into_iter().find_map(|name| self.task_images.get(&name).map(String::as_str))
     }
 
     fn protecting_pattern(&self, image: &Image) -> Option<&ImagePattern> {
@@ -72,9 +94,19 @@ pub struct Step {
 /// Why an unused-looking image was left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kept {
-    InUse { containers: Vec<String> },
-    Protected { pattern: String },
-    TooYoung { age: Duration },
+    InUse {
+        containers: Vec<String>,
+    },
+    /// A task ECS wants on this instance names it (it may not have started yet).
+    WantedByTask {
+        reference: String,
+    },
+    Protected {
+        pattern: String,
+    },
+    TooYoung {
+        age: Duration,
+    },
     ParentOfKept,
 }
 
@@ -155,6 +187,8 @@ pub fn plan(inventory: &Inventory, usage: &UsageMap, policy: &GcPolicy, now: Sys
         let appeared = seen.map_or(now, |u| u.first_seen.max(image.created));
         let reason = if let Some(containers) = users.get(image.id.as_str()) {
             Some(Kept::InUse { containers: containers.clone() })
+        } else if let Some(reference) = policy.wanting_task(image) {
+            Some(Kept::WantedByTask { reference: reference.to_string() })
         } else if let Some(pattern) = policy.protecting_pattern(image) {
             Some(Kept::Protected { pattern: pattern.as_str().to_string() })
         } else if age(appeared) < policy.min_image_age {
@@ -235,6 +269,7 @@ impl std::fmt::Display for Kept {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Kept::InUse { containers } => write!(f, "in use by {}", containers.join(", ")),
+            Kept::WantedByTask { reference } => write!(f, "wanted by a task ECS placed here ({reference})"),
             Kept::Protected { pattern } => write!(f, "protected by {pattern:?}"),
             Kept::TooYoung { age } => {
                 write!(f, "younger than the minimum age ({})", crate::settings::values::format_duration(*age))

@@ -40,6 +40,7 @@ fn policy() -> GcPolicy {
         exited_container_min_age: Duration::from_secs(600),
         keep: ["amazon/amazon-ecs-agent:*", "keep/me:*"].iter().map(|p| ImagePattern::from_str(p).unwrap()).collect(),
         remove_now: BTreeSet::new(),
+        task_images: BTreeSet::new(),
     }
 }
 
@@ -315,4 +316,35 @@ proptest! {
             freed += step.expected_bytes;
         }
     }
+}
+
+#[test]
+fn references_normalize_as_docker_lists_them() {
+    let table = [
+        ("nginx", "nginx:latest"),
+        ("nginx:1.25", "nginx:1.25"),
+        ("library/nginx:1.25", "nginx:1.25"),
+        ("docker.io/library/nginx", "nginx:latest"),
+        ("localhost:5000/app", "localhost:5000/app:latest"),
+        ("localhost:5000/app:7", "localhost:5000/app:7"),
+        ("123456789012.dkr.ecr.us-east-1.amazonaws.com/web:42", "123456789012.dkr.ecr.us-east-1.amazonaws.com/web:42"),
+        ("public.ecr.aws/x/y@sha256:abc", "public.ecr.aws/x/y@sha256:abc"),
+    ];
+    for (reference, normalized) in table {
+        assert_eq!(normalize_reference(reference), normalized, "{reference}");
+    }
+}
+
+#[test]
+fn an_image_a_task_on_this_instance_names_is_kept_though_no_container_uses_it_yet() {
+    let inventory = Inventory {
+        images: vec![image("pending", Some("shop/web:42"), None, 10, 0), image("old", Some("old/job:1"), None, 10, 0)],
+        containers: vec![],
+    };
+    let mut policy = policy();
+    policy.task_images = ["docker.io/shop/web:42"].iter().map(|r| normalize_reference(r)).collect();
+    let plan = plan(&inventory, &known_since_built(&inventory), &policy, t(10_000), u64::MAX);
+    assert_eq!(removed_images(&plan), ["old"]);
+    let kept: BTreeMap<String, String> = plan.kept.iter().map(|(n, k)| (n.clone(), k.to_string())).collect();
+    assert_eq!(kept["shop/web:42"], "wanted by a task ECS placed here (shop/web:42)");
 }

@@ -198,6 +198,53 @@ async fn a_wedged_docker_holds_the_drain_no_longer_than_the_gc_run_timeout() {
     eprintln!("drained {took:?} after the disk filled, with Docker wedged");
 }
 
+/// ECS placed a task here whose image is pulled but has no container yet (PENDING): GC keeps
+/// that image while it removes another unused one.
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_keeps_the_image_of_a_task_ecs_placed_here_before_its_container_exists() {
+    let w = world().await;
+    let client = &w.docker.client;
+    crate::harness::images::import_tiny(client, "shop/web:42").await;
+    crate::harness::images::import_tiny(client, "old/job:1").await;
+    let ecs = w.moto.ecs().await;
+    let definition =
+        aws_sdk_ecs::types::ContainerDefinition::builder().name("web").image("shop/web:42").memory(64).build();
+    ecs.register_task_definition().family("web").container_definitions(definition).send().await.unwrap();
+    ecs.start_task().cluster(CLUSTER).task_definition("web").container_instances(&w.own_arn).send().await.unwrap();
+    let mut nodewarden = w.nodewarden("[gc]\nmin-image-age = \"0s\"\n[drain]\nmax-draining-fraction = \"100%\"\n");
+    nodewarden.start();
+    // Identity first (GC asks ECS about this instance), then past gc-start (50%), under drain-at.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nodewarden.status().await["drain"]["identity"].is_null() {
+        nodewarden.assert_running();
+        assert!(Instant::now() < deadline, "no identity; log:\n{}", nodewarden.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    w.fill_to(0.55);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.inspect_image("old/job:1").await.is_ok() {
+        nodewarden.assert_running();
+        assert!(Instant::now() < deadline, "GC never removed old/job:1; log:\n{}", nodewarden.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        client.inspect_image("shop/web:42").await.is_ok(),
+        "the task's image was removed; log:\n{}",
+        nodewarden.log()
+    );
+    // The run reports what it kept once it ends (it cannot reach gc-stop: the filler stays).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let kept = loop {
+        let kept = nodewarden.status().await["gc"]["last"]["kept"].clone();
+        if !kept.is_null() {
+            break kept.to_string();
+        }
+        assert!(Instant::now() < deadline, "no GC report; log:\n{}", nodewarden.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(kept.contains("wanted by a task ECS placed here (shop/web:42)"), "{kept}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_operators_drain_is_never_undone() {
     let w = world().await;
