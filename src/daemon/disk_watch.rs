@@ -265,12 +265,13 @@ impl DiskWatch {
         let ecs = self.ecs.clone().zip(self.state.lock().drain.identity.clone());
         tokio::spawn(async move {
             // A wedged Docker call must not hold the run, and with it the drain, for ever.
-            let run = async {
-                if let Some((api, identity)) = ecs {
-                    policy.task_images = task_images(&api, &identity).await;
+            let wanted = || async move {
+                match ecs {
+                    Some((api, identity)) => task_images(&api, &identity).await,
+                    None => Default::default(),
                 }
-                gc::run_once(&docker, &data_root, &store, &policy, stop).await
             };
+            let run = gc::run_once(&docker, &data_root, &store, &policy, stop, wanted);
             match tokio::time::timeout(deadline, run).await {
                 Ok(result) => result.map(|(_, report)| report),
                 Err(_) => Err(GcError::TimedOut(deadline)),

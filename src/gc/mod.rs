@@ -13,6 +13,7 @@ pub use last_use::{LastUseStore, UsageEvent};
 pub use plan::{Action, GcPolicy, Kept, Plan, Step, normalize_reference, plan};
 pub use tracker::Tracker;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -57,21 +58,34 @@ pub fn plan_below(
 
 /// Surveys, brings the last-use store up to the listing (an image pulled a moment ago that the
 /// event stream has not reported yet is first seen now, not aged by its build date), plans and
-/// executes once.
-pub async fn run_once(
+/// executes once. `task_images` names the images of the tasks ECS placed here; it is asked
+/// only when the plan would remove an image, so a node whose GC has nothing left to remove
+/// (a runaway's long pressure) makes no ECS calls.
+pub async fn run_once<Fut>(
     docker: &Docker,
     data_root: &Path,
     store: &tokio::sync::Mutex<LastUseStore>,
     policy: &GcPolicy,
     stop_below: f64,
-) -> Result<(Plan, GcReport), GcError> {
+    task_images: impl FnOnce() -> Fut,
+) -> Result<(Plan, GcReport), GcError>
+where
+    Fut: std::future::Future<Output = BTreeSet<String>>,
+{
     let (sample, inventory) = survey(docker, data_root).await?;
     let usage = {
         let mut store = store.lock().await;
         store.reconcile(&inventory, SystemTime::now());
         store.usage().clone()
     };
-    let plan = plan_below(&sample, &inventory, &usage, policy, stop_below);
+    let mut plan = plan_below(&sample, &inventory, &usage, policy, stop_below);
+    if plan.steps.iter().any(|step| matches!(step.action, Action::RemoveImage { .. })) {
+        let wanted = task_images().await;
+        if !wanted.is_empty() {
+            let policy = GcPolicy { task_images: wanted, ..policy.clone() };
+            plan = plan_below(&sample, &inventory, &usage, &policy, stop_below);
+        }
+    }
     let report = execute(docker, &plan, stop_below, || disk::probe(data_root).ok()).await;
     Ok((plan, report))
 }
