@@ -147,19 +147,18 @@ fn apply(
     }
     write_owner_drop_in(paths, settings.ecs.agent)?;
     let marker = paths.setup_marker();
+    if settings.ecs.agent == AgentOwner::Nodewarden {
+        for dir in spec::host_dirs(paths) {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        }
+    }
     if settings.ecs.agent == AgentOwner::EcsInit {
         // ecs-init's own pre-start prepares the agent's directories and the host network.
         println!("ECS agent: run by ecs.service (ecs-init); nodewarden watches it");
     } else if host_net {
-        for dir in spec::host_dirs(paths) {
-            std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        }
         let added = host_network::apply()?;
         println!("host network: route_localnet=1, {added} iptables rules added");
     } else {
-        for dir in spec::host_dirs(paths) {
-            std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        }
         println!(
             "host network: left alone under --root {} (pass --host-network to prepare it)",
             paths.root().display()

@@ -53,17 +53,7 @@ pub struct Observation {
 /// mounted or claimed by md, LVM or another mkfs), so nothing can take it during the probe;
 /// `mounted_by_us` (our filesystem at Docker's mount point, the reboot case) probes it shared.
 pub fn probe(device: &Path, mounted_by_us: bool) -> Result<Contents, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let exclusive = if mounted_by_us { 0 } else { rustix::fs::OFlags::EXCL.bits() as i32 };
-    let mut held = std::fs::OpenOptions::new().read(true).custom_flags(exclusive).open(device).map_err(|e| match e
-        .raw_os_error()
-    {
-        Some(code) if code == rustix::io::Errno::BUSY.raw_os_error() => format!(
-            "{} is in use (mounted, or held by md, LVM or another program); refusing to touch it",
-            device.display()
-        ),
-        _ => format!("opening {} to probe it: {e}", device.display()),
-    })?;
+    let mut held = open_for_probe(device, !mounted_by_us)?;
     let output = Command::new("blkid")
         .args(["-p", "-o", "export"])
         .arg(device)
@@ -103,6 +93,21 @@ pub fn classify(device: &Path, seen: &Observation) -> Result<Contents, String> {
         Some(8) => Err(format!("{device} holds several conflicting signatures (blkid exit 8); refusing to touch it")),
         code => Err(format!("blkid -p {device} failed ({code:?}): {}", seen.blkid_stderr)),
     }
+}
+
+fn open_for_probe(device: &Path, exclusive: bool) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = if exclusive { rustix::fs::OFlags::EXCL.bits() as i32 } else { 0 };
+    std::fs::OpenOptions::new().read(true).custom_flags(flags).open(device).map_err(|e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) {
+            format!(
+                "{} is in use (mounted, or held by md, LVM or another program); refusing to touch it",
+                device.display()
+            )
+        } else {
+            format!("opening {} to probe it: {e}", device.display())
+        }
+    })
 }
 
 fn edges_are_zero(device: &mut std::fs::File) -> std::io::Result<bool> {
