@@ -179,13 +179,8 @@ async fn a_wedged_docker_holds_the_drain_no_longer_than_the_gc_run_timeout() {
     let w = world().await;
     let mut nodewarden = w.nodewarden("[gc]\nrun-timeout = \"3s\"\n[drain]\nmax-draining-fraction = \"100%\"\n");
     nodewarden.start();
-    let deadline = Instant::now() + Duration::from_secs(30);
     // Docker's side started (no agent here, so /readyz stays 503).
-    while !nodewarden.log().contains("watching Docker's disk") || !nodewarden.log().contains(" ready") {
-        nodewarden.assert_running();
-        assert!(Instant::now() < deadline, "never watching Docker; log:\n{}", nodewarden.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    nodewarden.wait_log(&["watching Docker's disk", " ready"], Duration::from_secs(30)).await;
     // Docker wedges (a full disk does that): its socket accepts, nothing answers. GC's first
     // call hangs; the drain at drain-at waits for a finished GC run, so the run must end.
     let dockerd = w.docker.pid().expect("dockerd runs");
@@ -319,12 +314,7 @@ async fn with_docker_stopped_the_daemon_answers_and_still_drains_on_a_spot_notic
     let mut w = world().await;
     let mut nodewarden = w.nodewarden("[drain]\nmax-draining-fraction = \"0%\"\n");
     nodewarden.start();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !nodewarden.log().contains("watching Docker's disk") {
-        nodewarden.assert_running();
-        assert!(Instant::now() < deadline, "never watching Docker; log:\n{}", nodewarden.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    nodewarden.wait_log(&["watching Docker's disk"], Duration::from_secs(30)).await;
     w.docker.stop();
     nodewarden.wait_condition("DockerUnavailable", Duration::from_secs(20)).await;
     assert_eq!(nodewarden.get("/healthz").await.map(|(code, _)| code), Some(200));
@@ -364,11 +354,7 @@ async fn a_spot_notice_is_seen_at_once_while_aws_calls_hang() {
     let mut w = world().await;
     let mut nodewarden = w.nodewarden("[drain]\nmax-draining-fraction = \"100%\"\n");
     nodewarden.start();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !nodewarden.log().contains("found this container instance") {
-        assert!(Instant::now() < deadline, "{}", nodewarden.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    nodewarden.wait_log(&["found this container instance"], Duration::from_secs(20)).await;
     // ECS stops answering just as disk pressure sends the drain loop into an ECS call.
     w.moto.pause();
     w.fill_to(0.70);

@@ -116,11 +116,7 @@ async fn gc_removes_unused_images_least_recently_used_first_and_keeps_protected_
         assert!(image_exists(&client, &format!("{name}:1")).await, "{name} went although usage was met");
     }
     // The run is reported once the daemon collects it, at its next check.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !nodewarden.log().contains("gc done") {
-        assert!(Instant::now() < deadline, "no GC report; log:\n{}", nodewarden.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    nodewarden.wait_log(&["gc done"], Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

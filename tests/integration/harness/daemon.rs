@@ -74,6 +74,20 @@ impl Nodewarden {
         }
     }
 
+    /// Waits until the log holds every one of `lines`, failing after `timeout` with the log.
+    pub async fn wait_log(&mut self, lines: &[&str], timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if lines.iter().all(|line| log.contains(line)) {
+                return;
+            }
+            self.assert_running();
+            assert!(std::time::Instant::now() < deadline, "never logged {lines:?}; log:\n{log}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.root.path().join("var/lib/nodewarden")
     }
