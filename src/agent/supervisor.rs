@@ -78,6 +78,13 @@ enum Watched {
     Shutdown,
 }
 
+/// The agent container as Docker reports it right now.
+enum Now {
+    Running,
+    Exited(i64),
+    Unknown,
+}
+
 impl Supervisor {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         self.state.lock().image = self.spec.image.clone();
@@ -98,7 +105,16 @@ impl Supervisor {
                 }
             };
             let started = Instant::now();
-            match self.watch(&id, &mut shutdown).await {
+            let watched = match self.watch(&id, &mut shutdown).await {
+                // It may have exited while its last check was failing: then its exit code
+                // decides (a terminal 5 stays stopped), not the checks.
+                Watched::Unhealthy => match self.state_now(&id).await {
+                    Now::Exited(code) => Watched::Exited(code),
+                    Now::Running | Now::Unknown => Watched::Unhealthy,
+                },
+                other => other,
+            };
+            match watched {
                 Watched::Shutdown => return,
                 Watched::DockerLost(error) => {
                     tracing::warn!(%error, "lost Docker while watching the agent; reconnecting");
@@ -112,13 +128,19 @@ impl Supervisor {
                     self.count_restart();
                     continue;
                 }
-                Watched::Exited(code) => {
+                Watched::Exited(seen) => {
                     // A wait that began while a restart was under way reports the exit of the
-                    // instance that stopped; if the container runs now, that exit is history.
-                    if self.runs_now(&id).await {
-                        tracing::debug!(code, "the agent's wait saw an earlier exit; it runs: watching again");
-                        continue;
-                    }
+                    // instance that stopped, and the instance started since may itself have
+                    // exited already (a terminal 5 must not be read as the restart's 143):
+                    // the container's own state says what happened last.
+                    let code = match self.state_now(&id).await {
+                        Now::Running => {
+                            tracing::debug!(seen, "the agent's wait saw an earlier exit; it runs: watching again");
+                            continue;
+                        }
+                        Now::Exited(code) => code,
+                        Now::Unknown => seen,
+                    };
                     {
                         let mut state = self.state.lock();
                         state.running = false;
@@ -162,9 +184,15 @@ impl Supervisor {
         }
     }
 
-    async fn runs_now(&self, id: &str) -> bool {
-        let inspected = self.docker.inspect_container(id, None).await;
-        inspected.ok().and_then(|c| c.state).and_then(|state| state.running).unwrap_or(false)
+    async fn state_now(&self, id: &str) -> Now {
+        let Some(state) = self.docker.inspect_container(id, None).await.ok().and_then(|c| c.state) else {
+            return Now::Unknown;
+        };
+        match (state.running, state.exit_code) {
+            (Some(true), _) => Now::Running,
+            (_, Some(code)) => Now::Exited(code),
+            _ => Now::Unknown,
+        }
     }
 
     fn count_restart(&self) {
