@@ -58,7 +58,13 @@ pub struct Environment {
     pub agent_introspection: Uri,
     /// From `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`; otherwise the SDK's default chain.
     pub aws_credentials: Option<StaticCredentials>,
+    /// Whether the process environment names a proxy (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
+    /// either case), which the AWS SDK then follows with `NO_PROXY` (see [`crate::aws::AwsProxy`]).
+    pub proxy_in_environment: bool,
 }
+
+/// The variables the AWS SDK's HTTP client reads a proxy from.
+const PROXY_VARIABLES: [&str; 6] = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("environment variable {name}: expected {expected}, found {found:?}")]
@@ -109,6 +115,7 @@ impl Environment {
             agent_introspection: url("NODEWARDEN_AGENT_INTROSPECTION")?
                 .unwrap_or_else(|| Uri::from_static(DEFAULT_AGENT_INTROSPECTION)),
             aws_credentials,
+            proxy_in_environment: PROXY_VARIABLES.iter().any(|name| get(name).is_some()),
         })
     }
 

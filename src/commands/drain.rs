@@ -21,7 +21,8 @@ pub fn run(context: &Context, draining: bool) -> u8 {
             environment.imds_endpoint.clone(),
             ImdsConfig { deadline: Duration::from_secs(20), ..ImdsConfig::default() },
         );
-        let (clients, region_unknown) = crate::aws::Clients::resolve(&environment, &imds).await;
+        let proxy = crate::aws::AwsProxy::choose(environment.proxy_in_environment, &loaded.settings.ecs.config);
+        let (clients, region_unknown) = crate::aws::Clients::resolve(&environment, &imds, &proxy).await;
         if let Some(why) = region_unknown {
             return Err(why);
         }

@@ -60,7 +60,8 @@ impl DrainLoop {
     ) -> DrainLoop {
         let imds_config = ImdsConfig { deadline: Duration::from_secs(5), ..ImdsConfig::default() };
         let imds = Arc::new(ImdsClient::new(environment.imds_endpoint.clone(), imds_config));
-        let (clients, region_unknown) = crate::aws::Clients::resolve(environment, &imds).await;
+        let proxy = crate::aws::AwsProxy::choose(environment.proxy_in_environment, &settings.ecs.config);
+        let (clients, region_unknown) = crate::aws::Clients::resolve(environment, &imds, &proxy).await;
         if let Some(why) = region_unknown {
             tracing::warn!(%why, "the SDK's default chain decides the Region");
         }

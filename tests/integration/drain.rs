@@ -507,3 +507,41 @@ async fn a_drain_lands_once_aws_answers_again_and_the_daemon_never_crashes() {
     w.wait_status("DRAINING", Duration::from_secs(40), &mut nodewarden).await;
     assert!(nodewarden.log().contains("drain check failed; retrying"), "{}", nodewarden.log());
 }
+
+/// nodewarden's own AWS calls go through the proxy `[ecs.config]` gives the agent (the ECS
+/// documentation's `HTTP_PROXY=host:port`), except to the hosts `NO_PROXY` lists.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_calls_go_through_the_proxy_ecs_config_names_unless_no_proxy_lists_the_host() {
+    let w = world().await;
+    // AWS straight at moto; the counting proxy in front of moto stands for the site's proxy:
+    // a call counted there went through it.
+    let proxy = format!("127.0.0.1:{}", w.moto.proxy.port);
+    let mut env = w.moto.node_env(w.docker.host(), w.imds.endpoint(), "proxied");
+    for (name, value) in &mut env {
+        if name == "AWS_ENDPOINT_URL" {
+            *value = format!("http://127.0.0.1:{}", w.moto.port);
+        }
+    }
+    let node = |no_proxy: &str| {
+        let settings = format!(
+            "[ecs]\ncluster = \"{CLUSTER}\"\n[docker]\ndata-device = \"none\"\n\
+             [ecs.config]\nHTTP_PROXY = \"{proxy}\"\n{no_proxy}"
+        );
+        Nodewarden::new(&settings, env.clone())
+    };
+    let counted = |operation: &str| crate::harness::aws_proxy::total(&w.moto.proxy.counts(), operation);
+
+    w.moto.proxy.reset();
+    let output = node("").command(&["drain"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(w.status().await, "DRAINING");
+    assert_eq!(counted("UpdateContainerInstancesState"), 1, "the drain did not go through the proxy");
+
+    w.moto.proxy.reset();
+    let output = node("NO_PROXY = \"169.254.169.254,127.0.0.1\"\n").command(&["undrain"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    // Read before the test's own check below, which goes through the counting proxy.
+    let seen = w.moto.proxy.counts();
+    assert_eq!(w.status().await, "ACTIVE");
+    assert_eq!(seen, Default::default(), "NO_PROXY lists the host, yet the proxy saw calls");
+}

@@ -21,6 +21,13 @@ use std::process::{Command, Output, Stdio};
 pub fn nodewarden() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_nodewarden"));
     command.env_remove("DOCKER_HOST").env_remove("AWS_ENDPOINT_URL").stdin(Stdio::null());
+    // Only loopback is reachable here: a proxy in the test runner's environment would take
+    // nodewarden's AWS calls elsewhere (the proxy test names its own in [ecs.config]).
+    for name in
+        ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"]
+    {
+        command.env_remove(name);
+    }
     command
 }
 

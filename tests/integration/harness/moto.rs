@@ -104,13 +104,13 @@ impl Moto {
 
     pub async fn ecs(&self) -> aws_sdk_ecs::Client {
         let environment = self.environment();
-        let config = nodewarden::aws::sdk_config(&environment, None).await;
+        let config = nodewarden::aws::sdk_config(&environment, None, &nodewarden::aws::AwsProxy::FromEnvironment).await;
         nodewarden::aws::ecs_client(&environment, &config)
     }
 
     pub async fn ec2(&self) -> aws_sdk_ec2::Client {
         let environment = self.environment();
-        let config = nodewarden::aws::sdk_config(&environment, None).await;
+        let config = nodewarden::aws::sdk_config(&environment, None, &nodewarden::aws::AwsProxy::FromEnvironment).await;
         nodewarden::aws::ec2_client(&environment, &config)
     }
 
