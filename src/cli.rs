@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "nodewarden",
     version,
+    propagate_version = true,
     about = "Keeps an Amazon ECS container instance alive when Docker's disk fills"
 )]
 pub struct Cli {

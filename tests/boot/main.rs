@@ -184,6 +184,10 @@ async fn scenario(report: &mut Report) {
 
     // 2. The same instance and disks, rebooted (only after a first boot that got through).
     if first {
+        // The .deb in the share: the second boot upgrades the package in place and removes it.
+        let share = out.join("share-second");
+        std::fs::create_dir_all(&share).expect("creating the second boot's share");
+        std::fs::copy(&deb, share.join("nodewarden.deb")).expect("copying the .deb into the share");
         boot(report, &out, "second", &image, &instance, &volume, ports).await;
     } else {
         report.host(false, "second boot", "not run: the first boot did not get through its checks");

@@ -200,6 +200,18 @@ async fn every_endpoint_answers_and_status_reads_well() {
     ] {
         assert_eq!(families.get(name).map(String::as_str), Some(kind), "{name} in {families:?}");
     }
+    // Every metric the shipped alert rules and dashboard query is one nodewarden exports (the
+    // fill rate and the offender's write rate appear once known, later than this test looks).
+    let monitoring = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/monitoring");
+    let queried =
+        ["alerts.yml", "dashboard.json"].map(|f| std::fs::read_to_string(monitoring.join(f)).unwrap()).join("\n");
+    let later = ["nodewarden_disk_fill_rate_bytes_per_second", "nodewarden_offender_write_rate_bytes_per_second"];
+    let names =
+        queried.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("nodewarden_"));
+    for name in names.collect::<std::collections::BTreeSet<_>>() {
+        let family = ["_bucket", "_sum", "_count", "_total"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+        assert!(families.contains_key(family) || later.contains(&name), "{name} is queried but not exported");
+    }
 
     let status = n.command(&["status"]).output().unwrap();
     let text = String::from_utf8_lossy(&status.stdout).into_owned();

@@ -15,8 +15,15 @@ fn text(output: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
-/// Builds both packages from the debug binary (a release build takes too long for a test).
+/// Builds both packages from the debug binary (a release build takes too long for a test),
+/// once for all the tests here.
 fn build_packages() -> (PathBuf, PathBuf) {
+    static BUILT: std::sync::Mutex<Option<(PathBuf, PathBuf)>> = std::sync::Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    built.get_or_insert_with(build_packages_now).clone()
+}
+
+fn build_packages_now() -> (PathBuf, PathBuf) {
     require_tool("cargo-deb", "cargo-deb (cargo install cargo-deb; scripts/install-test-deps does)");
     require_tool(
         "cargo-generate-rpm",
@@ -53,6 +60,15 @@ const SHIPPED: &[&str] = &[
     "usr/share/doc/nodewarden/README.md",
     "usr/share/doc/nodewarden/examples/userdata.mime",
     "systemd/system/docker.service.d/nodewarden.conf",
+    "systemd/system-preset/80-nodewarden.preset",
+    "usr/share/man/man1/nodewarden.1",
+    "usr/share/man/man1/nodewarden-setup.1",
+    "usr/share/man/man1/nodewarden-status.1",
+    "usr/share/bash-completion/completions/nodewarden",
+    "/_nodewarden",
+    "usr/share/fish/vendor_completions.d/nodewarden.fish",
+    "usr/share/doc/nodewarden/monitoring/alerts.yml",
+    "usr/share/doc/nodewarden/monitoring/dashboard.json",
 ];
 
 #[test]
@@ -168,4 +184,260 @@ fn the_packaged_default_settings_are_the_built_in_defaults() {
     let problems: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(problems.len(), 1, "{stderr}");
     assert!(problems[0].contains("engine-auth"), "{stderr}");
+}
+
+/// Runs one maintainer script as dpkg or rpm would (`args`), with `systemctl`,
+/// `deb-systemd-helper` and `deb-systemd-invoke` replaced by recorders, on a host whose
+/// systemd is up (`/run/systemd/system` exists, in a private mount namespace) and says
+/// `system_state`; `disabled` units answer "was not enabled". Returns the calls it made.
+fn maintainer_script_calls(script: &str, args: &[&str], system_state: &str, disabled: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let recorder = r#"#!/bin/sh
+echo "${0##*/} $*" >>"$CALLS"
+case "$1 $2" in
+    "is-system-running "*) echo "$SYSTEM_STATE" ;;
+    "--quiet was-enabled") case " $DISABLED " in *" $3 "*) exit 1 ;; esac ;;
+esac
+exit 0
+"#;
+    for tool in ["systemctl", "deb-systemd-helper", "deb-systemd-invoke"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(bin.join(tool), recorder).unwrap();
+        std::fs::set_permissions(bin.join(tool), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let script_file = dir.path().join("script");
+    std::fs::write(&script_file, script).unwrap();
+    let calls = dir.path().join("calls");
+    std::fs::write(&calls, "").unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && exec sh "$0" "$@""#)
+        .arg(&script_file)
+        .args(args)
+        .env("PATH", path)
+        .env("CALLS", &calls)
+        .env("SYSTEM_STATE", system_state)
+        .env("DISABLED", disabled)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "the script with {args:?} failed:\n{}\n{script}", text(&output));
+    std::fs::read_to_string(&calls).unwrap().lines().map(str::to_string).collect()
+}
+
+/// Whether any call stops or restarts nodewarden-setup or Docker: docker.service requires
+/// setup, so stopping or restarting setup stops or restarts Docker and every task.
+fn touches_docker(calls: &[String]) -> bool {
+    calls.iter().any(|call| {
+        let acts = ["stop", "restart", "try-restart", "--now", "reload-or-restart"]
+            .iter()
+            .any(|verb| call.split_whitespace().any(|word| word == *verb));
+        acts && (call.contains("nodewarden-setup") || call.contains("docker"))
+    })
+}
+
+#[test]
+fn maintainer_scripts_enable_once_restart_only_the_daemon_and_never_stop_docker() {
+    require_root("unshare --mount (the scripts see a systemd host)");
+    require_tool("rpm", "rpm");
+    let (deb, rpm) = build_packages();
+    let has = |calls: &[String], wanted: &str| calls.iter().any(|call| call == wanted);
+
+    // rpm: %systemd_post / %systemd_preun / %systemd_postun_with_restart semantics.
+    let scriptlet = |tag: &str| run(Command::new("rpm").args(["-qp", "--qf", &format!("%{{{tag}}}")]).arg(&rpm));
+    let (post, preun, postun) = (scriptlet("POSTIN"), scriptlet("PREUN"), scriptlet("POSTUN"));
+    let units = "nodewarden-setup.service nodewarden.service";
+
+    let first = maintainer_script_calls(&post, &["1"], "running", "");
+    assert!(has(&first, &format!("systemctl --no-reload preset {units}")), "first install: {first:?}");
+    assert!(!first.iter().any(|c| c.contains(" start ") || c.contains(" enable ")), "first install: {first:?}");
+    let booting = maintainer_script_calls(&post, &["1"], "starting", "");
+    assert!(has(&booting, &format!("systemctl start --no-block {units}")), "installed at boot: {booting:?}");
+    let upgrade = maintainer_script_calls(&post, &["2"], "running", "");
+    assert!(
+        !upgrade.iter().any(|c| c.contains("preset") || c.contains("enable") || c.contains(" start ")),
+        "an upgrade must not re-enable what an admin disabled: {upgrade:?}"
+    );
+    assert_eq!(maintainer_script_calls(&preun, &["1"], "running", ""), Vec::<String>::new(), "preun on upgrade");
+    let removal = maintainer_script_calls(&preun, &["0"], "running", "");
+    assert!(has(&removal, "systemctl --no-reload disable --now nodewarden.service"), "removal: {removal:?}");
+    assert!(has(&removal, "systemctl --no-reload disable nodewarden-setup.service"), "removal: {removal:?}");
+    let upgraded = maintainer_script_calls(&postun, &["1"], "running", "");
+    assert!(has(&upgraded, "systemctl try-restart nodewarden.service"), "postun on upgrade: {upgraded:?}");
+    let removed = maintainer_script_calls(&postun, &["0"], "running", "");
+    assert!(has(&removed, "systemctl daemon-reload"), "postun on removal: {removed:?}");
+    assert!(!removed.iter().any(|c| c.contains("restart")), "postun on removal: {removed:?}");
+    for calls in [&first, &booting, &upgrade, &removal, &upgraded, &removed] {
+        assert!(!touches_docker(calls), "an rpm script stops or restarts setup or Docker: {calls:?}");
+    }
+    let listing = run(Command::new("rpm").args(["-qlp"]).arg(&rpm));
+    assert!(listing.contains("/usr/lib/systemd/system-preset/80-nodewarden.preset"), "{listing}");
+
+    // deb: the same through debhelper's snippets (cargo-deb).
+    let scripts = tempfile::tempdir().unwrap();
+    run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(scripts.path()));
+    let script = |name: &str| std::fs::read_to_string(scripts.path().join(name)).unwrap();
+    let (postinst, prerm) = (script("postinst"), script("prerm"));
+    let first = maintainer_script_calls(&postinst, &["configure", ""], "running", "");
+    for unit in ["nodewarden-setup.service", "nodewarden.service"] {
+        assert!(has(&first, &format!("deb-systemd-helper enable {unit}")), "first install: {first:?}");
+    }
+    assert!(!first.iter().any(|c| c.starts_with("deb-systemd-invoke")), "first install starts nothing: {first:?}");
+    let upgrade = maintainer_script_calls(&postinst, &["configure", "0.0.1"], "running", "nodewarden.service");
+    assert!(!has(&upgrade, "deb-systemd-helper enable nodewarden.service"), "re-enabled on upgrade: {upgrade:?}");
+    assert!(has(&upgrade, "deb-systemd-invoke try-restart nodewarden.service"), "upgrade: {upgrade:?}");
+    assert_eq!(maintainer_script_calls(&prerm, &["upgrade", "0.0.2"], "running", ""), Vec::<String>::new());
+    let removal = maintainer_script_calls(&prerm, &["remove"], "running", "");
+    assert_eq!(removal, ["deb-systemd-invoke stop nodewarden.service"], "removal");
+    for calls in [&first, &upgrade, &removal] {
+        assert!(!touches_docker(calls), "a deb script stops or restarts setup or Docker: {calls:?}");
+    }
+}
+
+/// The man pages and completions under packaging/generated/, rendered from the clap definitions
+/// into `dir`: one page for nodewarden and one for each command, bash, zsh and fish.
+fn render_generated(dir: &Path) {
+    use clap::CommandFactory;
+    let man = dir.join("man");
+    let completions = dir.join("completions");
+    std::fs::create_dir_all(&man).unwrap();
+    std::fs::create_dir_all(&completions).unwrap();
+    clap_mangen::generate_to(nodewarden::cli::Cli::command(), &man).unwrap();
+    for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+        clap_complete::generate_to(shell, &mut nodewarden::cli::Cli::command(), "nodewarden", &completions).unwrap();
+    }
+}
+
+fn files_under(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    for sub in ["man", "completions"] {
+        for entry in std::fs::read_dir(dir.join(sub)).into_iter().flatten().flatten() {
+            files
+                .insert(format!("{sub}/{}", entry.file_name().to_string_lossy()), std::fs::read(entry.path()).unwrap());
+        }
+    }
+    files
+}
+
+#[test]
+fn the_shipped_man_pages_and_completions_are_current_and_work() {
+    let rendered = tempfile::tempdir().unwrap();
+    render_generated(rendered.path());
+    let committed = repo().join("packaging/generated");
+    if std::env::var_os("NODEWARDEN_REGENERATE").is_some() {
+        let _ = std::fs::remove_dir_all(&committed);
+        render_generated(&committed);
+    }
+    let (want, have) = (files_under(rendered.path()), files_under(&committed));
+    let stale: Vec<&String> =
+        want.keys().chain(have.keys()).filter(|name| want.get(*name) != have.get(*name)).collect();
+    assert!(
+        stale.is_empty(),
+        "packaging/generated/ is out of date with the command line ({stale:?}): run \
+         NODEWARDEN_REGENERATE=1 cargo test --test integration -- packaging::the_shipped_man_pages and commit"
+    );
+    let page = String::from_utf8_lossy(&have["man/nodewarden-status.1"]).into_owned();
+    assert!(page.contains(".TH nodewarden-status 1") && page.contains("CRITICAL"), "{page}");
+
+    // bash loads the completion and completes commands and options from it.
+    let bash = Command::new("bash")
+        .arg("-c")
+        .arg(
+            r#"source "$1"; COMP_WORDS=(nodewarden st); COMP_CWORD=1; COMP_LINE="nodewarden st"; COMP_POINT=${#COMP_LINE}
+_nodewarden nodewarden st nodewarden; echo "${COMPREPLY[*]}"
+COMP_WORDS=(nodewarden status --ch); COMP_CWORD=2; COMP_LINE="nodewarden status --ch"; COMP_POINT=${#COMP_LINE}
+_nodewarden nodewarden --ch status; echo "${COMPREPLY[*]}""#,
+        )
+        .arg("bash")
+        .arg(committed.join("completions/nodewarden.bash"))
+        .output()
+        .unwrap();
+    let answers = String::from_utf8_lossy(&bash.stdout).into_owned();
+    assert!(bash.status.success(), "bash could not load the completion: {}", text(&bash));
+    let lines: Vec<&str> = answers.lines().collect();
+    assert_eq!(lines, ["status", "--check"], "bash completions: {}", text(&bash));
+}
+
+#[test]
+fn packages_name_the_target_architecture_and_a_binary_of_another_is_refused() {
+    build_packages(); // the tools are there, and target/debug/nodewarden is built
+    let triple = "aarch64-unknown-linux-gnu";
+    let target_dir = repo().join("target").join(triple);
+    let _ = std::fs::remove_dir_all(&target_dir);
+    std::fs::create_dir_all(target_dir.join("debug")).unwrap();
+    let binary = target_dir.join("debug/nodewarden");
+    std::fs::copy(repo().join("target/debug/nodewarden"), &binary).unwrap();
+    let build = || Command::new(repo().join("packaging/build")).args(["--debug", "--target", triple]).output().unwrap();
+
+    // This machine's x86-64 binary where the aarch64 one belongs: refused, nothing packaged.
+    let refused = build();
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("is not an aarch64 binary (ELF machine 62"), "{}", text(&refused));
+    assert!(!target_dir.join("packages-debug").exists(), "packaged anyway");
+
+    // An aarch64 binary (here the same file with its ELF header's machine set to AArch64: this
+    // machine has no arm64 toolchain) is packaged, and both packages say arm64.
+    let mut bytes = std::fs::read(&binary).unwrap();
+    bytes[18..20].copy_from_slice(&183u16.to_le_bytes());
+    std::fs::write(&binary, bytes).unwrap();
+    let built = build();
+    assert!(built.status.success(), "{}", text(&built));
+    let packages: Vec<PathBuf> = std::fs::read_dir(target_dir.join("packages-debug"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "deb" || x == "rpm"))
+        .collect();
+    let deb = packages.iter().find(|p| p.extension().is_some_and(|x| x == "deb")).expect("a .deb");
+    let rpm = packages.iter().find(|p| p.extension().is_some_and(|x| x == "rpm")).expect("an .rpm");
+    assert_eq!(run(Command::new("dpkg-deb").args(["-f"]).arg(deb).arg("Architecture")).trim(), "arm64");
+    assert!(deb.to_string_lossy().ends_with("_arm64.deb"), "{}", deb.display());
+    assert_eq!(run(Command::new("rpm").args(["-qp", "--qf", "%{ARCH}"]).arg(rpm)).trim(), "aarch64");
+    assert!(rpm.to_string_lossy().ends_with(".aarch64.rpm"), "{}", rpm.display());
+    std::fs::remove_dir_all(&target_dir).unwrap();
+}
+
+fn promtool() -> PathBuf {
+    let path = std::env::var_os("NODEWARDEN_PROMTOOL").map_or_else(|| PathBuf::from(DEFAULT_PROMTOOL), PathBuf::from);
+    assert!(
+        path.exists(),
+        "promtool is missing at {} (scripts/install-test-deps fetches it; or set NODEWARDEN_PROMTOOL)",
+        path.display()
+    );
+    path
+}
+
+const DEFAULT_PROMTOOL: &str = "/opt/nodewarden-test/bin/promtool";
+
+#[test]
+fn the_shipped_alert_rules_load_and_fire_as_tested_and_every_dashboard_query_parses() {
+    let monitoring = repo().join("packaging/monitoring");
+    let check = run(Command::new(promtool()).args(["check", "rules"]).arg(monitoring.join("alerts.yml")));
+    assert!(check.contains("SUCCESS: 10 rules found"), "{check}");
+    // The unit tests: each alert fires on the series nodewarden exports, with its labels and text.
+    run(Command::new(promtool()).args(["test", "rules", "alerts.test.yml"]).current_dir(&monitoring));
+
+    // The dashboard: valid JSON Grafana imports (unique panel ids, a Prometheus data source
+    // variable on every query), and each query parses as PromQL (as a recording rule).
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(monitoring.join("dashboard.json")).unwrap()).unwrap();
+    assert_eq!(dashboard["uid"], "nodewarden");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut ids = std::collections::BTreeSet::new();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for panel in panels {
+        assert!(ids.insert(panel["id"].as_u64().expect("a panel id")), "duplicate panel id in {panel}");
+        assert!(panel["gridPos"]["w"].as_u64().is_some_and(|w| w <= 24), "{panel}");
+        for (n, target) in panel["targets"].as_array().expect("targets").iter().enumerate() {
+            assert_eq!(target["datasource"]["uid"], "${datasource}", "{panel}");
+            let expr = target["expr"].as_str().expect("an expr").replace("$instance", ".*");
+            let record = format!("dashboard:panel_{}_{n}", panel["id"]);
+            rules.push_str(&format!("      - record: {record}\n        expr: {}\n", serde_json::Value::from(expr)));
+        }
+    }
+    let file = tempfile::Builder::new().suffix(".yml").tempfile().unwrap();
+    std::fs::write(file.path(), &rules).unwrap();
+    let parsed = Command::new(promtool()).args(["check", "rules"]).arg(file.path()).output().unwrap();
+    assert!(parsed.status.success(), "a dashboard query does not parse:\n{}\n{rules}", text(&parsed));
 }
