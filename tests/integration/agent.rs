@@ -59,6 +59,23 @@ fn setup(nodewarden: &Nodewarden, extra: &[&str]) -> std::process::Output {
     nodewarden.command(&args).output().expect("running nodewarden setup")
 }
 
+/// `systemd-analyze verify` of the packaged nodewarden.service with the drop-ins setup wrote
+/// under `root`, loaded as systemd loads them (ExecStart pointed at the binary under test).
+fn verify_unit_with_drop_ins(root: &std::path::Path) {
+    system::require_tool("systemd-analyze", "systemd");
+    let units = root.join("etc/systemd/system");
+    let package = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/nodewarden.service")).unwrap();
+    let unit = unit.replace("/usr/bin/nodewarden", env!("CARGO_BIN_EXE_nodewarden"));
+    std::fs::write(package.path().join("nodewarden.service"), unit).unwrap();
+    let verify = std::process::Command::new("systemd-analyze")
+        .args(["verify", "nodewarden.service"])
+        .env("SYSTEMD_UNIT_PATH", format!("{}:{}:", units.display(), package.path().display()))
+        .output()
+        .unwrap();
+    assert!(verify.status.success() && verify.stderr.is_empty(), "systemd-analyze verify: {}", text(&verify));
+}
+
 fn text(output: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
@@ -93,6 +110,10 @@ async fn setup_and_run_create_the_agent_as_ecs_init_does_and_restarts_keep_it() 
     assert!(config.contains("\nECS_CLUSTER=from-imds\n"), "{config}");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&config_path).unwrap().permissions().mode() & 0o777, 0o600);
+    let units = b.nodewarden.root.path().join("etc/systemd/system");
+    let drop_in = std::fs::read_to_string(units.join("nodewarden.service.d/20-agent-owner.conf")).unwrap();
+    assert!(drop_in.contains("Conflicts=ecs.service"), "{drop_in}");
+    verify_unit_with_drop_ins(b.nodewarden.root.path());
 
     b.nodewarden.start();
     let client = b.docker.client.clone();
@@ -451,6 +472,7 @@ async fn with_ecs_init_running_the_agent_ecs_config_is_shared_and_the_agent_is_w
     assert!(reserved.contains(&9000) && reserved.contains(&b.nodewarden.health_port), "{reserved:?}");
     let drop_in = std::fs::read_to_string(root.join("etc/systemd/system/nodewarden.service.d/20-agent-owner.conf"));
     assert!(drop_in.unwrap().contains("After=ecs.service"));
+    verify_unit_with_drop_ins(&root);
 
     // The agent as ecs-init starts it; nodewarden watches it and never restarts it.
     let client = b.docker.client.clone();
