@@ -77,6 +77,12 @@ async fn the_fastest_of_three_writers_is_named_with_its_task_everywhere() {
         assert!(started.elapsed() < Duration::from_secs(90), "no drain; log:\n{}", nodewarden.log());
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // The tags follow once ECS's answer is back with nodewarden.
+    let noted = Instant::now();
+    while !moto.tags(&self_id).await.contains_key("nodewarden:drain-reason") {
+        assert!(noted.elapsed() < Duration::from_secs(10), "DRAINING, never tagged; log:\n{}", nodewarden.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (_, body) = nodewarden.get("/status").await.expect("/status answers");
     let status: StatusDocument = serde_json::from_str(&body).unwrap();
     let (_, metrics) = nodewarden.get("/metrics").await.expect("/metrics answers");
