@@ -73,7 +73,8 @@ pub async fn sdk_config(environment: &Environment, region: Option<&str>, proxy: 
         match ProxyConfig::all(url.as_str()) {
             Ok(config) => loader = loader.http_client(proxied_http_client(config.no_proxy(no_proxy))),
             Err(error) => {
-                tracing::warn!(%error, proxy = %url, "[ecs.config] names a proxy nodewarden cannot use; calling AWS directly")
+                // Not the URL itself: it may carry the proxy's credentials.
+                tracing::warn!(%error, "[ecs.config] HTTPS_PROXY/HTTP_PROXY is not a proxy URL nodewarden can use; calling AWS directly")
             }
         }
     }
