@@ -139,7 +139,8 @@ pub fn lookup(key: &str) -> Option<ValueKind> {
 /// misplaced secret lands (`ECS_ENGINE_AUTH_DATA` in `[ecs.config]`, ecs-init users' habit),
 /// and errors go to the journal and, after a reload, to `/status` and `/metrics`.
 pub fn may_show_value(key: &str) -> bool {
-    const SECRET_WORDS: &[&str] = &["AUTH", "PASSWORD", "PASSWD", "TOKEN", "SECRET", "KEY", "CREDENTIAL"];
+    // PROXY: a proxy URL may carry `user:password@`.
+    const SECRET_WORDS: &[&str] = &["AUTH", "PASSWORD", "PASSWD", "TOKEN", "SECRET", "KEY", "CREDENTIAL", "PROXY"];
     let known = matches!(lookup(key), Some(kind) if !matches!(kind, ValueKind::Reserved(_)));
     known && !SECRET_WORDS.iter().any(|word| key.contains(word))
 }

@@ -29,12 +29,29 @@ pub fn render(merged: &Merged) -> String {
             if !config.is_empty() {
                 out.push_str("\n[ecs.config]\n");
                 for (key, entry) in config {
-                    line(&mut out, key, &toml_value(&entry.value), entry);
+                    let value = match &entry.value {
+                        RawValue::String(proxy) if key.ends_with("_PROXY") => toml_string(&without_credentials(proxy)),
+                        other => toml_value(other),
+                    };
+                    line(&mut out, key, &value, entry);
                 }
             }
         }
     }
     out
+}
+
+/// A proxy URL with its `user:password@` replaced: the proxy's credentials are secrets.
+pub fn without_credentials(proxy: &str) -> String {
+    let (scheme, rest) = proxy.split_once("://").map_or(("", proxy), |(scheme, rest)| (scheme, rest));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let prefix = if scheme.is_empty() { String::new() } else { format!("{scheme}://") };
+            format!("{prefix}{}@{}", Secret::REDACTED, &rest[at + 1..])
+        }
+        None => proxy.to_string(),
+    }
 }
 
 fn line(out: &mut String, key: &str, value: &str, entry: &RawEntry) {

@@ -187,6 +187,22 @@ fn rendering_redacts_secrets_names_sources_and_reparses_to_the_same_settings() {
     assert_eq!(plain.settings, again.settings);
 }
 
+#[test]
+fn a_proxys_credentials_are_never_printed() {
+    let text = "[ecs]\ncluster = \"c\"\n[ecs.config]\nHTTP_PROXY = \"http://bob:hunter2@10.0.0.131:3128\"\n\
+                HTTPS_PROXY = \"alice:pw@proxy.corp:8443/\"\nNO_PROXY = \"169.254.169.254\"\n";
+    let rendered = load_file(text).unwrap().render();
+    assert!(!rendered.contains("hunter2") && !rendered.contains(":pw@"), "{rendered}");
+    assert!(rendered.contains("HTTP_PROXY = \"http://<redacted>@10.0.0.131:3128\""), "{rendered}");
+    assert!(rendered.contains("HTTPS_PROXY = \"<redacted>@proxy.corp:8443/\""), "{rendered}");
+    assert!(rendered.contains("NO_PROXY = \"169.254.169.254\""), "{rendered}");
+    // Nor in setup's notes and errors about ecs.config keys.
+    assert!(!super::ecs_key_may_show_value("HTTP_PROXY") && super::ecs_key_may_show_value("ECS_LOGLEVEL"));
+    for plain in ["10.0.0.131:3128", "http://proxy:3128/path@x"] {
+        assert_eq!(super::render::without_credentials(plain), plain);
+    }
+}
+
 proptest! {
     #[test]
     fn arbitrary_text_never_panics(text in "\\PC{0,300}") {
