@@ -7,7 +7,7 @@ use std::fmt;
 
 use hyper::Uri;
 
-use crate::settings::values::Secret;
+use crate::secret::Secret;
 
 pub const DEFAULT_IMDS_ENDPOINT: &str = "http://169.254.169.254";
 pub const DEFAULT_AGENT_INTROSPECTION: &str = "http://127.0.0.1:51678";

@@ -45,11 +45,15 @@ pub mod logging;
 pub mod node;
 /// Which container fills Docker's disk (sampled under pressure), and stopping its ECS task.
 pub mod offender;
+/// A value never printed or logged.
+pub mod secret;
 /// Settings: raw → merged → validated.
 pub mod settings;
 /// Docker's data on a filesystem of its own: device, format, mount, units, daemon.json.
 pub mod storage;
 /// sd_notify: READY, STATUS, WATCHDOG, STOPPING.
 pub mod systemd;
+/// The one time codec: RFC 3339 where people read times, Unix seconds in state files.
+pub mod time;
 /// EC2 userdata decoding (plain, gzip, multipart MIME).
 pub mod userdata;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::policy::DrainReason;
 use crate::fsutil::{WriteError, write_atomic};
-use crate::gc::inventory::unix_seconds;
+use crate::time::unix_seconds;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrainRecord {

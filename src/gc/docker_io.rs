@@ -93,7 +93,7 @@ pub struct StepResult {
 /// One GC run, kept for the health endpoint and metrics.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct GcReport {
-    #[serde(with = "super::inventory::unix_seconds")]
+    #[serde(with = "crate::time::rfc3339")]
     pub started: SystemTime,
     pub duration_seconds: f64,
     pub used_before: f64,

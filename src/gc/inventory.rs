@@ -86,58 +86,12 @@ pub struct Inventory {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
     /// When nodewarden first saw the image on this host.
-    #[serde(with = "unix_seconds")]
+    #[serde(with = "crate::time::unix_seconds")]
     pub first_seen: SystemTime,
     /// When a container last used it (created, started, stopped, removed), if ever seen.
-    #[serde(with = "unix_seconds_option", default)]
+    #[serde(with = "crate::time::unix_seconds::option", default)]
     pub last_used: Option<SystemTime>,
 }
 
 /// Image id → usage.
 pub type UsageMap = BTreeMap<String, Usage>;
-
-pub mod unix_seconds {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-    pub fn to_secs(time: SystemTime) -> f64 {
-        time.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-    }
-
-    /// A time from unix seconds; before 1970 counts as 1970. `None` for a number no clock can
-    /// hold (a damaged state file): never a panic.
-    pub fn from_secs(secs: f64) -> Option<SystemTime> {
-        let since_epoch = Duration::try_from_secs_f64(secs.max(0.0)).ok()?;
-        UNIX_EPOCH.checked_add(since_epoch)
-    }
-
-    pub fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(to_secs(*time))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        let secs = f64::deserialize(d)?;
-        from_secs(secs).ok_or_else(|| serde::de::Error::custom(format!("{secs} is not a usable unix time")))
-    }
-}
-
-pub mod unix_seconds_option {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::SystemTime;
-
-    pub fn serialize<S: Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-        match time {
-            Some(t) => s.serialize_some(&super::unix_seconds::to_secs(*t)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
-        match Option::<f64>::deserialize(d)? {
-            None => Ok(None),
-            Some(secs) => super::unix_seconds::from_secs(secs)
-                .map(Some)
-                .ok_or_else(|| serde::de::Error::custom(format!("{secs} is not a usable unix time"))),
-        }
-    }
-}

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::inventory::{ContainerState, Inventory, Usage, UsageMap, unix_seconds};
+use super::inventory::{ContainerState, Inventory, Usage, UsageMap};
 use crate::fsutil::{WriteError, write_atomic};
 
 const VERSION: u32 = 1;
@@ -79,7 +79,7 @@ impl LastUseStore {
 
     /// Where to resume the event stream.
     pub fn events_seen_until(&self) -> Option<SystemTime> {
-        self.data.events_seen_until.and_then(unix_seconds::from_secs)
+        self.data.events_seen_until.and_then(crate::time::from_unix_seconds)
     }
 
     pub fn apply(&mut self, event: &UsageEvent) {
@@ -101,7 +101,7 @@ impl LastUseStore {
 
     /// Records that events up to `at` were applied.
     pub fn seen_until(&mut self, at: SystemTime) {
-        let secs = unix_seconds::to_secs(at);
+        let secs = crate::time::to_unix_seconds(at);
         if self.data.events_seen_until.is_none_or(|s| s < secs) {
             self.data.events_seen_until = Some(secs);
             self.dirty = true;

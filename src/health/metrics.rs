@@ -9,7 +9,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::drain::DrainReason;
 use crate::node::status::StatusDocument;
@@ -66,10 +65,6 @@ fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
     registry.register(name, help, metric);
 }
 
-fn unix_seconds(time: SystemTime) -> f64 {
-    time.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
-
 pub fn encode(doc: &StatusDocument) -> String {
     let mut registry = Registry::with_prefix("nodewarden");
     let build = Family::<VersionLabels, Gauge>::default();
@@ -115,7 +110,12 @@ pub fn encode(doc: &StatusDocument) -> String {
     }
     registry.register("gc_duration_seconds", "How long GC runs took", durations);
     if let Some(at) = gc.totals.last_run_at {
-        gauge(&mut registry, "gc_last_run_timestamp_seconds", "When the last GC run ended", unix_seconds(at));
+        gauge(
+            &mut registry,
+            "gc_last_run_timestamp_seconds",
+            "When the last GC run ended",
+            crate::time::to_unix_seconds(at),
+        );
     }
     flag(&mut registry, "draining", "1 while this container instance is DRAINING", doc.drain.draining);
     flag(

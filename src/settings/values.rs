@@ -506,34 +506,8 @@ pub fn parse_lifecycle_hook(text: &str) -> Result<String, String> {
     if valid { Ok(text.to_string()) } else { Err("a lifecycle hook name (letters, digits, -, _, /)".into()) }
 }
 
-/// A value that must never be printed or logged; `Debug` and `Display` show `<redacted>`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub const REDACTED: &'static str = "<redacted>";
-
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-
-    /// The secret itself, for the one place that must write it (ecs.config).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(Self::REDACTED)
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(Self::REDACTED)
-    }
-}
+/// Secrets (registry credentials) are the crate's one `Secret` type.
+pub use crate::secret::Secret;
 
 #[cfg(test)]
 mod tests {
