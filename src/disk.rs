@@ -64,6 +64,9 @@ pub fn probe(path: &Path) -> Result<DiskSample, ProbeError> {
     })
 }
 
+/// The recent part of the window, for a writer that just started.
+const RECENT: Duration = Duration::from_secs(2);
+
 /// Bytes per second written to the filesystem over a sliding window, from the oldest and
 /// newest samples in it; frees show as a negative rate.
 #[derive(Debug, Clone)]
@@ -98,9 +101,30 @@ impl FillRate {
         Some((last.used_bytes() as f64 - first.used_bytes() as f64) / elapsed)
     }
 
-    /// Time until the filesystem is full at the current rate; `None` when not filling.
+    /// The faster of the window's rate and the last two seconds': a writer that just started
+    /// shows at once, a burst that ended still counts for the window. (Two seconds, not one
+    /// interval: xfs reserves blocks ahead of a growing file in jumps, which one interval
+    /// would read as a writer several times as fast.)
+    pub fn fastest_bytes_per_second(&self) -> Option<f64> {
+        let window = self.bytes_per_second();
+        let last = self.samples.back()?;
+        let recent = self
+            .samples
+            .iter()
+            .rev()
+            .skip(1)
+            .find(|s| last.at.duration_since(s.at) >= RECENT)
+            .or_else(|| self.samples.front().filter(|s| last.at.duration_since(s.at) >= Duration::from_millis(100)))
+            .map(|s| (last.used_bytes() as f64 - s.used_bytes() as f64) / last.at.duration_since(s.at).as_secs_f64());
+        match (window, recent) {
+            (Some(w), Some(r)) => Some(w.max(r)),
+            (w, r) => w.or(r),
+        }
+    }
+
+    /// Time until the filesystem is full at the fastest current rate; `None` when not filling.
     pub fn time_to_full(&self) -> Option<Duration> {
-        let rate = self.bytes_per_second()?;
+        let rate = self.fastest_bytes_per_second()?;
         let last = self.samples.back()?;
         (rate > 0.0).then(|| Duration::from_secs_f64(last.available_bytes as f64 / rate))
     }
@@ -161,6 +185,11 @@ mod tests {
         rate.push(sample(start + Duration::from_secs(21), 500));
         assert!(rate.bytes_per_second().unwrap() < 0.0, "a big free reads as a negative rate");
         assert_eq!(rate.time_to_full(), None);
+        // A writer that starts shows within two seconds, before the window notices it.
+        rate.push(sample(start + Duration::from_secs(22), 400));
+        rate.push(sample(start + Duration::from_secs(23), 300));
+        assert_eq!(rate.fastest_bytes_per_second(), Some((100 << 20) as f64));
+        assert_eq!(rate.time_to_full().unwrap().as_secs(), 3);
     }
 
     #[test]

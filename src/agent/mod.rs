@@ -10,4 +10,4 @@ pub mod spec;
 pub mod supervisor;
 
 pub use observer::Observer;
-pub use supervisor::{AgentState, HealthPolicy, SharedAgent, Supervisor};
+pub use supervisor::{AgentPublisher, AgentState, HealthPolicy, Supervisor};

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use super::spec::CONTAINER_NAME;
-use super::supervisor::{HealthPolicy, SharedAgent};
+use super::supervisor::{AgentPublisher, HealthPolicy};
 use crate::http::HttpClient;
 use crate::introspection;
 
@@ -18,7 +18,7 @@ pub struct Observer {
     pub docker: Docker,
     pub introspection: Uri,
     pub health: HealthPolicy,
-    pub state: SharedAgent,
+    pub state: AgentPublisher,
 }
 
 impl Observer {
@@ -45,31 +45,32 @@ impl Observer {
             } else {
                 None
             };
-            let mut agent = self.state.lock();
-            agent.container_id = container.as_ref().and_then(|c| c.id.clone());
-            agent.image = container.as_ref().and_then(|c| c.config.as_ref()?.image.clone()).unwrap_or_default();
-            agent.running = running;
-            agent.started_at = started_at;
-            agent.last_exit_code = state.as_ref().and_then(|s| s.exit_code).filter(|_| !running);
-            match verdict {
-                None => agent.healthy = None,
-                Some(Ok(metadata)) => {
-                    agent.healthy = Some(true);
-                    agent.consecutive_failures = 0;
-                    agent.metadata = Some(metadata);
-                    agent.last_error = None;
+            self.state.update(|agent| {
+                agent.container_id = container.as_ref().and_then(|c| c.id.clone());
+                agent.image = container.as_ref().and_then(|c| c.config.as_ref()?.image.clone()).unwrap_or_default();
+                agent.running = running;
+                agent.started_at = started_at;
+                agent.last_exit_code = state.as_ref().and_then(|s| s.exit_code).filter(|_| !running);
+                match verdict {
+                    None => agent.healthy = None,
+                    Some(Ok(metadata)) => {
+                        agent.healthy = Some(true);
+                        agent.consecutive_failures = 0;
+                        agent.metadata = Some(metadata);
+                        agent.last_error = None;
+                    }
+                    Some(Err(error)) => {
+                        agent.healthy = Some(false);
+                        agent.consecutive_failures += 1;
+                        agent.last_error =
+                            Some(format!("{error} (ecs-init runs the agent; nodewarden does not restart it)"));
+                    }
                 }
-                Some(Err(error)) => {
-                    agent.healthy = Some(false);
-                    agent.consecutive_failures += 1;
+                if container.is_none() {
                     agent.last_error =
-                        Some(format!("{error} (ecs-init runs the agent; nodewarden does not restart it)"));
+                        Some(format!("no {CONTAINER_NAME} container: ecs.service (ecs-init) has not started it"));
                 }
-            }
-            if container.is_none() {
-                agent.last_error =
-                    Some(format!("no {CONTAINER_NAME} container: ecs.service (ecs-init) has not started it"));
-            }
+            });
         }
     }
 }

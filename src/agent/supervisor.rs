@@ -4,7 +4,6 @@
 //! the container. Stopping nodewarden leaves the agent and its tasks running.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use bollard::Docker;
@@ -49,16 +48,26 @@ pub struct AgentState {
     pub restarts: u64,
     pub metadata: Option<AgentMetadata>,
     pub last_error: Option<String>,
-    #[serde(with = "crate::gc::inventory::unix_seconds_option")]
+    #[serde(default, with = "crate::time::rfc3339::option")]
     pub started_at: Option<SystemTime>,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct SharedAgent(Arc<Mutex<AgentState>>);
+/// The agent loop's state, owned by the supervisor (or observer) and published on a watch:
+/// the status loop reads copies, nothing else writes it.
+#[derive(Debug)]
+pub struct AgentPublisher(watch::Sender<AgentState>);
 
-impl SharedAgent {
-    pub fn lock(&self) -> MutexGuard<'_, AgentState> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+impl AgentPublisher {
+    pub fn new() -> (AgentPublisher, watch::Receiver<AgentState>) {
+        let (tx, rx) = watch::channel(AgentState::default());
+        (AgentPublisher(tx), rx)
+    }
+
+    /// Changes the state and publishes it.
+    pub fn update<T>(&self, change: impl FnOnce(&mut AgentState) -> T) -> T {
+        let mut result = None;
+        self.0.send_modify(|state| result = Some(change(state)));
+        result.expect("send_modify runs the change once")
     }
 }
 
@@ -68,7 +77,7 @@ pub struct Supervisor {
     pub tarball: PathBuf,
     pub introspection: Uri,
     pub health: HealthPolicy,
-    pub state: SharedAgent,
+    pub state: AgentPublisher,
 }
 
 enum Watched {
@@ -87,7 +96,7 @@ enum Now {
 
 impl Supervisor {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        self.state.lock().image = self.spec.image.clone();
+        self.state.update(|s| s.image = self.spec.image.clone());
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(15));
         loop {
             if *shutdown.borrow() {
@@ -97,7 +106,7 @@ impl Supervisor {
                 Ok(id) => id,
                 Err(error) => {
                     tracing::error!(%error, "cannot start the ECS agent; retrying");
-                    self.state.lock().last_error = Some(error);
+                    self.state.update(|s| s.last_error = Some(error));
                     if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
                         return;
                     }
@@ -118,7 +127,7 @@ impl Supervisor {
                 Watched::Shutdown => return,
                 Watched::DockerLost(error) => {
                     tracing::warn!(%error, "lost Docker while watching the agent; reconnecting");
-                    self.state.lock().running = false;
+                    self.state.update(|s| s.running = false);
                 }
                 Watched::Unhealthy => {
                     let options = RestartContainerOptionsBuilder::default().t(10).build();
@@ -141,22 +150,21 @@ impl Supervisor {
                         Now::Exited(code) => code,
                         Now::Unknown => seen,
                     };
-                    {
-                        let mut state = self.state.lock();
+                    self.state.update(|state| {
                         state.running = false;
                         state.last_exit_code = Some(code);
-                    }
+                    });
                     match after_exit(code) {
                         AfterExit::StayStopped => {
                             tracing::info!("the ECS agent exited 0 (stopped on purpose); leaving it stopped");
-                            self.state.lock().stopped = true;
+                            self.state.update(|s| s.stopped = true);
                             return wait_for_shutdown(&mut shutdown).await;
                         }
                         AfterExit::Terminal => {
                             tracing::error!(
                                 "the ECS agent exited 5 (terminal): it cannot run on this instance; not restarting"
                             );
-                            self.state.lock().terminal = true;
+                            self.state.update(|s| s.terminal = true);
                             return wait_for_shutdown(&mut shutdown).await;
                         }
                         AfterExit::ReloadAndRestart => {
@@ -196,7 +204,7 @@ impl Supervisor {
     }
 
     fn count_restart(&self) {
-        self.state.lock().restarts += 1;
+        self.state.update(|s| s.restarts += 1);
     }
 
     async fn bring_up(&self) -> Result<String, String> {
@@ -210,13 +218,14 @@ impl Supervisor {
             Ensured::Replaced(id) => tracing::info!(container = %id, "replaced the ecs-agent container"),
         }
         docker_side::ensure_running(&self.docker, ensured.id()).await?;
-        let mut state = self.state.lock();
-        state.container_id = Some(ensured.id().to_string());
-        state.running = true;
-        state.healthy = None;
-        state.consecutive_failures = 0;
-        state.last_error = None;
-        state.started_at = Some(SystemTime::now());
+        self.state.update(|state| {
+            state.container_id = Some(ensured.id().to_string());
+            state.running = true;
+            state.healthy = None;
+            state.consecutive_failures = 0;
+            state.last_error = None;
+            state.started_at = Some(SystemTime::now());
+        });
         Ok(ensured.id().to_string())
     }
 
@@ -240,19 +249,17 @@ impl Supervisor {
                     }
                     let timeout = self.health.interval.min(Duration::from_secs(5));
                     match introspection::fetch_metadata(&http, &self.introspection, timeout).await {
-                        Ok(metadata) => {
-                            let mut state = self.state.lock();
+                        Ok(metadata) => self.state.update(|state| {
                             state.healthy = Some(true);
                             state.consecutive_failures = 0;
                             state.metadata = Some(metadata);
-                        }
+                        }),
                         Err(error) => {
-                            let failures = {
-                                let mut state = self.state.lock();
+                            let failures = self.state.update(|state| {
                                 state.healthy = Some(false);
                                 state.consecutive_failures += 1;
                                 state.consecutive_failures
-                            };
+                            });
                             tracing::warn!(%error, failures, limit = self.health.failures, "ECS agent health check failed");
                             if failures >= self.health.failures {
                                 tracing::warn!("the ECS agent is unhealthy; restarting its container");

@@ -1,51 +1,95 @@
-//! The drain loop: combines what the disk wants (from the pressure machine) with the spot
-//! notice and the Auto Scaling lifecycle state, and drives the drain controller. Polls IMDS
-//! every 2 s for spot notices (AWS gives two minutes) and every 5 s for the lifecycle state.
+//! The drain loop: the one executor that talks to ECS. It finds this container instance, then
+//! drives the drain machine (`drain::protocol`) with what the disk wants and what IMDS says of
+//! the instance's fate, making the calls the machine asks for one at a time and writing the
+//! drain record down before each. Beside that it serves the other loops' ECS requests (task
+//! images for GC, stopping a task for the disk loop) at once, never behind a drain call, and
+//! carries the termination lifecycle hook to its end.
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use super::offender_watch::StopRequest;
+use super::disk_step::{StopAnswer, StopRequest};
+use super::fate::{self, Fate};
 use crate::backoff::Backoff;
+use crate::drain::ecs_api::{self, StopOutcome};
+use crate::drain::protocol::{Inputs, Next, Request};
+use crate::drain::record;
 use crate::drain::termination::{self, LifecycleSettings};
-use crate::drain::{DrainController, DrainReason, EcsApi, Wants};
+use crate::drain::{DrainMachine, DrainReason, DrainStatus, EcsApi, Identity, Wants, resolve_identity};
 use crate::environment::Environment;
 use crate::host_paths::HostPaths;
+use crate::http::HttpClient;
 use crate::imds::{ImdsClient, ImdsConfig};
-use crate::node::SharedState;
+use crate::node::DiskOutlook;
 use crate::settings::{Reloadable, Settings};
 
-const TICK: Duration = Duration::from_secs(1);
-pub const SPOT_POLL: Duration = Duration::from_secs(2);
-const LIFECYCLE_POLL: Duration = Duration::from_secs(5);
+/// How long GC waits for ECS to name this instance's task images before it plans with what
+/// Docker shows (containers in use) alone.
+const TASK_IMAGES_WAIT: Duration = Duration::from_secs(5);
+/// How long a stop request may take, ListTasks and StopTask together.
+const STOP_WAIT: Duration = Duration::from_secs(20);
 
-/// What the disk side wants: a drain, and why.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DiskWants {
-    pub drain: bool,
-    /// GC is not keeping up: the soft signal before a drain.
-    pub gc_behind: bool,
-    /// The fastest writer, for the drain's detail and tag.
-    pub offender: Option<String>,
-    /// A task to stop for filling the disk (`[offender] action = "stop-task"`).
-    pub stop: Option<StopRequest>,
-    pub reason: String,
+/// What other loops ask of ECS.
+pub enum EcsRequest {
+    /// The images of the tasks ECS placed here; `None` when ECS could not say.
+    TaskImages(oneshot::Sender<Option<BTreeSet<String>>>),
+    StopTask(StopRequest, oneshot::Sender<StopAnswer>),
+}
+
+/// How the other loops reach ECS: through the drain loop, which owns the client.
+#[derive(Debug, Clone)]
+pub struct EcsHandle(mpsc::Sender<EcsRequest>);
+
+impl EcsHandle {
+    pub fn channel() -> (EcsHandle, mpsc::Receiver<EcsRequest>) {
+        let (tx, rx) = mpsc::channel(8);
+        (EcsHandle(tx), rx)
+    }
+
+    /// This instance's task images, normalized as Docker lists them; `None` (with a warning)
+    /// when ECS does not answer in time.
+    pub async fn task_images(&self) -> Option<BTreeSet<String>> {
+        let (reply, answer) = oneshot::channel();
+        self.0.send(EcsRequest::TaskImages(reply)).await.ok()?;
+        match tokio::time::timeout(TASK_IMAGES_WAIT, answer).await {
+            Ok(Ok(images)) => images,
+            _ => {
+                tracing::warn!(wait = ?TASK_IMAGES_WAIT, "ECS did not name this instance's task images in time; keeping those in use");
+                None
+            }
+        }
+    }
+
+    pub async fn stop_task(&self, request: StopRequest) -> StopAnswer {
+        let (reply, answer) = oneshot::channel();
+        if self.0.send(EcsRequest::StopTask(request, reply)).await.is_err() {
+            return StopAnswer::Failed("the drain loop stopped".into());
+        }
+        tokio::time::timeout(STOP_WAIT, answer)
+            .await
+            .unwrap_or(Ok(StopAnswer::Failed("ECS did not answer in time".into())))
+            .unwrap_or(StopAnswer::Failed("the drain loop stopped".into()))
+    }
 }
 
 pub struct DrainLoop {
-    pub controller: DrainController,
-    pub api: EcsApi,
-    pub autoscaling: aws_sdk_autoscaling::Client,
-    pub imds: Arc<ImdsClient>,
-    pub on_spot: bool,
-    pub on_termination: bool,
-    pub lifecycle: LifecycleSettings,
-    pub state: SharedState,
+    api: EcsApi,
+    autoscaling: aws_sdk_autoscaling::Client,
+    imds: ImdsClient,
+    imds_endpoint: hyper::Uri,
+    cluster: String,
+    introspection: hyper::Uri,
+    record_path: PathBuf,
+    on_spot: bool,
+    on_termination: bool,
+    lifecycle: LifecycleSettings,
     /// The settings SIGHUP changes; this loop reads `max_draining_fraction`.
-    pub settings: watch::Receiver<Arc<Reloadable>>,
+    settings: watch::Receiver<Arc<Reloadable>>,
+    status: watch::Sender<DrainStatus>,
 }
 
 impl DrainLoop {
@@ -55,30 +99,23 @@ impl DrainLoop {
         paths: &HostPaths,
         settings: &Settings,
         environment: &Environment,
-        state: SharedState,
         settings_rx: watch::Receiver<Arc<Reloadable>>,
+        status: watch::Sender<DrainStatus>,
     ) -> DrainLoop {
-        let imds_config = ImdsConfig { deadline: Duration::from_secs(5), ..ImdsConfig::default() };
-        let imds = Arc::new(ImdsClient::new(environment.imds_endpoint.clone(), imds_config));
+        let imds = ImdsClient::new(environment.imds_endpoint.clone(), fate_imds_config());
         let proxy = crate::aws::AwsProxy::choose(environment.proxy_in_environment, &settings.ecs.config);
         let (clients, region_unknown) = crate::aws::Clients::resolve(environment, &imds, &proxy).await;
         if let Some(why) = region_unknown {
             tracing::warn!(%why, "the SDK's default chain decides the Region");
         }
-        let api = clients.ecs_api();
-        let controller = DrainController::new(
-            api.clone(),
-            settings.ecs.cluster.as_str().to_string(),
-            settings.drain.max_draining_fraction.fraction(),
-            imds.clone(),
-            environment.agent_introspection.clone(),
-            paths.drain_record(),
-        );
         DrainLoop {
-            controller,
-            api,
+            api: clients.ecs_api(),
             autoscaling: clients.autoscaling,
             imds,
+            imds_endpoint: environment.imds_endpoint.clone(),
+            cluster: settings.ecs.cluster.as_str().to_string(),
+            introspection: environment.agent_introspection.clone(),
+            record_path: paths.drain_record(),
             on_spot: settings.drain.on_spot_interruption,
             on_termination: settings.drain.on_termination,
             lifecycle: LifecycleSettings {
@@ -86,67 +123,64 @@ impl DrainLoop {
                 heartbeat_every: settings.drain.heartbeat_interval,
                 timeout: settings.drain.termination_timeout,
             },
-            state,
             settings: settings_rx,
+            status,
         }
     }
 
-    pub async fn run(mut self, mut disk: watch::Receiver<DiskWants>, mut shutdown: watch::Receiver<bool>) {
-        let mut ticks = tokio::time::interval(TICK);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // IMDS is polled in a task of its own: an AWS call here may take 20 s, and the spot
-        // notice gives two minutes in all.
+    pub async fn run(
+        self,
+        mut outlook: watch::Receiver<DiskOutlook>,
+        mut requests: mpsc::Receiver<EcsRequest>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let (fate_tx, mut fate) = watch::channel(Fate::default());
-        let poller = tokio::spawn(poll_fate(self.imds.clone(), self.on_spot, self.on_termination, fate_tx));
+        // The fate poller has an IMDS client of its own (its token too): nothing shared.
+        let imds = ImdsClient::new(self.imds_endpoint.clone(), fate_imds_config());
+        let poller = tokio::spawn(fate::poll(imds, self.on_spot, self.on_termination, fate_tx, shutdown.clone()));
+        let Some(identity) = self.find_identity(&mut requests, &mut shutdown).await else {
+            poller.abort();
+            return;
+        };
+        tracing::info!(arn = %identity.container_instance_arn, "found this container instance");
+        let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        let mut machine = DrainMachine::new(identity.clone(), record::load(&self.record_path), seed);
+        // One call at start, so the waits before the first read of the cluster fit its size.
+        match self.api.registered_count(&identity.cluster).await {
+            Ok(registered) => machine.know_registered(tokio::time::Instant::now().into_std(), registered),
+            Err(error) => tracing::debug!(%error, "the cluster's size is unknown until the first decision"),
+        }
+        let mut writer = RecordWriter {
+            path: self.record_path.clone(),
+            written: record::load(&self.record_path),
+            warned: false,
+            error: None,
+        };
         let mut lifecycle_task: Option<tokio::task::JoinHandle<()>> = None;
-        // Tasks already stopped for filling the disk: each is asked for once.
-        let mut stopped: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                _ = disk.changed() => {}
-                _ = fate.changed() => {}
-                _ = shutdown.changed() => break,
-            }
-            let Fate { spot, spot_clear, terminating } = fate.borrow_and_update().clone();
-            self.controller.set_max_fraction(self.settings.borrow().max_draining_fraction.fraction());
-            let disk_wants = disk.borrow().clone();
-            let spot_action = spot.as_ref().map(|(action, _)| action.as_str());
-            let wants = Wants {
-                disk_pressure: disk_wants.drain,
-                spot_interruption: spot_action == Some("terminate"),
-                spot_stop: matches!(spot_action, Some("stop" | "hibernate")),
-                spot_clear,
-                termination: terminating,
+            let disk = outlook.borrow_and_update().clone();
+            let now_fate = fate.borrow_and_update().clone();
+            let (wants, detail) = wants_of(&disk, &now_fate);
+            let max_fraction = self.settings.borrow().max_draining_fraction.fraction();
+            let inputs = || Inputs {
+                now: tokio::time::Instant::now().into_std(),
+                wall: SystemTime::now(),
+                wants,
+                trouble: disk.trouble,
+                time_to_full: disk.time_to_full,
+                detail: &detail,
+                max_fraction,
             };
-            let detail = match wants.reason() {
-                Some(DrainReason::Termination) => "Auto Scaling lifecycle state Terminated".to_string(),
-                Some(DrainReason::SpotInterruption | DrainReason::SpotStop) => {
-                    spot.map(|(_, text)| text).unwrap_or_default()
-                }
-                _ => match &disk_wants.offender {
-                    Some(offender) => format!("{}; {offender}", disk_wants.reason),
-                    None => disk_wants.reason.clone(),
-                },
-            };
-            if let Some(request) = &disk_wants.stop {
-                self.stop_task(request, &mut stopped).await;
-            }
-            self.controller.tick(wants, disk_wants.gc_behind, &detail).await;
-            let drain = self.controller.status().clone();
-            self.state.update(|state| state.drain = drain);
-
+            let next = machine.next(&inputs());
+            writer.write(&mut machine);
             // Whoever drained (an operator, a spot notice, disk pressure, termination): once the
             // instance is terminating and DRAINING, the hook is carried to its end, so Auto
             // Scaling never waits out the hook's timeout.
-            let status = self.controller.status();
+            let status = machine.status();
             let draining = status.draining || status.ecs_status.as_deref() == Some("DRAINING");
-            if terminating
-                && draining
-                && lifecycle_task.is_none()
-                && let Some(identity) = self.controller.identity().cloned()
-            {
+            if now_fate.terminating && draining && lifecycle_task.is_none() {
                 let (autoscaling, api, settings) = (self.autoscaling.clone(), self.api.clone(), self.lifecycle.clone());
+                let identity = identity.clone();
                 lifecycle_task = Some(tokio::spawn(async move {
                     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(60));
                     while let Err(error) =
@@ -157,6 +191,51 @@ impl DrainLoop {
                     }
                 }));
             }
+
+            match next {
+                Next::Call(request) => {
+                    if request == Request::DescribeSelf {
+                        // An operator's `nodewarden drain`/`undrain` writes the record itself.
+                        writer.read_back(&mut machine);
+                    }
+                    let call = tokio::time::timeout(ecs_api::CALL_TIMEOUT, self.api.execute(&identity, &request));
+                    tokio::pin!(call);
+                    let result = loop {
+                        tokio::select! {
+                            result = &mut call => break result,
+                            Some(request) = requests.recv() => self.serve(request, &identity),
+                        }
+                    };
+                    let result = result.unwrap_or_else(|_| {
+                        Err(crate::drain::ApiError::Failed {
+                            context: format!("{request:?}"),
+                            detail: format!("no answer within {:?}", ecs_api::CALL_TIMEOUT),
+                        })
+                    });
+                    machine.answer(&inputs(), &request, result);
+                    writer.write(&mut machine);
+                }
+                Next::Idle(until) => {
+                    // A record that could not be written is tried again every few seconds.
+                    let until = match writer.error {
+                        Some(_) => until.min(std::time::Instant::now() + Duration::from_secs(5)),
+                        None => until,
+                    };
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until.into()) => {}
+                        _ = outlook.changed() => {}
+                        _ = fate.changed() => {}
+                        Some(request) = requests.recv() => self.serve(request, &identity),
+                        _ = shutdown.changed() => break,
+                    }
+                }
+            }
+            let mut status = machine.status().clone();
+            status.record_error = writer.error.clone();
+            self.status.send_replace(status);
+            if *shutdown.borrow() {
+                break;
+            }
         }
         if let Some(task) = lifecycle_task {
             task.abort();
@@ -164,82 +243,149 @@ impl DrainLoop {
         poller.abort();
     }
 
-    /// Stops a task the disk loop named (at most once each; a failure is retried next tick).
-    async fn stop_task(&mut self, request: &StopRequest, stopped: &mut std::collections::BTreeSet<String>) {
-        if stopped.contains(&request.task_arn) {
-            return;
-        }
-        let cluster = match self.controller.resolve_identity().await {
-            Ok(identity) => identity.cluster,
-            Err(error) => {
-                tracing::warn!(%error, task = %request.task_arn, "cannot stop the task yet");
-                return;
+    /// Finds this container instance, retrying with backoff (the agent may not have registered
+    /// yet); meanwhile ECS requests are answered "not yet".
+    async fn find_identity(
+        &self,
+        requests: &mut mpsc::Receiver<EcsRequest>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Identity> {
+        let http = HttpClient::new();
+        let mut backoff = Backoff::new(Duration::from_secs(3), Duration::from_secs(120));
+        loop {
+            match resolve_identity(&self.api, &self.cluster, &self.imds, &http, &self.introspection).await {
+                Ok(identity) => return Some(identity),
+                Err(error) => {
+                    let text = error.to_string();
+                    if self.status.borrow().last_error.as_deref() != Some(text.as_str()) {
+                        tracing::warn!(error = %text, "drain check failed; retrying");
+                    }
+                    self.status.send_modify(|s| s.last_error = Some(text));
+                }
             }
-        };
-        match self.api.stop_task(&cluster, &request.task_arn, &request.reason).await {
-            Ok(()) => {
-                tracing::warn!(task = %request.task_arn, reason = %request.reason, "stopped the task filling Docker's disk");
-                stopped.insert(request.task_arn.clone());
-                let stop = crate::node::status::StoppedTask {
-                    task_arn: request.task_arn.clone(),
-                    reason: request.reason.clone(),
-                    at: std::time::SystemTime::now(),
-                };
-                self.state.update(|state| {
-                    state.offender.last_stop = Some(stop);
-                    state.offender.stops += 1;
+            let wait = tokio::time::sleep(backoff.next_delay());
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    _ = &mut wait => break,
+                    Some(request) = requests.recv() => match request {
+                        EcsRequest::TaskImages(reply) => drop(reply.send(None)),
+                        EcsRequest::StopTask(_, reply) => {
+                            drop(reply.send(StopAnswer::Failed("this container instance is not known yet".into())))
+                        }
+                    },
+                    _ = shutdown.changed() => return None,
+                }
+            }
+        }
+    }
+
+    /// Answers another loop's request in a task of its own, beside whatever the machine does.
+    fn serve(&self, request: EcsRequest, identity: &Identity) {
+        let (api, identity) = (self.api.clone(), identity.clone());
+        match request {
+            EcsRequest::TaskImages(reply) => {
+                tokio::spawn(async move {
+                    let images = match api.task_images(&identity).await {
+                        Ok(images) => Some(images.iter().map(|image| crate::gc::normalize_reference(image)).collect()),
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot ask ECS which images this instance's tasks need; keeping those in use");
+                            None
+                        }
+                    };
+                    let _ = reply.send(images);
                 });
             }
-            Err(error) => tracing::warn!(%error, task = %request.task_arn, "stopping the task failed; retrying"),
+            EcsRequest::StopTask(stop, reply) => {
+                tokio::spawn(async move {
+                    let answer = match api.stop_task_placed_here(&identity, &stop.task_arn, &stop.reason).await {
+                        Ok(StopOutcome::Stopped) => StopAnswer::Stopped,
+                        Ok(StopOutcome::NotPlacedHere) => StopAnswer::NotPlacedHere,
+                        Err(error) => StopAnswer::Failed(error.to_string()),
+                    };
+                    let _ = reply.send(answer);
+                });
+            }
         }
     }
 }
 
-/// Whether the instance is going away, as IMDS says.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Fate {
-    /// The spot notice's action (terminate, stop, hibernate) and "spot interruption: stop at
-    /// …", once noticed (a notice is never withdrawn before its action).
-    spot: Option<(String, String)>,
-    /// IMDS answered "no spot notice" in this boot.
-    spot_clear: bool,
-    /// Auto Scaling's lifecycle state is Terminated.
-    terminating: bool,
+/// IMDS answers within milliseconds on a real instance; a spot notice gives two minutes.
+fn fate_imds_config() -> ImdsConfig {
+    ImdsConfig { deadline: Duration::from_secs(5), ..ImdsConfig::default() }
 }
 
-/// Polls IMDS for a spot notice (every 2 s) and Auto Scaling's lifecycle state (every 5 s),
-/// publishing changes; never waits behind AWS.
-async fn poll_fate(imds: Arc<ImdsClient>, on_spot: bool, on_termination: bool, fate: watch::Sender<Fate>) {
-    let mut next_spot = Instant::now();
-    let mut next_lifecycle = Instant::now();
-    loop {
-        let now = Instant::now();
-        if on_spot && fate.borrow().spot.is_none() && now >= next_spot {
-            next_spot = now + SPOT_POLL;
-            match termination::spot_notice(&imds).await {
-                Ok(Some(notice)) => {
-                    let when = notice.time.as_deref().unwrap_or("soon");
-                    tracing::warn!(action = %notice.action, time = when, "spot interruption notice");
-                    let text = format!("spot interruption: {} at {when}", notice.action);
-                    fate.send_modify(|f| f.spot = Some((notice.action.clone(), text)));
+/// What the machine wants, from the disk's outlook and the instance's fate.
+fn wants_of(disk: &DiskOutlook, fate: &Fate) -> (Wants, String) {
+    let spot_action = fate.spot.as_ref().map(|(action, _)| action.as_str());
+    let wants = Wants {
+        disk_pressure: disk.must_drain,
+        spot_interruption: spot_action == Some("terminate"),
+        spot_stop: matches!(spot_action, Some("stop" | "hibernate")),
+        spot_clear: fate.spot_clear,
+        termination: fate.terminating,
+    };
+    let detail = match wants.reason() {
+        Some(DrainReason::Termination) => "Auto Scaling lifecycle state Terminated".to_string(),
+        Some(DrainReason::SpotInterruption | DrainReason::SpotStop) => {
+            fate.spot.as_ref().map(|(_, text)| text.clone()).unwrap_or_default()
+        }
+        _ => disk.detail.clone(),
+    };
+    (wants, detail)
+}
+
+/// The drain record on disk: written before each call the machine makes (so the drain is
+/// written down before ECS hears of it); a write that fails (the state disk is full) is kept in
+/// memory and tried again before the next call, and never holds the drain.
+struct RecordWriter {
+    path: PathBuf,
+    written: Option<record::DrainRecord>,
+    warned: bool,
+    /// Why the record is not written down, while it is not.
+    error: Option<String>,
+}
+
+impl RecordWriter {
+    fn write(&mut self, machine: &mut DrainMachine) {
+        let Some(change) = machine.take_record_change() else { return };
+        let result = match &change {
+            Some(record) => record::save(&self.path, record),
+            None => record::clear(&self.path),
+        };
+        match result {
+            Ok(()) => {
+                if self.warned {
+                    tracing::info!(path = %self.path.display(), "the drain record is written down again");
                 }
-                Ok(None) => {
-                    fate.send_if_modified(|f| !std::mem::replace(&mut f.spot_clear, true));
+                self.warned = false;
+                self.error = None;
+                self.written = change;
+            }
+            Err(error) => {
+                machine.keep_record_change();
+                self.error = Some(error.to_string());
+                if !self.warned {
+                    tracing::error!(
+                        %error,
+                        "cannot write the drain record (is the root disk full?); draining from memory, and writing it \
+                         down once it can be written"
+                    );
+                    self.warned = true;
                 }
-                Err(error) => tracing::debug!(%error, "spot notice poll failed"),
             }
         }
-        if on_termination && !fate.borrow().terminating && now >= next_lifecycle {
-            next_lifecycle = now + LIFECYCLE_POLL;
-            match termination::termination_requested(&imds).await {
-                Ok(true) => {
-                    tracing::warn!("Auto Scaling is terminating this instance");
-                    fate.send_modify(|f| f.terminating = true);
-                }
-                Ok(false) => {}
-                Err(error) => tracing::debug!(%error, "lifecycle state poll failed"),
-            }
+    }
+
+    /// An operator's `nodewarden drain`/`undrain` changed the file: the machine adopts it.
+    fn read_back(&mut self, machine: &mut DrainMachine) {
+        if self.warned {
+            return;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        let on_disk = record::load(&self.path);
+        if on_disk != self.written {
+            machine.adopt_record(on_disk.clone());
+            self.written = on_disk;
+        }
     }
 }

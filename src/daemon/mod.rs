@@ -1,31 +1,38 @@
-//! `nodewarden run`: the long-running daemon. It supervises the ECS agent, follows Docker's
-//! events for image usage, watches Docker's filesystem every check interval (the main loop:
-//! liveness, watchdog, conditions), garbage-collects past `gc-start`, drains under pressure
-//! or when the instance is going away, and serves the health endpoint.
+//! `nodewarden run`: the long-running daemon, as loops that each own their state and publish
+//! snapshots on watches; requests between them are typed messages with one owner each.
+//!
+//! - `docker_link`: connects to dockerd, pings it (DockerUnavailable);
+//! - `disk_loop` (the main loop): statvfs every check interval, the pure `disk_step` (GC,
+//!   pressure, the offender), GC runs and footprint samples beside it;
+//! - `drain_loop`: the one ECS client, driving the pure drain machine (`drain::protocol`),
+//!   serving task images to GC and stops to the disk loop; `fate` polls IMDS beside it;
+//! - the agent's supervisor (or observer) and the image-use tracker (`gc::Tracker`);
+//! - `status_loop`: combines the snapshots for the health endpoint and `systemctl status`.
 
-pub mod disk_watch;
+pub mod disk_loop;
+pub mod disk_step;
+pub mod docker_link;
 pub mod drain_loop;
-pub mod offender_watch;
+pub mod fate;
+pub mod status_loop;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 
-use crate::backoff::Backoff;
+use crate::agent::AgentPublisher;
+use crate::drain::DrainStatus;
 use crate::environment::Environment;
-use crate::gc::{LastUseStore, Tracker};
+use crate::gc::{LastUseStore, Tracker, UsageHandle};
 use crate::health::HealthContext;
 use crate::host_paths::HostPaths;
-use crate::node::SharedState;
+use crate::node::{DiskOutlook, DiskSnapshot};
 use crate::settings::{AgentOwner, Reloadable, Settings, SettingsInput, UserdataSource};
 
 /// How long startup waits for the first disk check before READY: long enough for a dockerd
 /// that is up, short enough that systemd's start timeout never fires while Docker is down.
 const FIRST_CHECK_GRACE: Duration = Duration::from_secs(10);
-/// While Docker does not answer at start, a warning this often (besides the first).
-const DOCKER_WAIT_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Startup order: bind and serve the health endpoint, start the drain loop (spot and
 /// termination drains need no Docker), then the Docker side as soon as dockerd answers. READY
@@ -43,57 +50,78 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(settings.health.listen)
         .await
         .map_err(|e| format!("binding the health endpoint on {}: {e}", settings.health.listen))?;
-    let state = SharedState::new(paths.docker_data_root());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (settings_tx, settings_rx) = watch::channel(Arc::new(settings.reloadable()));
-    let (wants_tx, wants_rx) = watch::channel(drain_loop::DiskWants::default());
+    let (config_tx, config_rx) = watch::channel(None::<String>);
+    let (docker_tx, docker_rx) = watch::channel(docker_link::DockerState::default());
+    let (disk_tx, disk_rx) = watch::channel(DiskSnapshot::new(paths.docker_data_root()));
+    let (outlook_tx, outlook_rx) = watch::channel(DiskOutlook::default());
+    let (drain_tx, drain_rx) = watch::channel(DrainStatus::default());
+    let (agent, agent_rx) = AgentPublisher::new();
+    let (board_tx, board_rx) = watch::channel(Arc::new(status_loop::empty_board(&disk_rx.borrow())));
     let mut tasks = Vec::new();
 
     let health = Arc::new(HealthContext {
-        state: state.clone(),
+        board: board_rx.clone(),
         setup_marker: paths.setup_marker(),
         stale_after: (settings.disk.check_interval * 3).max(Duration::from_secs(2)),
     });
     tracing::info!(listen = %settings.health.listen, "health endpoint: /healthz /readyz /status /metrics");
     tasks.push(tokio::spawn(crate::health::serve(listener, health, shutdown_rx.clone())));
-    tasks.push(tokio::spawn(keepalive_until_first_check(state.clone(), shutdown_rx.clone())));
-    tasks.push(tokio::spawn(feed_watchdog(state.clone(), settings_rx.clone(), shutdown_rx.clone())));
+    let sources = status_loop::Sources {
+        disk: disk_rx.clone(),
+        drain: drain_rx,
+        agent: agent_rx,
+        docker: docker_rx.clone(),
+        config_error: config_rx,
+    };
+    tasks.push(tokio::spawn(status_loop::run(sources, board_tx, shutdown_rx.clone())));
+    tasks.push(tokio::spawn(feed_watchdog(disk_rx.clone(), settings_rx.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(docker_link::run(environment.clone(), docker_tx, shutdown_rx.clone())));
 
-    let drain = if settings.drain.enabled {
-        Some(
-            drain_loop::DrainLoop::from_settings(&paths, &settings, &environment, state.clone(), settings_rx.clone())
-                .await,
-        )
+    let ecs = if settings.drain.enabled {
+        let (handle, requests) = drain_loop::EcsHandle::channel();
+        let drain =
+            drain_loop::DrainLoop::from_settings(&paths, &settings, &environment, settings_rx.clone(), drain_tx).await;
+        tasks.push(tokio::spawn(drain.run(outlook_rx, requests, shutdown_rx.clone())));
+        Some(handle)
     } else {
         tracing::warn!("[drain] enabled = false: this instance is never drained by nodewarden");
         None
     };
-    let agent = crate::agent::SharedAgent::default();
-    state.lock().agent = agent.clone();
+
+    let (usage, usage_requests) = UsageHandle::channel();
     let docker_side = DockerSide {
         paths: paths.clone(),
         settings: settings.clone(),
         environment: environment.clone(),
-        state: state.clone(),
-        settings_rx: settings_rx.clone(),
-        wants: wants_tx,
+        docker: docker_rx.clone(),
         agent,
-        ecs: drain.as_ref().map(|drain| drain.api.clone()),
+        usage_requests,
     };
     tasks.push(tokio::spawn(docker_side.run(shutdown_rx.clone())));
-    if let Some(drain) = drain {
-        tasks.push(tokio::spawn(drain.run(wants_rx, shutdown_rx.clone())));
-    }
+    let disk = disk_loop::DiskLoop {
+        docker: docker_rx,
+        data_root: paths.docker_data_root(),
+        settings: settings_rx.clone(),
+        agent_image: settings.ecs.agent_image.clone(),
+        offender_action: settings.offender.action,
+        usage,
+        ecs,
+        snapshot: disk_tx,
+        outlook: outlook_tx,
+    };
+    tasks.push(tokio::spawn(disk.run(shutdown_rx.clone())));
 
-    let mut first_check = state.first_check();
-    let _ = tokio::time::timeout(FIRST_CHECK_GRACE, first_check.wait_for(|done| *done)).await;
+    let mut checked = board_rx.clone();
+    let _ = tokio::time::timeout(FIRST_CHECK_GRACE, checked.wait_for(|board| board.checked)).await;
     crate::systemd::ready();
-    match state.lock().docker_error.clone() {
+    match board_rx.borrow().docker_error.clone() {
         None => tracing::info!("ready"),
         Some(error) => tracing::warn!(%error, "ready without Docker: GC and agent supervision start when it answers"),
     }
 
-    wait_for_signals(&paths, &settings_file, &settings_tx, &state).await;
+    wait_for_signals(&paths, &settings_file, &settings_tx, &config_tx).await;
     crate::systemd::stopping();
     tracing::info!("stopping (the ECS agent and its tasks keep running)");
     let _ = shutdown_tx.send(true);
@@ -107,7 +135,7 @@ pub async fn run(
 /// loop ticked within two check intervals. A 60 s check-interval never trips the unit's 30 s
 /// WatchdogSec, and a stuck main loop still stops the pings (systemd then restarts us).
 async fn feed_watchdog(
-    state: SharedState,
+    disk: watch::Receiver<DiskSnapshot>,
     settings: watch::Receiver<Arc<Reloadable>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -118,76 +146,44 @@ async fn feed_watchdog(
             _ = ticks.tick() => {}
             _ = shutdown.changed() => return,
         }
-        // Before the first check the keepalive ticks every second instead of the main loop.
+        // Before the first check the loop ticks every second while it waits for Docker.
         let interval = settings.borrow().disk.check_interval;
-        let checked = *state.first_check().borrow();
+        let (last_tick, checked) = {
+            let disk = disk.borrow();
+            (disk.last_tick, disk.sample.is_some())
+        };
         let fresh_within = if checked { interval * 2 } else { interval.max(Duration::from_secs(1)) * 2 };
-        let fresh = state.lock().last_tick.is_some_and(|at| at.elapsed() <= fresh_within);
-        if fresh {
+        if last_tick.is_some_and(|at| at.elapsed() <= fresh_within) {
             crate::systemd::watchdog();
         }
     }
 }
 
-/// Until the disk loop's first check (which needs Docker), keep /healthz (and so the watchdog)
-/// alive and `systemctl status` saying what the daemon waits for.
-async fn keepalive_until_first_check(state: SharedState, mut shutdown: watch::Receiver<bool>) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    let mut first_check = state.first_check();
-    // STATUS= only when it changes: systemd reads every message, but a notify socket that is
-    // not read (a test, a wedged manager) holds 10 datagrams, and a full one blocks the sender.
-    let mut last_status = String::new();
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = first_check.wait_for(|done| *done) => return,
-            _ = shutdown.changed() => return,
-        }
-        let waiting = state.update(|state| {
-            state.last_tick = Some(std::time::Instant::now());
-            state.docker_error.clone()
-        });
-        if let Some(error) = waiting {
-            let line = format!("waiting for Docker: {error}");
-            if line != last_status {
-                crate::systemd::status(&line);
-                last_status = line;
-            }
-        }
-    }
-}
-
-/// Everything that needs dockerd: the image-use tracker, agent supervision and the disk loop
-/// with GC. Started once Docker answers; until then `DockerUnavailable` says why not.
+/// What needs dockerd besides the disk loop: the image-use tracker and the agent's supervisor
+/// (or observer). Started once Docker answers.
 struct DockerSide {
     paths: HostPaths,
     settings: Settings,
     environment: Environment,
-    state: SharedState,
-    settings_rx: watch::Receiver<Arc<Reloadable>>,
-    wants: watch::Sender<drain_loop::DiskWants>,
-    agent: crate::agent::SharedAgent,
-    /// For GC to keep this instance's task images (the drain loop's client).
-    ecs: Option<crate::drain::EcsApi>,
+    docker: watch::Receiver<docker_link::DockerState>,
+    agent: AgentPublisher,
+    usage_requests: tokio::sync::mpsc::Receiver<crate::gc::UsageRequest>,
 }
 
 impl DockerSide {
-    async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let Some(docker) = wait_for_docker(&self.environment, &self.state, &mut shutdown).await else { return };
-        let data_root = match docker.info().await {
-            Ok(info) => info.docker_root_dir.map(PathBuf::from).unwrap_or_else(|| self.paths.docker_data_root()),
-            Err(error) => {
-                let fallback = self.paths.docker_data_root();
-                tracing::warn!(%error, data_root = %fallback.display(), "Docker did not say its root dir; assuming");
-                fallback
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let docker = loop {
+            if let Some(client) = self.docker.borrow_and_update().client.clone() {
+                break client;
+            }
+            tokio::select! {
+                _ = self.docker.changed() => {}
+                _ = shutdown.changed() => return,
             }
         };
-        tracing::info!(docker = %self.environment.docker_host, data_root = %data_root.display(), "watching Docker's disk");
-        self.state.lock().data_root = data_root.clone();
-        let store = Arc::new(Mutex::new(LastUseStore::load(&self.paths.image_usage())));
+        let store = LastUseStore::load(&self.paths.image_usage());
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(docker_watch(docker.clone(), self.state.clone(), shutdown.clone())));
-        tasks.push(tokio::spawn(Tracker::new(docker.clone(), store.clone()).run(shutdown.clone())));
+        tasks.push(tokio::spawn(Tracker::new(docker.clone(), store, self.usage_requests).run(shutdown.clone())));
         let health = crate::agent::HealthPolicy {
             grace: self.settings.ecs.agent_health_grace,
             interval: self.settings.ecs.agent_health_interval,
@@ -219,83 +215,9 @@ impl DockerSide {
                 tasks.push(tokio::spawn(observer.run(shutdown.clone())));
             }
         }
-        let watcher = disk_watch::DiskWatch::new(
-            docker,
-            data_root,
-            self.settings_rx,
-            self.settings.ecs.agent_image.clone(),
-            store,
-            self.state,
-            self.wants,
-            self.settings.offender.action,
-        )
-        .with_ecs(self.ecs);
-        tasks.push(tokio::spawn(watcher.run(shutdown.clone())));
         for task in tasks {
             let _ = task.await;
         }
-    }
-}
-
-/// Connects to Docker, retrying with backoff until it answers or the daemon stops; while it
-/// does not, `DockerUnavailable` carries the error and the journal hears of it.
-async fn wait_for_docker(
-    environment: &Environment,
-    state: &SharedState,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Option<bollard::Docker> {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-    let mut warned_at: Option<tokio::time::Instant> = None;
-    loop {
-        let attempt = match crate::docker::not_yet(environment) {
-            Some(why) => Err(why),
-            None => crate::docker::connect(environment).await.map_err(|e| e.to_string()),
-        };
-        match attempt {
-            Ok(docker) => {
-                if warned_at.is_some() {
-                    tracing::info!(docker = %environment.docker_host, "Docker answers");
-                }
-                state.update(|state| state.docker_error = None);
-                return Some(docker);
-            }
-            Err(error) => {
-                if warned_at.is_none_or(|at| at.elapsed() >= DOCKER_WAIT_WARN_EVERY) {
-                    tracing::warn!(%error, "waiting for Docker");
-                    warned_at = Some(tokio::time::Instant::now());
-                }
-                state.update(|state| state.docker_error = Some(error));
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = shutdown.changed() => return None,
-        }
-    }
-}
-
-/// Pings Docker every few seconds for the DockerUnavailable condition.
-async fn docker_watch(docker: bollard::Docker, state: SharedState, mut shutdown: watch::Receiver<bool>) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        let error = match tokio::time::timeout(Duration::from_secs(3), docker.ping()).await {
-            Ok(Ok(_)) => None,
-            Ok(Err(error)) => Some(format!("Docker does not answer: {error}")),
-            Err(_) => Some("Docker did not answer a ping within 3 s".to_string()),
-        };
-        state.update(|state| {
-            if state.docker_error.is_some() != error.is_some() {
-                match &error {
-                    Some(error) => tracing::warn!(%error, "Docker is unavailable"),
-                    None => tracing::info!("Docker answers again"),
-                }
-            }
-            state.docker_error = error;
-        });
     }
 }
 
@@ -304,7 +226,7 @@ async fn wait_for_signals(
     paths: &HostPaths,
     settings_file: &SettingsInput,
     live: &watch::Sender<Arc<Reloadable>>,
-    state: &SharedState,
+    config_error: &watch::Sender<Option<String>>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
@@ -324,11 +246,11 @@ async fn wait_for_signals(
                     Ok(new) => {
                         tracing::info!("settings reloaded ([disk], [gc] and [drain] max-draining-fraction apply now; agent changes at the next start)");
                         live.send_replace(Arc::new(new.settings.reloadable()));
-                        state.update(|state| state.config_error = None);
+                        config_error.send_replace(None);
                     }
                     Err(error) => {
                         tracing::error!(%error, "new settings are invalid; keeping the ones in force");
-                        state.update(|state| state.config_error = Some(error));
+                        config_error.send_replace(Some(error));
                     }
                 }
                 crate::systemd::ready();

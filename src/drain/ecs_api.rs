@@ -1,9 +1,10 @@
-//! The AWS edge of draining: finding this instance's container instance, its status, what a
-//! drain decision needs of the cluster (a constant number of calls however large the cluster:
-//! the registered count, the DRAINING instances, the claims), the instance's own attributes,
-//! setting DRAINING/ACTIVE, listing its tasks, and tagging the EC2 instance.
+//! The AWS edge of draining: finding this instance's container instance, its status and
+//! attributes, what a drain decision needs of the cluster (the registered count, the DRAINING
+//! instances, the claims: a call per hundred of each, however large the cluster), setting
+//! DRAINING/ACTIVE, its tasks (to keep their images, to stop only a task ECS placed here), and
+//! tagging the EC2 instance. `execute` carries out the calls the drain machine asks for.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_ecs::error::ProvideErrorMetadata;
@@ -11,6 +12,7 @@ use aws_sdk_ecs::types::{Attribute, ContainerInstance, ContainerInstanceStatus, 
 
 use super::claims::{self, Claim, View};
 use super::policy::EcsStatus;
+use super::protocol::{Answer, Request};
 
 /// Describe calls take at most 100 container instances.
 const DESCRIBE_BATCH: usize = 100;
@@ -29,7 +31,10 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn from_sdk(context: impl Into<String>, error: impl std::error::Error + ProvideErrorMetadata) -> ApiError {
+    pub(crate) fn from_sdk(
+        context: impl Into<String>,
+        error: impl std::error::Error + ProvideErrorMetadata,
+    ) -> ApiError {
         let throttled = matches!(
             error.code(),
             Some("ThrottlingException" | "Throttling" | "RequestLimitExceeded" | "TooManyRequestsException")
@@ -62,6 +67,14 @@ pub struct Identity {
 pub struct EcsApi {
     pub ecs: aws_sdk_ecs::Client,
     pub ec2: aws_sdk_ec2::Client,
+}
+
+/// What came of a request to stop a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    Stopped,
+    /// ECS does not list the task on this container instance: not stopped.
+    NotPlacedHere,
 }
 
 /// One container instance as listed.
@@ -104,23 +117,43 @@ impl EcsApi {
         Ok(members)
     }
 
-    /// This instance's status: one call.
-    pub async fn own_status(&self, identity: &Identity) -> Result<EcsStatus, ApiError> {
-        let described = self.describe_self(identity).await?;
-        Ok(described.map_or(EcsStatus::Other, |i| EcsStatus::parse(i.status().unwrap_or_default())))
-    }
-
     /// This container instance as ECS describes it: one call.
     async fn describe_self(&self, identity: &Identity) -> Result<Option<ContainerInstance>, ApiError> {
+        self.describe(&identity.cluster, &identity.container_instance_arn).await
+    }
+
+    async fn describe(&self, cluster: &str, arn: &str) -> Result<Option<ContainerInstance>, ApiError> {
         let described = self
             .ecs
             .describe_container_instances()
-            .cluster(&identity.cluster)
-            .container_instances(&identity.container_instance_arn)
+            .cluster(cluster)
+            .container_instances(arn)
             .send()
             .await
-            .map_err(|e| ApiError::from_sdk(format!("describing {}", identity.container_instance_arn), e))?;
+            .map_err(|e| ApiError::from_sdk(format!("describing {arn}"), e))?;
         Ok(described.container_instances().first().cloned())
+    }
+
+    /// A container instance of `cluster` by its ARN, if ECS knows it there: one call.
+    pub async fn describe_instance(&self, cluster: &str, arn: &str) -> Result<Option<Member>, ApiError> {
+        Ok(self.describe(cluster, arn).await?.map(|i| Member {
+            arn: i.container_instance_arn().unwrap_or_default().to_string(),
+            ec2_instance_id: i.ec2_instance_id().map(str::to_string),
+            status: EcsStatus::parse(i.status().unwrap_or_default()),
+        }))
+    }
+
+    /// This instance's status and attributes: one call.
+    pub async fn own_state(&self, identity: &Identity) -> Result<(EcsStatus, BTreeMap<String, String>), ApiError> {
+        let described = self.describe_self(identity).await?;
+        let status = described.as_ref().map_or(EcsStatus::Other, |i| EcsStatus::parse(i.status().unwrap_or_default()));
+        let attributes = described
+            .iter()
+            .flat_map(|i| i.attributes())
+            .filter(|a| a.name().starts_with("nodewarden."))
+            .map(|a| (a.name().to_string(), a.value().unwrap_or_default().to_string()))
+            .collect();
+        Ok((status, attributes))
     }
 
     /// The cluster's registered container instances (ACTIVE and DRAINING): one call.
@@ -136,11 +169,17 @@ impl EcsApi {
         Ok(usize::try_from(registered).unwrap_or(0))
     }
 
-    /// What a drain decision reads of the cluster, in three calls whatever its size (plus a
-    /// page per 100 DRAINING instances or claims): the registered count, the DRAINING
-    /// instances, and the drain claims.
-    pub async fn cluster_view(&self, cluster: &str) -> Result<View, ApiError> {
-        let registered = self.registered_count(cluster).await?;
+    /// What a drain decision reads of the cluster, with how many calls it took: the registered
+    /// count (when asked; one call), the DRAINING instances and the drain claims (a call per 100
+    /// of each, at least one), however large the cluster.
+    pub async fn cluster_view(&self, cluster: &str, with_registered: bool) -> Result<(View, u32), ApiError> {
+        let mut calls = 0;
+        let registered = if with_registered {
+            calls += 1;
+            self.registered_count(cluster).await?
+        } else {
+            0
+        };
         let mut draining = BTreeSet::new();
         let mut pages = self
             .ecs
@@ -150,6 +189,7 @@ impl EcsApi {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
+            calls += 1;
             let page =
                 page.map_err(|e| ApiError::from_sdk(format!("listing DRAINING container instances of {cluster}"), e))?;
             draining.extend(page.container_instance_arns().iter().map(|arn| instance_id(arn).to_string()));
@@ -164,13 +204,39 @@ impl EcsApi {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
+            calls += 1;
             let page = page.map_err(|e| ApiError::from_sdk(format!("listing drain claims in {cluster}"), e))?;
             for attribute in page.attributes() {
                 let target = instance_id(attribute.target_id().unwrap_or_default());
                 claims.extend(Claim::parse(target, attribute.value().unwrap_or_default()));
             }
         }
-        Ok(View { registered, draining, claims })
+        Ok((View { registered, draining, claims }, calls))
+    }
+
+    /// Makes one call the drain machine asked for (`protocol::Request`).
+    pub async fn execute(&self, identity: &Identity, request: &Request) -> Result<Answer, ApiError> {
+        match request {
+            Request::DescribeSelf => {
+                let (status, attributes) = self.own_state(identity).await?;
+                Ok(Answer::SelfState { status, attributes })
+            }
+            Request::ReadView { registered } => {
+                let (view, calls) = self.cluster_view(&identity.cluster, *registered).await?;
+                Ok(Answer::View { view, calls })
+            }
+            Request::PutAttribute { name, value } => {
+                self.put_attribute(identity, name, value).await.map(|()| Answer::Done)
+            }
+            Request::DeleteAttribute { name, value } => {
+                self.delete_attribute(identity, name, Some(value)).await.map(|()| Answer::Done)
+            }
+            Request::SetStatus { draining } => self.set_status(identity, *draining).await.map(|()| Answer::Done),
+            Request::Tag { text, since } => {
+                self.tag(&identity.ec2_instance_id, text, *since).await.map(|()| Answer::Done)
+            }
+            Request::Untag => self.untag(&identity.ec2_instance_id).await.map(|()| Answer::Done),
+        }
     }
 
     /// Puts `name = value` on this container instance.
@@ -221,16 +287,27 @@ impl EcsApi {
         Ok(())
     }
 
-    /// Stops a task; `reason` shows in the ECS console and the task's events.
-    pub async fn stop_task(&self, cluster: &str, task_arn: &str, reason: &str) -> Result<(), ApiError> {
+    /// Stops a task ECS placed on this instance; `reason` shows in the ECS console and the
+    /// task's events. The ARN comes from a container's label, which any container can carry:
+    /// it is stopped only if ListTasks for this container instance names it, so a forged label
+    /// can never stop a task of another instance (or of nobody).
+    pub async fn stop_task_placed_here(
+        &self,
+        identity: &Identity,
+        task_arn: &str,
+        reason: &str,
+    ) -> Result<StopOutcome, ApiError> {
+        if !self.running_tasks(identity).await?.iter().any(|arn| arn == task_arn) {
+            return Ok(StopOutcome::NotPlacedHere);
+        }
         self.ecs
             .stop_task()
-            .cluster(cluster)
+            .cluster(&identity.cluster)
             .task(task_arn)
             .reason(reason)
             .send()
             .await
-            .map(drop)
+            .map(|_| StopOutcome::Stopped)
             .map_err(|e| ApiError::from_sdk(format!("stopping task {task_arn}"), e))
     }
 

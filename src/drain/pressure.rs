@@ -4,6 +4,12 @@
 //! drain-if-full-within) → Recovering (below recover-below) → Normal once it stayed there for
 //! recover-after. Pressure is left only through recover-below, well under drain-at, so usage
 //! wavering around one threshold cannot make the node drain and undrain in turn.
+//!
+//! Reclaim and the drain at drain-at are judged on the usage expected at the next check as well
+//! as the usage now (a decision deferred to the next check acts on that one, and a writer at
+//! 200 MB/s crosses a 1 GiB disk's last 15% within one 1 s interval), and so is trouble (the
+//! early claim); a fast fill drains once the disk is past gc-start itself, so that GC, started
+//! a check early, has gone first.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +30,8 @@ pub struct Observation {
     pub at: Instant,
     /// The larger of byte and inode usage, 0.0–1.0.
     pub used: f64,
+    /// The usage expected at the next check at the current fill rate (`used` when not filling).
+    pub used_next: f64,
     /// From the fill rate; `None` when not filling.
     pub time_to_full: Option<Duration>,
     /// GC runs finished since the disk went past gc-start (a finished run means reclaim was tried).
@@ -43,6 +51,9 @@ pub struct PressureMachine {
     reason: String,
     /// Still past gc-start after a GC run finished: GC is not keeping up.
     gc_behind: bool,
+    /// At the last observation: past gc-start (now or by the next check) and full within
+    /// drain-if-full-within.
+    filling_fast: bool,
 }
 
 impl PressureMachine {
@@ -53,6 +64,7 @@ impl PressureMachine {
             gc_runs_at_reclaim: 0,
             reason: String::new(),
             gc_behind: false,
+            filling_fast: false,
         }
     }
 
@@ -81,6 +93,12 @@ impl PressureMachine {
         matches!(self.phase, Phase::Pressure | Phase::Recovering)
     }
 
+    /// Trouble is coming: GC is not keeping up, or the disk fills fast past gc-start. A node
+    /// claims its place in the cluster's drain budget then, before it must drain.
+    pub fn trouble(&self) -> bool {
+        self.gc_behind() || self.filling_fast
+    }
+
     fn enter(&mut self, phase: Phase, at: Instant) {
         if self.phase != phase {
             self.phase = phase;
@@ -92,18 +110,24 @@ impl PressureMachine {
     pub fn observe(&mut self, o: &Observation, s: &DiskSettings) -> Phase {
         let (gc_start, gc_stop) = (s.gc_start.fraction(), s.gc_stop.fraction());
         let (drain_at, recover_below) = (s.drain_at.fraction(), s.recover_below.fraction());
-        let filling_fast = o.used >= gc_start && o.time_to_full.is_some_and(|t| t <= s.drain_if_full_within);
+        let ahead = o.used.max(o.used_next);
+        let full_soon = o.time_to_full.is_some_and(|t| t <= s.drain_if_full_within);
+        // Trouble comes a check early (checks come faster then: see `DiskStep::next_check_in`).
+        self.filling_fast = ahead >= gc_start && full_soon;
         let pct = |f: f64| format!("{:.1}%", f * 100.0);
         match self.phase {
             Phase::Normal | Phase::Reclaiming => {
-                if self.phase == Phase::Normal && o.used >= gc_start {
+                if self.phase == Phase::Normal && ahead >= gc_start {
                     self.gc_runs_at_reclaim = o.gc_runs_finished;
                     self.enter(Phase::Reclaiming, o.at);
                 }
                 let reclaim_tried = o.gc_runs_finished > self.gc_runs_at_reclaim;
-                self.gc_behind = self.phase == Phase::Reclaiming && reclaim_tried && o.used >= gc_start;
-                // GC always goes first: drain only once reclaim has started (or was tried).
-                if filling_fast && (o.gc_running || reclaim_tried) {
+                self.gc_behind = self.phase == Phase::Reclaiming && reclaim_tried && ahead >= gc_start;
+                // GC always goes first: drain only once reclaim has started (or was tried), or,
+                // a check early, once a finished run left the disk short and none is under way
+                // (xfs reserves a growing file's blocks in jumps: the next check may be too late).
+                let left_short = reclaim_tried && !o.gc_running && ahead >= gc_start;
+                if full_soon && ((o.used >= gc_start && (o.gc_running || reclaim_tried)) || left_short) {
                     let ttf = o
                         .time_to_full
                         .map(|t| crate::settings::values::format_duration(Duration::from_secs(t.as_secs())));
@@ -114,11 +138,19 @@ impl PressureMachine {
                         crate::settings::values::format_duration(s.drain_if_full_within)
                     );
                     self.enter(Phase::Pressure, o.at);
-                } else if o.used >= drain_at && reclaim_tried {
-                    self.reason =
-                        format!("disk {} used after garbage collection (drain-at {})", pct(o.used), s.drain_at);
+                } else if ahead >= drain_at && reclaim_tried {
+                    self.reason = if o.used >= drain_at {
+                        format!("disk {} used after garbage collection (drain-at {})", pct(o.used), s.drain_at)
+                    } else {
+                        format!(
+                            "disk {} used and {} by the next check, after garbage collection (drain-at {})",
+                            pct(o.used),
+                            pct(ahead.min(1.0)),
+                            s.drain_at
+                        )
+                    };
                     self.enter(Phase::Pressure, o.at);
-                } else if self.phase == Phase::Reclaiming && o.used < gc_stop {
+                } else if self.phase == Phase::Reclaiming && ahead < gc_stop {
                     self.enter(Phase::Normal, o.at);
                 }
             }
@@ -175,6 +207,7 @@ mod tests {
                 let o = Observation {
                     at: start + Duration::from_secs(second),
                     used: used / 100.0,
+                    used_next: used / 100.0,
                     time_to_full: ttf.map(Duration::from_secs),
                     gc_runs_finished: runs,
                     gc_running: used >= 85.0,
@@ -230,12 +263,65 @@ mod tests {
     }
 
     #[test]
+    fn thresholds_are_judged_on_the_next_check_too() {
+        let start = Instant::now();
+        let mut m = PressureMachine::new(start);
+        // At 80%, about to be at 98% by the next check: reclaim starts now, trouble is said
+        // (claim early), and the drain comes once the disk is past gc-start with GC at work.
+        let o = Observation {
+            at: start,
+            used: 0.80,
+            used_next: 0.98,
+            time_to_full: Some(Duration::from_secs(2)),
+            gc_runs_finished: 0,
+            gc_running: true,
+            source_stopped: false,
+        };
+        assert_eq!(m.observe(&o, &settings()), Reclaiming);
+        assert!(m.trouble() && !m.wants_drain());
+        let o = Observation { at: start + Duration::from_millis(250), used: 0.86, ..o };
+        assert_eq!(m.observe(&o, &settings()), Pressure);
+        // Past drain-at by the next check, after a GC run: drains before it gets there.
+        let mut m = PressureMachine::new(start);
+        let o = Observation { used: 0.88, used_next: 0.93, time_to_full: None, gc_runs_finished: 0, ..o };
+        assert_eq!(m.observe(&o, &settings()), Reclaiming);
+        let o = Observation { gc_runs_finished: 1, gc_running: false, ..o };
+        assert_eq!(m.observe(&o, &settings()), Pressure);
+        // A check early, once a finished run left the disk short and none is under way.
+        let mut m = PressureMachine::new(start);
+        let o = Observation {
+            used: 0.84,
+            used_next: 0.89,
+            time_to_full: Some(Duration::from_secs(3)),
+            gc_runs_finished: 0,
+            gc_running: true,
+            ..o
+        };
+        assert_eq!(m.observe(&o, &settings()), Reclaiming, "GC at work");
+        let o = Observation { gc_runs_finished: 1, gc_running: false, ..o };
+        assert_eq!(m.observe(&o, &settings()), Pressure, "GC left it short");
+        // Not filling fast (full in an hour): only GC, once the next check would be past gc-start.
+        let mut slow = PressureMachine::new(start);
+        let o = Observation {
+            used: 0.80,
+            used_next: 0.86,
+            time_to_full: Some(Duration::from_secs(3600)),
+            gc_runs_finished: 0,
+            gc_running: true,
+            ..o
+        };
+        assert_eq!(slow.observe(&o, &settings()), Reclaiming);
+        assert!(!slow.trouble());
+    }
+
+    #[test]
     fn a_fast_fill_waits_for_reclaim_to_start() {
         let start = Instant::now();
         let mut m = PressureMachine::new(start);
         let o = Observation {
             at: start,
             used: 0.86,
+            used_next: 0.86,
             time_to_full: Some(Duration::from_secs(5)),
             gc_runs_finished: 0,
             gc_running: false,
@@ -286,6 +372,7 @@ mod tests {
         let o = |s: u64, used: f64, ttf: Option<u64>, runs: u64| Observation {
             at: start + Duration::from_secs(s),
             used,
+            used_next: used,
             time_to_full: ttf.map(Duration::from_secs),
             gc_runs_finished: runs,
             gc_running: true,
@@ -303,6 +390,7 @@ mod tests {
         let o = |s: u64, used: f64, ttf: Option<u64>, stopped: bool| Observation {
             at: start + Duration::from_secs(s),
             used,
+            used_next: used,
             time_to_full: ttf.map(Duration::from_secs),
             gc_runs_finished: 1,
             gc_running: true,

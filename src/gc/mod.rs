@@ -11,7 +11,7 @@ pub use docker_io::{GcReport, Outcome, execute, gather_inventory};
 pub use inventory::{Container, ContainerState, Image, Inventory, Usage, UsageMap};
 pub use last_use::{LastUseStore, UsageEvent};
 pub use plan::{Action, GcPolicy, Kept, Plan, Step, normalize_reference, plan};
-pub use tracker::Tracker;
+pub use tracker::{Tracker, UsageHandle, UsageRequest};
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -29,6 +29,8 @@ pub enum GcError {
     Docker(#[from] bollard::errors::Error),
     #[error("the GC run did not finish within [gc] run-timeout ({0:?}): Docker is wedged or very slow; abandoned")]
     TimedOut(std::time::Duration),
+    #[error("the image usage store does not answer (its loop stopped); not planning without it")]
+    UsageUnavailable,
 }
 
 /// Whether a sample is at or above `threshold` (a fraction) in bytes or in inodes.
@@ -56,31 +58,25 @@ pub fn plan_below(
     plan(inventory, usage, policy, SystemTime::now(), target)
 }
 
-/// Surveys, brings the last-use store up to the listing (an image pulled a moment ago that the
-/// event stream has not reported yet is first seen now, not aged by its build date), plans and
-/// executes once. `task_images` names the images of the tasks ECS placed here; it is asked
-/// only when the plan would remove an image, so a node whose GC has nothing left to remove
-/// (a runaway's long pressure) makes no ECS calls.
-pub async fn run_once<Fut>(
+/// Surveys, asks for the usage of what it lists (the tracker brings the last-use store up to
+/// the listing first: an image pulled a moment ago that the event stream has not reported yet
+/// is first seen now, not aged by its build date), plans and executes once. `task_images`
+/// names the images of the tasks ECS placed here (`None`: ECS could not say); it is asked only
+/// when the plan would remove an image, so a node whose GC has nothing left to remove (a
+/// runaway's long pressure) makes no ECS calls.
+pub async fn run_once(
     docker: &Docker,
     data_root: &Path,
-    store: &tokio::sync::Mutex<LastUseStore>,
+    usage: impl AsyncFnOnce(&Inventory) -> Option<UsageMap>,
     policy: &GcPolicy,
     stop_below: f64,
-    task_images: impl FnOnce() -> Fut,
-) -> Result<(Plan, GcReport), GcError>
-where
-    Fut: std::future::Future<Output = BTreeSet<String>>,
-{
+    task_images: impl AsyncFnOnce() -> Option<BTreeSet<String>>,
+) -> Result<(Plan, GcReport), GcError> {
     let (sample, inventory) = survey(docker, data_root).await?;
-    let usage = {
-        let mut store = store.lock().await;
-        store.reconcile(&inventory, SystemTime::now());
-        store.usage().clone()
-    };
+    let usage = usage(&inventory).await.ok_or(GcError::UsageUnavailable)?;
     let mut plan = plan_below(&sample, &inventory, &usage, policy, stop_below);
     if plan.steps.iter().any(|step| matches!(step.action, Action::RemoveImage { .. })) {
-        let wanted = task_images().await;
+        let wanted = task_images().await.unwrap_or_default();
         if !wanted.is_empty() {
             let policy = GcPolicy { task_images: wanted, ..policy.clone() };
             plan = plan_below(&sample, &inventory, &usage, &policy, stop_below);

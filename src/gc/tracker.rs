@@ -4,16 +4,16 @@
 //! every few minutes, which covers whatever the stream could not.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
 use bollard::models::{EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::EventsOptionsBuilder;
 use futures_util::StreamExt;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::docker_io::gather_inventory;
+use super::inventory::{Inventory, UsageMap};
 use super::last_use::{LastUseStore, UsageEvent};
 use crate::backoff::Backoff;
 
@@ -60,28 +60,65 @@ pub fn observe(event: &EventMessage) -> Option<Observed> {
     }
 }
 
+/// Asks the tracker, which owns the last-use store, for the usage of the images a GC run is
+/// about to plan over (reconciled with that listing first).
+pub struct UsageRequest {
+    pub inventory: Inventory,
+    pub reply: oneshot::Sender<UsageMap>,
+}
+
+/// How a GC run reaches the store.
+#[derive(Debug, Clone)]
+pub struct UsageHandle(mpsc::Sender<UsageRequest>);
+
+impl UsageHandle {
+    /// A handle and the requests it sends, for `Tracker::new`.
+    pub fn channel() -> (UsageHandle, mpsc::Receiver<UsageRequest>) {
+        let (tx, rx) = mpsc::channel(4);
+        (UsageHandle(tx), rx)
+    }
+
+    /// The usage of the listed images, as the tracker knows it; `None` once the tracker is gone.
+    pub async fn usage(&self, inventory: &Inventory) -> Option<UsageMap> {
+        let (reply, answer) = oneshot::channel();
+        self.0.send(UsageRequest { inventory: inventory.clone(), reply }).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+/// The loop that owns the last-use store: it follows Docker's events into it, reconciles it
+/// with full listings, saves it, and answers GC's requests for usage.
 pub struct Tracker {
     docker: Docker,
-    store: Arc<Mutex<LastUseStore>>,
+    store: LastUseStore,
+    requests: mpsc::Receiver<UsageRequest>,
     /// Container id → image id, so a `destroy` still resolves after the image lost its tag.
     container_images: HashMap<String, String>,
 }
 
+type Events = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<EventMessage, bollard::errors::Error>> + Send>>;
+
 impl Tracker {
-    pub fn new(docker: Docker, store: Arc<Mutex<LastUseStore>>) -> Self {
-        Tracker { docker, store, container_images: HashMap::new() }
+    pub fn new(docker: Docker, store: LastUseStore, requests: mpsc::Receiver<UsageRequest>) -> Self {
+        Tracker { docker, store, requests, container_images: HashMap::new() }
     }
 
     /// Reconciles with a full listing and saves.
-    pub async fn reconcile(&mut self) -> Result<(), bollard::errors::Error> {
+    async fn reconcile(&mut self) -> Result<(), bollard::errors::Error> {
         let inventory = gather_inventory(&self.docker).await?;
         self.container_images = inventory.containers.iter().map(|c| (c.id.clone(), c.image_id.clone())).collect();
-        let mut store = self.store.lock().await;
-        store.reconcile(&inventory, SystemTime::now());
-        if let Err(error) = store.save() {
-            tracing::warn!(%error, "cannot save image usage");
-        }
+        self.store.reconcile(&inventory, SystemTime::now());
+        self.save();
         Ok(())
+    }
+
+    fn subscribe(&self) -> Events {
+        let since = self.store.events_seen_until().unwrap_or_else(SystemTime::now);
+        let since_secs = since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let filters: HashMap<String, Vec<String>> =
+            HashMap::from([("type".to_string(), vec!["container".to_string(), "image".to_string()])]);
+        let options = EventsOptionsBuilder::default().since(&since_secs.to_string()).filters(&filters).build();
+        Box::pin(self.docker.events(Some(options)))
     }
 
     async fn resolve(&mut self, observed: Observed) -> Option<UsageEvent> {
@@ -102,58 +139,63 @@ impl Tracker {
         }
     }
 
-    /// Runs until `shutdown` flips to true: follow events, reconnect, reconcile, save.
+    /// Runs until `shutdown` flips to true: follow events, reconnect (with `since`, so nothing
+    /// is lost while Docker keeps the events), reconcile, save, answer usage requests.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(15));
+        let mut events: Option<Events> = None;
+        let mut connect_at = Some(tokio::time::Instant::now());
+        let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+        let mut save = tokio::time::interval(SAVE_EVERY);
         while !*shutdown.borrow() {
-            if let Err(error) = self.reconcile().await {
-                tracing::warn!(%error, "cannot list Docker images; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff.next_delay()) => continue,
-                    _ = shutdown.changed() => break,
-                }
-            }
-            backoff.reset();
-            let since = self.store.lock().await.events_seen_until().unwrap_or_else(SystemTime::now);
-            let since_secs = since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            let filters: HashMap<String, Vec<String>> =
-                HashMap::from([("type".to_string(), vec!["container".to_string(), "image".to_string()])]);
-            let options = EventsOptionsBuilder::default().since(&since_secs.to_string()).filters(&filters).build();
-            let mut events = self.docker.events(Some(options));
-            let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
-            reconcile.tick().await;
-            let mut save = tokio::time::interval(SAVE_EVERY);
-            loop {
-                tokio::select! {
-                    next = events.next() => match next {
-                        Some(Ok(event)) => self.apply(&event).await,
-                        Some(Err(error)) => {
-                            tracing::warn!(%error, "Docker event stream failed; reconnecting");
-                            break;
-                        }
-                        None => {
-                            tracing::info!("Docker event stream ended (dockerd restarted?); reconnecting");
-                            break;
-                        }
-                    },
-                    _ = reconcile.tick() => {
-                        if let Err(error) = self.reconcile().await {
-                            tracing::warn!(%error, "periodic reconcile failed");
-                        }
+            if events.is_none() && connect_at.is_some_and(|at| tokio::time::Instant::now() >= at) {
+                match self.reconcile().await {
+                    Ok(()) => {
+                        backoff.reset();
+                        events = Some(self.subscribe());
+                        connect_at = None;
+                        reconcile.reset();
                     }
-                    _ = save.tick() => self.save().await,
-                    _ = shutdown.changed() => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot list Docker images; retrying");
+                        connect_at = Some(tokio::time::Instant::now() + backoff.next_delay());
+                    }
                 }
             }
-            self.save().await;
-            if !*shutdown.borrow() {
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    _ = shutdown.changed() => {}
+            let reconnect = async {
+                match connect_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
                 }
+            };
+            tokio::select! {
+                next = next_event(&mut events) => match next {
+                    Some(Ok(event)) => self.apply(&event).await,
+                    ended => {
+                        match ended {
+                            Some(Err(error)) => tracing::warn!(%error, "Docker event stream failed; reconnecting"),
+                            _ => tracing::info!("Docker event stream ended (dockerd restarted?); reconnecting"),
+                        }
+                        events = None;
+                        self.save();
+                        connect_at = Some(tokio::time::Instant::now() + backoff.next_delay());
+                    }
+                },
+                Some(request) = self.requests.recv() => {
+                    self.store.reconcile(&request.inventory, SystemTime::now());
+                    let _ = request.reply.send(self.store.usage().clone());
+                }
+                _ = reconnect => {}
+                _ = reconcile.tick(), if events.is_some() => {
+                    if let Err(error) = self.reconcile().await {
+                        tracing::warn!(%error, "periodic reconcile failed");
+                    }
+                }
+                _ = save.tick() => self.save(),
+                _ = shutdown.changed() => {}
             }
         }
-        self.save().await;
+        self.save();
     }
 
     async fn apply(&mut self, event: &EventMessage) {
@@ -162,21 +204,27 @@ impl Tracker {
             Observed::Used { at, .. } => Some(*at),
             Observed::Deleted { .. } => None,
         };
-        let resolved = self.resolve(observed).await;
-        let mut store = self.store.lock().await;
-        if let Some(usage) = resolved {
+        if let Some(usage) = self.resolve(observed).await {
             tracing::debug!(?usage, "image usage");
-            store.apply(&usage);
+            self.store.apply(&usage);
         }
         if let Some(at) = at {
-            store.seen_until(at);
+            self.store.seen_until(at);
         }
     }
 
-    async fn save(&self) {
-        if let Err(error) = self.store.lock().await.save() {
+    fn save(&mut self) {
+        if let Err(error) = self.store.save() {
             tracing::warn!(%error, "cannot save image usage");
         }
+    }
+}
+
+/// The next event, or never while there is no stream.
+async fn next_event(events: &mut Option<Events>) -> Option<Result<EventMessage, bollard::errors::Error>> {
+    match events {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -16,29 +16,33 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::watch;
 
-use crate::node::SharedState;
-use crate::node::status;
+use crate::node::status::{self, Board};
 
 pub struct HealthContext {
-    pub state: SharedState,
+    /// What the status loop publishes.
+    pub board: watch::Receiver<Arc<Board>>,
     pub setup_marker: PathBuf,
     /// The main loop counts as stalled when its last tick is older than this.
     pub stale_after: Duration,
 }
 
 impl HealthContext {
-    fn alive(&self) -> bool {
-        self.state.lock().last_tick.is_some_and(|t| t.elapsed() <= self.stale_after)
+    fn alive(&self, board: &Board) -> bool {
+        board.last_tick.is_some_and(|t| t.elapsed() <= self.stale_after)
     }
 
-    fn ready(&self) -> bool {
-        self.setup_marker.exists() && self.state.lock().sample.is_some()
+    fn ready(&self, board: &Board) -> bool {
+        self.setup_marker.exists() && board.document.disk.is_some()
     }
 
-    /// A snapshot of the node model; the daemon's loops keep its conditions current.
+    /// The latest document, judged alive and ready now.
     pub fn document(&self) -> status::StatusDocument {
-        let (alive, ready) = (self.alive(), self.ready());
-        status::document(&self.state.lock(), alive, ready)
+        let board = self.board.borrow().clone();
+        let mut document = board.document.clone();
+        document.alive = self.alive(&board);
+        document.ready = self.ready(&board);
+        document.generated_at = std::time::SystemTime::now();
+        document
     }
 }
 
@@ -52,7 +56,8 @@ pub fn router(context: Arc<HealthContext>) -> Router {
 }
 
 async fn healthz(State(context): State<Arc<HealthContext>>) -> Response {
-    if context.alive() {
+    let board = context.board.borrow().clone();
+    if context.alive(&board) {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "main loop stalled\n").into_response()
@@ -60,10 +65,11 @@ async fn healthz(State(context): State<Arc<HealthContext>>) -> Response {
 }
 
 async fn readyz(State(context): State<Arc<HealthContext>>) -> Response {
-    if context.ready() {
+    let board = context.board.borrow().clone();
+    if context.ready(&board) {
         return (StatusCode::OK, "ready\n").into_response();
     }
-    let why = match context.state.lock().docker_error.clone() {
+    let why = match board.docker_error.clone() {
         Some(error) => format!("not ready: waiting for Docker: {error}\n"),
         None => "not ready: setup or the first disk check has not finished\n".to_string(),
     };

@@ -138,7 +138,7 @@ pub struct Condition {
     pub reason: String,
     pub message: String,
     /// When the status last changed.
-    #[serde(with = "crate::node::status::rfc3339")]
+    #[serde(with = "crate::time::rfc3339")]
     pub since: SystemTime,
 }
 

@@ -7,20 +7,21 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::conditions::Condition;
+use super::snapshot::DiskSnapshot;
 use crate::agent::AgentState;
 use crate::drain::{DrainStatus, Phase};
 use crate::gc::GcReport;
-use crate::node::NodeState;
 
-/// This document's layout; raised when a field changes meaning or goes away.
-pub const SCHEMA_VERSION: u32 = 2;
+/// This document's layout; raised when a field changes meaning or goes away. 3: every time is
+/// RFC 3339 (2 wrote some as Unix seconds); the drain's claim as written.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Serialized by the health endpoint, deserialized by `nodewarden status`: one schema.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusDocument {
     pub schema_version: u32,
     pub version: String,
-    #[serde(with = "rfc3339")]
+    #[serde(with = "crate::time::rfc3339")]
     pub generated_at: SystemTime,
     /// The main loop ticked recently.
     pub alive: bool,
@@ -73,11 +74,11 @@ pub struct OffenderStatus {
 pub struct StoppedTask {
     pub task_arn: String,
     pub reason: String,
-    #[serde(with = "crate::gc::inventory::unix_seconds")]
+    #[serde(with = "crate::time::rfc3339")]
     pub at: std::time::SystemTime,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct GcStatus {
     pub running: bool,
     pub runs: u64,
@@ -94,7 +95,7 @@ pub struct GcTotals {
     pub images_removed_total: u64,
     pub containers_removed_total: u64,
     /// When the last run ended (finished, failed or abandoned).
-    #[serde(default, with = "rfc3339_option")]
+    #[serde(default, with = "crate::time::rfc3339::option")]
     pub last_run_at: Option<SystemTime>,
     /// Each finished run's duration, for the histogram (not in /status).
     #[serde(skip)]
@@ -105,7 +106,7 @@ impl GcTotals {
     /// Runs kept for the histogram: GC runs minutes apart at most, so this is days of them.
     const DURATIONS_KEPT: usize = 10_000;
 
-    pub fn add(&mut self, report: &GcReport) {
+    pub fn add(&mut self, report: &GcReport, now: SystemTime) {
         self.freed_bytes_total += report.bytes_freed.max(0) as u64;
         self.images_removed_total += u64::from(report.images_removed);
         self.containers_removed_total += u64::from(report.containers_removed);
@@ -113,46 +114,35 @@ impl GcTotals {
             self.durations_seconds.remove(0);
         }
         self.durations_seconds.push(report.duration_seconds);
-        self.last_run_at = Some(SystemTime::now());
+        self.last_run_at = Some(now);
     }
 }
 
-/// Times as RFC 3339 (UTC, seconds), as operators and `jq` read them.
-pub mod rfc3339 {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::SystemTime;
-
-    pub fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_rfc3339_seconds(*time).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_rfc3339_weak(&text).map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
-    }
+/// What the status loop publishes and the health endpoint reads.
+#[derive(Debug, Clone)]
+pub struct Board {
+    /// The document; `alive`, `ready` and `generated_at` are set by the reader.
+    pub document: StatusDocument,
+    /// When the disk loop last ticked.
+    pub last_tick: Option<std::time::Instant>,
+    pub docker_error: Option<String>,
+    /// The disk has been measured and a STATUS line said so: READY may follow.
+    pub checked: bool,
 }
 
-pub mod rfc3339_option {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use std::time::SystemTime;
-
-    pub fn serialize<S: Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-        time.map(|t| humantime::format_rfc3339_seconds(t).to_string()).serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            None => Ok(None),
-            Some(text) => humantime::parse_rfc3339_weak(&text)
-                .map(Some)
-                .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}"))),
-        }
-    }
+/// What the status loop combines into a document: each loop's latest snapshot.
+pub struct Parts<'a> {
+    pub disk: &'a DiskSnapshot,
+    pub drain: &'a DrainStatus,
+    pub agent: &'a AgentState,
+    pub conditions: Vec<Condition>,
 }
 
-pub fn document(state: &NodeState, alive: bool, ready: bool) -> StatusDocument {
-    let disk = state.sample.map(|s| DiskStatus {
-        path: state.data_root.clone(),
+/// The document, with `alive` and `ready` as the caller judges them now.
+pub fn document(parts: Parts<'_>, alive: bool, ready: bool) -> StatusDocument {
+    let d = parts.disk;
+    let disk = d.sample.map(|s| DiskStatus {
+        path: d.data_root.clone(),
         total_bytes: s.total_bytes,
         used_bytes: s.used_bytes(),
         available_bytes: s.available_bytes,
@@ -160,8 +150,8 @@ pub fn document(state: &NodeState, alive: bool, ready: bool) -> StatusDocument {
         inodes_total: s.total_inodes,
         inodes_used: s.used_inodes(),
         inodes_used_percent: round1(s.used_inode_fraction() * 100.0),
-        fill_rate_bytes_per_second: state.fill_rate.map(|r| r.round()),
-        time_to_full_seconds: state.time_to_full.map(|t| t.as_secs_f64().round()),
+        fill_rate_bytes_per_second: d.fill_rate.map(|r| r.round()),
+        time_to_full_seconds: d.time_to_full.map(|t| t.as_secs_f64().round()),
     });
     StatusDocument {
         schema_version: SCHEMA_VERSION,
@@ -169,18 +159,13 @@ pub fn document(state: &NodeState, alive: bool, ready: bool) -> StatusDocument {
         generated_at: SystemTime::now(),
         alive,
         ready,
-        conditions: state.conditions.clone(),
+        conditions: parts.conditions,
         disk,
-        pressure: PressureStatus { phase: state.pressure, reason: state.pressure_reason.clone() },
-        offender: state.offender.clone(),
-        gc: GcStatus {
-            running: state.gc_running,
-            runs: state.gc_runs,
-            last: state.last_gc.clone(),
-            totals: state.gc_totals.clone(),
-        },
-        drain: state.drain.clone(),
-        agent: state.agent.lock().clone(),
+        pressure: PressureStatus { phase: d.phase, reason: d.reason.clone() },
+        offender: d.offender.clone(),
+        gc: d.gc.clone(),
+        drain: parts.drain.clone(),
+        agent: parts.agent.clone(),
     }
 }
 

@@ -145,7 +145,7 @@ async fn every_endpoint_answers_and_status_reads_well() {
             && doc["agent"]["image"].as_str().unwrap().contains("amazon-ecs-agent")
     );
     assert!(doc["gc"]["runs"].as_u64().is_some() && doc["gc"]["freed_bytes_total"].as_u64().is_some());
-    assert_eq!(doc["schema_version"], 2);
+    assert_eq!(doc["schema_version"], 3);
     assert!(humantime::parse_rfc3339(doc["generated_at"].as_str().unwrap()).is_ok(), "{}", doc["generated_at"]);
     assert!(doc.get("host").is_none(), "host figures belong to node_exporter");
 

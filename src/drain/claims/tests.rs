@@ -1,32 +1,59 @@
-//! Table tests of the claim order and the step-back rule, and a simulation of many nodes
-//! deciding at once over eventually consistent reads.
+//! Table tests of the claim format, the orders and the trust bounds, and a property test of the
+//! converged orders. The protocol over lagging reads is exercised with the real drain machine
+//! in `tests/fleet_sim` (a property test over interleavings and the fleet simulation).
 
 use super::*;
 use proptest::prelude::*;
-use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
 
 fn at(seconds: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_764_000_000 + seconds)
 }
 
-fn claim(instance: &str, seconds: u64) -> Claim {
-    Claim { instance: instance.into(), at: at(seconds) }
+/// A waiting claim written at `written`, full at `full` (seconds).
+fn waiting(instance: &str, written: u64, full: u64) -> Claim {
+    Claim { instance: instance.into(), written: at(written), urgency: Urgency::FullAt(at(full)), drained: None }
+}
+
+fn drained(instance: &str, written: u64, full: u64, drained_at: u64) -> Claim {
+    Claim { drained: Some(at(drained_at)), ..waiting(instance, written, full) }
 }
 
 fn view(registered: usize, draining: &[&str], claims: &[Claim]) -> View {
     View { registered, draining: draining.iter().map(|s| s.to_string()).collect(), claims: claims.to_vec() }
 }
 
+fn withheld(ahead: usize, allowed: usize, waiters_ahead: usize) -> Verdict {
+    Verdict::Withheld { ahead, allowed, waiters_ahead }
+}
+
 #[test]
-fn claim_values_round_trip_and_fit_an_ecs_attribute() {
-    let when = at(5) + Duration::from_millis(123);
-    let value = Claim::value(when, DrainReason::DiskPressure);
-    assert_eq!(value, "2025-11-24T16:00:05.123Z disk-pressure");
-    assert!(value.len() <= 128 && value.chars().all(|c| c.is_ascii_alphanumeric() || "-.: ".contains(c)));
-    assert_eq!(Claim::parse("i1", &value), Some(Claim { instance: "i1".into(), at: when }));
-    assert_eq!(Claim::parse("i1", "garbage"), None);
-    assert_eq!(Claim::parse("i1", ""), None);
+fn claim_values_round_trip_fit_an_ecs_attribute_and_old_ones_still_read() {
+    let claims = [
+        Claim { written: at(5) + Duration::from_millis(123), ..waiting("i1", 0, 35) },
+        Claim { urgency: Urgency::Steady, ..waiting("i1", 5, 0) },
+        drained("i1", 5, 35, 7),
+    ];
+    let values: Vec<String> = claims.iter().map(Claim::value).collect();
+    assert_eq!(
+        values,
+        [
+            "2025-11-24T16:00:05.123Z disk-pressure full 2025-11-24T16:00:35Z",
+            "2025-11-24T16:00:05.000Z disk-pressure steady",
+            "2025-11-24T16:00:05.000Z disk-pressure full 2025-11-24T16:00:35Z drained 2025-11-24T16:00:07Z",
+        ]
+    );
+    for (claim, value) in claims.iter().zip(&values) {
+        assert!(value.len() <= 128 && value.chars().all(|c| c.is_ascii_alphanumeric() || "-.: ".contains(c)));
+        assert_eq!(Claim::parse("i1", value).as_ref(), Some(claim));
+    }
+    // The previous version's claims: full at their time, so old and new nodes share one order.
+    assert_eq!(Claim::parse("i1", "2025-11-24T16:00:05.000Z disk-pressure"), Some(waiting("i1", 5, 5)));
+    for garbage in
+        ["", "garbage", "2025-11-24T16:00:05Z spot", "2025-11-24T16:00:05Z disk-pressure full", "x disk-pressure"]
+    {
+        assert_eq!(Claim::parse("i1", garbage), None, "{garbage:?}");
+    }
 }
 
 #[test]
@@ -40,223 +67,149 @@ fn budgets_round_up_and_zero_means_never() {
 }
 
 #[test]
-fn the_earliest_claim_drains_and_ties_go_to_the_lower_instance_id() {
+fn the_waiter_closest_to_full_drains_first_ties_by_id_and_steady_last() {
     let now = at(10);
-    let claims = [claim("b", 1), claim("a", 1), claim("c", 0)];
+    let steady = Claim { urgency: Urgency::Steady, ..waiting("s", 1, 0) };
+    let claims = [waiting("b", 1, 40), waiting("a", 1, 40), waiting("c", 2, 20), steady.clone()];
     let v = view(5, &[], &claims);
-    // 20% of 5: one slot. c claimed first.
-    assert_eq!(may_drain(&v, &claim("c", 0), 0.2, now), Verdict::Admitted);
-    assert_eq!(may_drain(&v, &claim("a", 1), 0.2, now), Verdict::Withheld { ahead: 1, allowed: 1 });
-    assert_eq!(may_drain(&v, &claim("b", 1), 0.2, now), Verdict::Withheld { ahead: 2, allowed: 1 });
-    // 40% of 5: two slots; a beats b on the id at the same time.
-    assert_eq!(may_drain(&v, &claim("a", 1), 0.4, now), Verdict::Admitted);
-    assert_eq!(may_drain(&v, &claim("b", 1), 0.4, now), Verdict::Withheld { ahead: 2, allowed: 2 });
+    // 20% of 5: one slot. c is full soonest, whoever claimed first.
+    assert_eq!(may_drain(&v, &waiting("c", 2, 20), 0.2, now), Verdict::Admitted);
+    assert_eq!(may_drain(&v, &waiting("a", 1, 40), 0.2, now), withheld(1, 1, 1));
+    assert_eq!(may_drain(&v, &waiting("b", 1, 40), 0.2, now), withheld(2, 1, 2));
+    assert_eq!(may_drain(&v, &steady, 0.2, now), withheld(3, 1, 3));
+    // 40% of 5: two slots; a beats b on the id at the same urgency.
+    assert_eq!(may_drain(&v, &waiting("a", 1, 40), 0.4, now), Verdict::Admitted);
+    assert_eq!(may_drain(&v, &waiting("b", 1, 40), 0.4, now), withheld(2, 2, 2));
 }
 
 #[test]
-fn unclaimed_drains_take_budget_first_but_never_push_a_drained_node_back() {
+fn a_node_counts_only_others_and_needs_no_read_of_its_own_claim() {
     let now = at(10);
-    // x drains for a spot notice (no claim); a claims.
-    let v = view(5, &["x"], &[claim("a", 1)]);
-    assert_eq!(may_drain(&v, &claim("a", 1), 0.2, now), Verdict::Withheld { ahead: 1, allowed: 1 });
-    // a already drained for disk pressure, then x drains: a stays.
-    let v = view(5, &["x", "a"], &[claim("a", 1)]);
-    assert_eq!(must_step_back(&v, &claim("a", 1), 0.2, now), Verdict::Admitted);
+    let own = waiting("b", 9, 30);
+    assert_eq!(may_drain(&view(5, &[], &[]), &own, 0.2, now), Verdict::Admitted);
+    assert_eq!(may_drain(&view(5, &[], std::slice::from_ref(&own)), &own, 0.2, now), Verdict::Admitted);
+    assert_eq!(may_drain(&view(5, &[], &[waiting("a", 1, 20)]), &own, 0.2, now), withheld(1, 1, 1));
 }
 
 #[test]
-fn a_stale_read_lets_two_drain_and_the_later_claim_steps_back() {
+fn drains_take_budget_first_and_unclaimed_ones_never_push_a_holder_back() {
     let now = at(10);
-    // a read before b's claim showed: a drained. b read both: b is first and drained too.
-    let a_saw = view(5, &[], &[claim("a", 2)]);
-    assert_eq!(may_drain(&a_saw, &claim("a", 2), 0.2, now), Verdict::Admitted);
-    let b_saw = view(5, &[], &[claim("a", 2), claim("b", 1)]);
-    assert_eq!(may_drain(&b_saw, &claim("b", 1), 0.2, now), Verdict::Admitted);
-    // Both read again after draining: a is outside the order and steps back, b stays.
-    let later = view(5, &["a", "b"], &[claim("a", 2), claim("b", 1)]);
-    assert_eq!(must_step_back(&later, &claim("a", 2), 0.2, now), Verdict::Withheld { ahead: 1, allowed: 1 });
-    assert_eq!(must_step_back(&later, &claim("b", 1), 0.2, now), Verdict::Admitted);
+    // x drains for a spot notice (no claim), h holds a slot: a waits behind both at 40% of 5.
+    let v = view(5, &["x", "h"], &[drained("h", 1, 30, 2), waiting("a", 3, 5)]);
+    assert_eq!(may_drain(&v, &waiting("a", 3, 5), 0.4, now), withheld(2, 2, 0));
+    // h drained for disk pressure, then x drained for a spot notice: h stays.
+    let v = view(5, &["x", "h"], &[drained("h", 1, 30, 2)]);
+    assert_eq!(must_step_back(&v, &drained("h", 1, 30, 2), 0.2, now), Verdict::Admitted);
 }
 
 #[test]
-fn a_node_counts_its_own_claim_before_the_read_shows_it() {
-    let now = at(10);
-    let v = view(5, &[], &[claim("a", 1)]);
-    assert_eq!(may_drain(&v, &claim("b", 2), 0.2, now), Verdict::Withheld { ahead: 1, allowed: 1 });
-    assert_eq!(may_drain(&view(5, &[], &[]), &claim("b", 2), 0.2, now), Verdict::Admitted);
+fn two_drains_on_stale_reads_keep_the_one_about_to_fill_and_a_settled_drain_stays() {
+    let now = at(12);
+    // a (full at 50) and b (full at 15) drained within seconds of each other on reads that
+    // missed each other: b is about to fill and stays; a steps back.
+    let a = drained("a", 2, 50, 3);
+    let b = drained("b", 4, 15, 5);
+    let v = view(5, &["a", "b"], &[a.clone(), b.clone()]);
+    assert_eq!(must_step_back(&v, &a, 0.2, now), withheld(1, 1, 0));
+    assert_eq!(must_step_back(&v, &b, 0.2, now), Verdict::Admitted);
+    // Before b's marker is visible, a reader takes b to have drained now: the same verdicts.
+    let v = view(5, &["a", "b"], &[a.clone(), waiting("b", 4, 15)]);
+    assert_eq!(must_step_back(&v, &a, 0.2, now), withheld(1, 1, 0));
+    // A drain beyond the urgency horizon of another's has settled: a newcomer about to fill
+    // (c, full at 105) steps back, not the settled one (a, full at 500).
+    let a = drained("a", 2, 500, 3);
+    let c = drained("c", 100, 105, 101);
+    let v = view(5, &["a", "c"], &[a.clone(), c.clone()]);
+    assert_eq!(must_step_back(&v, &c, 0.2, at(104)), withheld(1, 1, 0));
+    assert_eq!(must_step_back(&v, &a, 0.2, at(104)), Verdict::Admitted);
 }
 
 #[test]
-fn stale_claims_of_nodes_that_never_drained_expire() {
-    let old = claim("dead", 0);
-    let v = view(5, &[], std::slice::from_ref(&old));
-    let before = at(0) + CLAIM_TTL - Duration::from_secs(1);
-    assert!(matches!(may_drain(&v, &claim("a", 50), 0.2, before), Verdict::Withheld { .. }));
-    let after = at(0) + CLAIM_TTL;
-    assert_eq!(may_drain(&v, &claim("a", 50), 0.2, after), Verdict::Admitted);
-    // A claim whose instance drains never expires.
-    let drained = view(5, &["dead"], &[old]);
-    assert!(matches!(may_drain(&drained, &claim("a", 500), 0.2, at(500)), Verdict::Withheld { .. }));
+fn claims_from_the_future_are_ignored_beyond_the_clock_skew_allowance() {
+    let now = at(100);
+    let own = waiting("b", 99, 130);
+    let within = waiting("a", 100 + CLOCK_SKEW.as_secs(), 101);
+    assert_eq!(may_drain(&view(5, &[], &[within]), &own, 0.2, now), withheld(1, 1, 1));
+    let beyond = waiting("a", 101 + CLOCK_SKEW.as_secs(), 101);
+    assert_eq!(may_drain(&view(5, &[], &[beyond]), &own, 0.2, now), Verdict::Admitted);
+    // A drain marker from the future on an instance ECS shows ACTIVE makes no holder: the
+    // claim counts as a waiting one (here ahead of ours, being closer to full).
+    let v = view(5, &[], &[drained("a", 95, 96, 5000)]);
+    assert_eq!(may_drain(&v, &own, 0.2, now), withheld(1, 1, 1));
+}
+
+#[test]
+fn claims_that_are_not_refreshed_expire_and_nothing_blocks_the_cluster_longer() {
+    let own = waiting("me", 1000, 1030);
+    // Every other instance carries a forged, urgent claim: withheld until they expire.
+    let forged: Vec<Claim> = (0..9).map(|i| waiting(&format!("f{i}"), 1000, 1000)).collect();
+    let v = view(10, &[], &forged);
+    let just_before = 1000 + WAITER_TTL.as_secs() - 1;
+    assert!(matches!(may_drain(&v, &own, 0.5, at(just_before)), Verdict::Withheld { .. }));
+    assert_eq!(may_drain(&v, &own, 0.5, at(1000 + WAITER_TTL.as_secs())), Verdict::Admitted);
+    // A holder's claim lives longer while its instance drains; past its TTL the drain still
+    // counts, as an unclaimed one.
+    let holder = drained("h", 0, 10, 1);
+    let v = view(5, &["h"], std::slice::from_ref(&holder));
+    let after = HOLDER_TTL.as_secs() + 1;
+    assert_eq!(may_drain(&v, &waiting("me", after, after), 0.2, at(after)), withheld(1, 1, 0));
+    assert_eq!(must_step_back(&v, &drained("me", after, after, after), 0.2, at(after)), Verdict::Admitted);
+    // A drain marker on an instance ECS shows ACTIVE counts only for its grace, then as a wait.
+    let v = view(5, &[], &[drained("m", 50, 60, 50)]);
+    assert_eq!(may_drain(&v, &waiting("me", 55, 55), 0.2, at(55)), withheld(1, 1, 0));
+    let later = 50 + MARKER_GRACE.as_secs();
+    assert_eq!(may_drain(&v, &waiting("me", later, later), 0.2, at(later)), withheld(1, 1, 1));
+}
+
+#[test]
+fn a_claim_cannot_jump_the_order_by_naming_the_past() {
+    let now = at(100);
+    // Written at 90 but "full" in 1970: counts as full at 90, behind one full at 80.
+    let liar = Claim { urgency: Urgency::FullAt(UNIX_EPOCH), ..waiting("a", 90, 0) };
+    let honest = waiting("b", 70, 80);
+    let v = view(5, &[], &[liar.clone(), honest.clone()]);
+    assert_eq!(may_drain(&v, &honest, 0.2, now), Verdict::Admitted);
+    assert_eq!(may_drain(&v, &liar, 0.2, now), withheld(1, 1, 1));
 }
 
 #[test]
 fn a_zero_budget_admits_nobody() {
-    assert_eq!(may_drain(&view(5, &[], &[]), &claim("a", 0), 0.0, at(1)), Verdict::Withheld { ahead: 0, allowed: 0 });
-}
-
-/// An eventually consistent store of claims and DRAINING flags: each write becomes visible
-/// to a reader after a delay drawn per read and key.
-#[derive(Default)]
-struct Store {
-    /// Per key, every write: (step, value).
-    claims: BTreeMap<String, Vec<(u64, Option<SystemTime>)>>,
-    draining: BTreeMap<String, Vec<(u64, bool)>>,
-}
-
-impl Store {
-    fn read<T: Clone>(history: &[(u64, T)], step: u64, lag: u64) -> Option<T> {
-        history.iter().rev().find(|(written, _)| *written + lag <= step).map(|(_, v)| v.clone())
-    }
-
-    fn view(&self, registered: usize, step: u64, rng: &mut Rng, max_lag: u64) -> View {
-        let mut v = View { registered, ..View::default() };
-        for (instance, history) in &self.claims {
-            if let Some(Some(at)) = Self::read(history, step, rng.below(max_lag + 1)) {
-                v.claims.push(Claim { instance: instance.clone(), at });
-            }
-        }
-        for (instance, history) in &self.draining {
-            if Self::read(history, step, rng.below(max_lag + 1)) == Some(true) {
-                v.draining.insert(instance.clone());
-            }
-        }
-        v
-    }
-
-    fn truth(&self, registered: usize) -> View {
-        let mut v = View { registered, ..View::default() };
-        for (instance, history) in &self.claims {
-            if let Some((_, Some(at))) = history.last() {
-                v.claims.push(Claim { instance: instance.clone(), at: *at });
-            }
-        }
-        for (instance, history) in &self.draining {
-            if history.last().is_some_and(|(_, d)| *d) {
-                v.draining.insert(instance.clone());
-            }
-        }
-        v
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Node {
-    Wants,
-    Claimed(SystemTime),
-    Drained(SystemTime),
-    Waiting { claim_again_at: u64 },
-}
-
-/// One node's turn at `step`, following the controller's protocol.
-fn act(node: &mut Node, id: &str, store: &mut Store, seen: View, fraction: f64, step: u64, skew: u64) {
-    let now = at(step + skew);
-    match *node {
-        Node::Wants => {
-            store.claims.entry(id.into()).or_default().push((step, Some(now)));
-            *node = Node::Claimed(now);
-        }
-        Node::Claimed(claimed) => {
-            let own = Claim { instance: id.into(), at: claimed };
-            if may_drain(&seen, &own, fraction, now) == Verdict::Admitted {
-                store.draining.entry(id.into()).or_default().push((step, true));
-                *node = Node::Drained(claimed);
-            } else {
-                store.claims.entry(id.into()).or_default().push((step, None));
-                *node = Node::Waiting { claim_again_at: step + 5 };
-            }
-        }
-        Node::Drained(claimed) => {
-            let own = Claim { instance: id.into(), at: claimed };
-            if must_step_back(&seen, &own, fraction, now) != Verdict::Admitted {
-                store.draining.entry(id.into()).or_default().push((step, false));
-                store.claims.entry(id.into()).or_default().push((step, None));
-                *node = Node::Waiting { claim_again_at: step + 5 };
-            }
-        }
-        Node::Waiting { claim_again_at } if step >= claim_again_at => *node = Node::Wants,
-        Node::Waiting { .. } => {}
-    }
+    assert_eq!(may_drain(&view(5, &[], &[]), &waiting("a", 0, 0), 0.0, at(1)), withheld(0, 0, 0));
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
-
-    /// Under any interleaving and read lag, once reads catch up: no more than `allowed`
-    /// instances DRAINING for disk pressure, and none left withheld while the budget is free.
+    /// Once every claim is visible, at most `allowed` holders keep their drains, and they are
+    /// the first in the holders' order; the waiters admitted are the first waiters.
     #[test]
-    fn the_budget_holds_after_convergence(
-        seed in 1u64..u64::MAX,
-        wanting in 1usize..9,
-        idle in 0usize..6,
-        spot_draining in 0usize..2,
-        fraction in prop::sample::select(vec![0.2, 0.25, 0.4, 0.5, 1.0]),
-        max_lag in 0u64..10,
+    fn converged_orders_keep_the_budget(
+        holders in prop::collection::vec((0u64..200, 0u64..400, any::<bool>()), 0..12),
+        waiters in prop::collection::vec((0u64..400, any::<bool>()), 0..12),
+        unclaimed in 0usize..3,
+        fraction in prop::sample::select(vec![0.1, 0.2, 0.25, 0.5, 1.0]),
     ) {
-        let mut rng = Rng(seed);
-        let registered = wanting + idle + spot_draining;
-        let mut store = Store::default();
-        for s in 0..spot_draining {
-            store.draining.entry(format!("spot{s}")).or_default().push((0, true));
+        let now = at(300);
+        let mut claims = Vec::new();
+        let mut draining: Vec<String> = (0..unclaimed).map(|i| format!("x{i}")).collect();
+        for (i, (drained_at, full, steady)) in holders.iter().enumerate() {
+            let mut c = drained(&format!("h{i:02}"), 290, *full, 100 + drained_at);
+            if *steady { c.urgency = Urgency::Steady; }
+            draining.push(c.instance.clone());
+            claims.push(c);
         }
-        let ids: Vec<String> = (0..wanting).map(|i| format!("n{i}")).collect();
-        let skews: Vec<u64> = ids.iter().map(|_| rng.below(3)).collect();
-        let mut nodes = vec![Node::Wants; wanting];
-        // Racing: random turns over lagging reads.
-        for step in 1..=(wanting as u64 * 12) {
-            let i = rng.below(wanting as u64) as usize;
-            let seen = store.view(registered, step, &mut rng, max_lag);
-            act(&mut nodes[i], &ids[i], &mut store, seen, fraction, step, skews[i]);
+        for (i, (full, steady)) in waiters.iter().enumerate() {
+            let mut c = waiting(&format!("w{i:02}"), 290, 290 + full);
+            if *steady { c.urgency = Urgency::Steady; }
+            claims.push(c);
         }
-        // Converging: reads catch up, every node takes turns until nothing changes.
-        let mut step = wanting as u64 * 12 + max_lag + 1;
-        for _ in 0..(wanting * 8 + 20) {
-            for i in 0..wanting {
-                step += 1;
-                let seen = store.truth(registered);
-                act(&mut nodes[i], &ids[i], &mut store, seen, fraction, step, skews[i]);
-            }
-        }
+        let registered = holders.len() + waiters.len() + unclaimed + 3;
+        let draining: Vec<&str> = draining.iter().map(String::as_str).collect();
+        let v = view(registered, &draining, &claims);
         let allowed = allowed(registered, fraction);
-        let drained = nodes.iter().filter(|n| matches!(n, Node::Drained(_))).count();
-        prop_assert!(drained <= allowed, "{drained} drained, {allowed} allowed: {nodes:?}");
-        let truth = store.truth(registered);
-        for (i, node) in nodes.iter().enumerate() {
-            if matches!(node, Node::Drained(_)) {
-                continue;
-            }
-            let fresh = Claim { instance: ids[i].clone(), at: at(step + 1 + skews[i]) };
-            prop_assert!(
-                may_drain(&truth, &fresh, fraction, at(step + 1)) != Verdict::Admitted,
-                "{} waits although the budget is free: {nodes:?}", ids[i]
-            );
-        }
-        // The free budget is used: all of it without spot drains; with them, at least what they
-        // leave (a race may have drained more before they were seen; nobody is pushed back).
-        let floor = wanting.min(allowed.saturating_sub(spot_draining));
-        prop_assert!(drained >= floor, "{drained} drained, at least {floor} expected: {nodes:?}");
-        if spot_draining == 0 {
-            prop_assert_eq!(drained, wanting.min(allowed));
-        }
+        let kept = claims.iter().filter(|c| c.drained.is_some())
+            .filter(|c| must_step_back(&v, c, fraction, now) == Verdict::Admitted).count();
+        prop_assert_eq!(kept, holders.len().min(allowed));
+        let admitted = claims.iter().filter(|c| c.drained.is_none())
+            .filter(|c| may_drain(&v, c, fraction, now) == Verdict::Admitted).count();
+        prop_assert_eq!(admitted, allowed.saturating_sub(unclaimed + holders.len()).min(waiters.len()));
     }
 }

@@ -102,16 +102,20 @@ impl Moto {
             .expect("moto's variables are valid")
     }
 
+    /// The tests' own ECS client: nodewarden's, with patience for moto on a loaded machine (its
+    /// first EC2 call loads the AMI catalogue; a thousand instances take a while).
     pub async fn ecs(&self) -> aws_sdk_ecs::Client {
         let environment = self.environment();
         let config = nodewarden::aws::sdk_config(&environment, None, &nodewarden::aws::AwsProxy::FromEnvironment).await;
-        nodewarden::aws::ecs_client(&environment, &config)
+        let client = nodewarden::aws::ecs_client(&environment, &config);
+        aws_sdk_ecs::Client::from_conf(client.config().to_builder().timeout_config(patient()).build())
     }
 
     pub async fn ec2(&self) -> aws_sdk_ec2::Client {
         let environment = self.environment();
         let config = nodewarden::aws::sdk_config(&environment, None, &nodewarden::aws::AwsProxy::FromEnvironment).await;
-        nodewarden::aws::ec2_client(&environment, &config)
+        let client = nodewarden::aws::ec2_client(&environment, &config);
+        aws_sdk_ec2::Client::from_conf(client.config().to_builder().timeout_config(patient()).build())
     }
 
     /// Launches `count` EC2 instances in moto and registers each as a container instance of a
@@ -241,4 +245,11 @@ impl Drop for Moto {
         }
         let _ = self.child.wait();
     }
+}
+
+fn patient() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(Duration::from_secs(120))
+        .operation_timeout(Duration::from_secs(240))
+        .build()
 }
