@@ -136,10 +136,18 @@ pub fn lookup(key: &str) -> Option<ValueKind> {
 /// misplaced secret lands (`ECS_ENGINE_AUTH_DATA` in `[ecs.config]`, ecs-init users' habit),
 /// and errors go to the journal and, after a reload, to `/status` and `/metrics`.
 pub fn may_show_value(key: &str) -> bool {
-    // PROXY: a proxy URL may carry `user:password@`.
-    const SECRET_WORDS: &[&str] = &["AUTH", "PASSWORD", "PASSWD", "TOKEN", "SECRET", "KEY", "CREDENTIAL", "PROXY"];
     let known = matches!(lookup(key), Some(kind) if !matches!(kind, ValueKind::Reserved(_)));
-    known && !SECRET_WORDS.iter().any(|word| key.contains(word))
+    // PROXY: a proxy URL may carry `user:password@`.
+    known && !name_looks_secret(key) && !key.contains("PROXY")
+}
+
+/// Whether a variable's name says it holds a secret (`*_TOKEN`, `*_PASSWORD`, `*_SECRET`,
+/// `*AUTH*`, `*_KEY`, `*CREDENTIAL*`): its value is never printed, whether nodewarden knows
+/// the key or passes it unchecked.
+pub fn name_looks_secret(key: &str) -> bool {
+    const SECRET_WORDS: &[&str] = &["AUTH", "PASSWORD", "PASSWD", "TOKEN", "SECRET", "KEY", "CREDENTIAL"];
+    let upper = key.to_ascii_uppercase();
+    SECRET_WORDS.iter().any(|word| upper.contains(word))
 }
 
 /// `start-end` as the agent reads ECS_DYNAMIC_HOST_PORT_RANGE.
@@ -515,6 +523,32 @@ mod tests {
         ];
         for (text, nanos) in table {
             assert_eq!(go_parse_duration(text), *nanos, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn names_that_look_secret() {
+        let table: &[(&str, bool)] = &[
+            ("ECS_REGISTRY_TOKEN", true),
+            ("MY_DB_PASSWORD", true),
+            ("ECS_MY_PASSWD", true),
+            ("CLIENT_SECRET", true),
+            ("ECS_ENGINE_AUTH_DATA", true),
+            ("ECS_AUTHORIZATION", true),
+            ("OAUTH_THING", true),
+            ("AWS_SECRET_ACCESS_KEY", true),
+            ("API_KEY", true),
+            ("ECS_CREDENTIALS_FILE", true),
+            ("ECS_FUTURE_FEATURE", false),
+            ("ECS_LOGLEVEL", false),
+            ("ECS_IMAGE_PULL_BEHAVIOR", false),
+            ("HTTP_PROXY", false),
+        ];
+        for (key, secret) in table {
+            assert_eq!(name_looks_secret(key), *secret, "{key}");
+            if *secret {
+                assert!(!may_show_value(key), "{key}");
+            }
         }
     }
 }

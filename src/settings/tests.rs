@@ -188,6 +188,25 @@ fn rendering_redacts_secrets_names_sources_and_reparses_to_the_same_settings() {
 }
 
 #[test]
+fn an_unchecked_keys_value_is_not_printed_when_its_name_looks_secret() {
+    let text = "[ecs]\ncluster = \"c\"\nconfig-unchecked = [\"ECS_REGISTRY_TOKEN\", \"MY_DB_PASSWORD\", \
+                \"CLIENT_SECRET\", \"ECS_X_AUTH_HEADER\", \"ECS_FUTURE_FEATURE\"]\n[ecs.config]\n\
+                ECS_REGISTRY_TOKEN = \"tok-1\"\nMY_DB_PASSWORD = \"pw-2\"\nCLIENT_SECRET = \"sec-3\"\n\
+                ECS_X_AUTH_HEADER = \"auth-4\"\nECS_FUTURE_FEATURE = \"visible-5\"\n";
+    let rendered = load_file(text).unwrap().render();
+    for (key, value) in [
+        ("ECS_REGISTRY_TOKEN", "tok-1"),
+        ("MY_DB_PASSWORD", "pw-2"),
+        ("CLIENT_SECRET", "sec-3"),
+        ("ECS_X_AUTH_HEADER", "auth-4"),
+    ] {
+        assert!(!rendered.contains(value), "{key}'s value printed:\n{rendered}");
+        assert!(rendered.contains(&format!("{key} = \"<redacted>\"")), "{key} not shown redacted:\n{rendered}");
+    }
+    assert!(rendered.contains("ECS_FUTURE_FEATURE = \"visible-5\""), "{rendered}");
+}
+
+#[test]
 fn a_proxys_credentials_are_never_printed() {
     let text = "[ecs]\ncluster = \"c\"\n[ecs.config]\nHTTP_PROXY = \"http://bob:hunter2@10.0.0.131:3128\"\n\
                 HTTPS_PROXY = \"alice:pw@proxy.corp:8443/\"\nNO_PROXY = \"169.254.169.254\"\n";
