@@ -261,6 +261,7 @@ impl DiskWatch {
         policy.remove_now = self.offenders.remove_now();
         let (docker, data_root, store) = (self.docker.clone(), self.data_root.clone(), self.store.clone());
         let stop = self.disk().gc_stop.fraction();
+        let drain_at = self.disk().drain_at.fraction();
         let deadline = self.settings.borrow().gc.run_timeout;
         let ecs = self.ecs.clone().zip(self.state.lock().drain.identity.clone());
         tokio::spawn(async move {
@@ -268,10 +269,10 @@ impl DiskWatch {
             let wanted = || async move {
                 match ecs {
                     Some((api, identity)) => task_images(&api, &identity).await,
-                    None => Default::default(),
+                    None => gc::TaskImages::Unknown,
                 }
             };
-            let run = gc::run_once(&docker, &data_root, &store, &policy, stop, wanted);
+            let run = gc::run_once(&docker, &data_root, &store, &policy, stop, drain_at, wanted);
             match tokio::time::timeout(deadline, run).await {
                 Ok(result) => result.map(|(_, report)| report),
                 Err(_) => Err(GcError::TimedOut(deadline)),
@@ -315,18 +316,18 @@ impl DiskWatch {
     }
 }
 
-/// This instance's task images, normalized as Docker lists them; none (with a warning) when
-/// ECS does not answer in time: GC then keeps what containers use, as it always does.
-async fn task_images(api: &EcsApi, identity: &Identity) -> std::collections::BTreeSet<String> {
+/// This instance's task images, normalized as Docker lists them; unknown (with a warning) when
+/// ECS does not answer in time: GC then keeps images of unknown use below drain-at.
+async fn task_images(api: &EcsApi, identity: &Identity) -> gc::TaskImages {
     match tokio::time::timeout(TASK_IMAGES_WAIT, api.task_images(identity)).await {
-        Ok(Ok(images)) => images.iter().map(|image| gc::normalize_reference(image)).collect(),
+        Ok(Ok(images)) => gc::TaskImages::Known(images.iter().map(|image| gc::normalize_reference(image)).collect()),
         Ok(Err(error)) => {
-            tracing::warn!(%error, "cannot ask ECS which images this instance's tasks need; keeping those in use");
-            Default::default()
+            tracing::warn!(%error, "cannot ask ECS which images this instance's tasks need; keeping images of unknown use");
+            gc::TaskImages::Unknown
         }
         Err(_) => {
-            tracing::warn!(wait = ?TASK_IMAGES_WAIT, "ECS did not name this instance's task images in time; keeping those in use");
-            Default::default()
+            tracing::warn!(wait = ?TASK_IMAGES_WAIT, "ECS did not name this instance's task images in time; keeping images of unknown use");
+            gc::TaskImages::Unknown
         }
     }
 }

@@ -253,3 +253,37 @@ fn ecs_config_errors_never_show_a_value_that_may_be_a_secret() {
     // A known, ordinary key still says what was found.
     assert!(problems.iter().any(|p| p.contains("ECS_LOGLEVEL") && p.contains("found \"loud\"")), "{problems:#?}");
 }
+
+#[test]
+fn other_containers_and_their_volumes_are_removed_only_when_opted_in_volumes_only_with_containers() {
+    let gc_of = |extra: &str| load_file(&format!("[ecs]\ncluster = \"c\"\n[gc]\n{extra}")).map(|l| l.settings.gc);
+    let defaults = gc_of("").unwrap();
+    assert!(!defaults.remove_other_containers && !defaults.remove_other_volumes, "both default off");
+    let accepted: &[(&str, bool, bool)] = &[
+        ("remove-other-containers = false\n", false, false),
+        ("remove-other-containers = true\n", true, false),
+        ("remove-other-containers = true\nremove-other-volumes = true\n", true, true),
+        ("remove-other-containers = true\nremove-other-volumes = false\n", true, false),
+    ];
+    for (text, containers, volumes) in accepted {
+        let gc = gc_of(text).unwrap_or_else(|p| panic!("{text}: {p:#?}"));
+        assert_eq!((gc.remove_other_containers, gc.remove_other_volumes), (*containers, *volumes), "{text}");
+    }
+    let refused: &[(&str, &str)] = &[
+        (
+            "remove-other-volumes = true\n",
+            ":4:24: gc.remove-other-volumes: expected false while [gc] remove-other-containers is false",
+        ),
+        (
+            "remove-other-containers = false\nremove-other-volumes = true\n",
+            ":5:24: gc.remove-other-volumes: expected false",
+        ),
+        ("remove-other-containers = \"yes\"\n", "gc.remove-other-containers:"),
+        ("remove-other-volumes = 1\n", "gc.remove-other-volumes:"),
+    ];
+    for (text, wanted) in refused {
+        let problems = problems_of(&format!("[ecs]\ncluster = \"c\"\n[gc]\n{text}"));
+        assert!(problems.iter().any(|p| p.contains(wanted)), "{text}: {problems:#?}");
+        assert_eq!(problems.len(), 1, "{text}: {problems:#?}");
+    }
+}
