@@ -115,6 +115,16 @@ async fn react(docker: &TestDocker, fraction: f64, timeout: Duration) -> Option<
     result
 }
 
+/// Runs a container once on each old image, as a task once did: with no ECS to ask (draining
+/// is off here), nodewarden removes only images a container used since they arrived.
+async fn use_old_images(docker: &TestDocker) {
+    for name in ["old/a", "old/b", "old/c"] {
+        let id = images::run_to_completion(&docker.client, &format!("{name}:1"), &["true"]).await;
+        docker.client.remove_container(&id, None::<bollard::query_parameters::RemoveContainerOptions>).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
 async fn reaction_setup() -> TestDocker {
     let docker = TestDocker::start_with(harness::docker::DockerOptions { disk_mb: 1024, ..Default::default() }).await;
     for name in ["old/a", "old/b", "old/c"] {
@@ -141,6 +151,7 @@ async fn reaction() {
     );
     nodewarden.start();
     nodewarden.wait_for_state_file("image-usage.json", Duration::from_secs(30)).await;
+    use_old_images(&docker).await;
     let ours = react(&docker, start / 100.0, timeout).await;
     drop(nodewarden);
     drop(docker);
@@ -151,6 +162,7 @@ async fn reaction() {
     let threshold = format!("{} B", (total as f64 * start / 100.0) as u64);
     let peer = start_docuum(&docker, &["--threshold", &threshold, "--min-age", "0s"]);
     tokio::time::sleep(Duration::from_secs(3)).await;
+    use_old_images(&docker).await;
     let theirs = react(&docker, start / 100.0, timeout).await;
     stop(peer);
     let show = |r: Option<Duration>| {
@@ -185,13 +197,17 @@ async fn reclaim() {
     const COUNT: usize = 200;
     println!("\n2. Reclaim: remove {COUNT} unused images");
     let docker = TestDocker::start().await;
-    // nodewarden: one gc run with gc-stop far below what the images take, so all must go.
+    // nodewarden: one gc run with gc-stop far below what the images take, so all must go. It
+    // asks ECS (moto, this instance registered, no task) which images its tasks want first.
     make_tiny_images(&docker, COUNT).await;
+    let moto = harness::moto::Moto::start().await;
+    let imds = harness::imds::ImdsServer::start().await;
+    imds.state().instance_id = moto.register_cluster("bench", 1).await.remove(0).0;
     let nodewarden = Nodewarden::new(
         &settings(
             "[disk]\ngc-start = \"3%\"\ngc-stop = \"2%\"\ndrain-at = \"99%\"\nrecover-below = \"1%\"\n[gc]\nmin-image-age = \"0s\"\n",
         ),
-        vec![("DOCKER_HOST".into(), docker.host())],
+        moto.node_env(docker.host(), imds.endpoint(), "bench"),
     );
     let started = Instant::now();
     let output = nodewarden.command(&["gc"]).output().unwrap();

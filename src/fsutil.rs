@@ -14,6 +14,30 @@ pub struct WriteError {
     pub source: std::io::Error,
 }
 
+impl WriteError {
+    /// The filesystem is full (ENOSPC) or the writer's quota is spent (EDQUOT).
+    pub fn is_out_of_space(&self) -> bool {
+        matches!(self.source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+    }
+}
+
+/// For a write not worth failing over when its disk is full: `Ok(None)` when it worked,
+/// `Ok(Some(warning))` (saying what failed, that the disk is full, and `consequence`) when its
+/// filesystem is out of space, any other error as it is. The file stays as it was (the write
+/// is atomic).
+pub fn unless_out_of_space(
+    result: Result<Written, WriteError>,
+    consequence: &str,
+) -> Result<Option<String>, WriteError> {
+    match result {
+        Ok(_) => Ok(None),
+        Err(error) if error.is_out_of_space() => Ok(Some(format!(
+            "{error}: that disk is full, so {consequence}; free space on it (old logs, `journalctl --vacuum-size=`)"
+        ))),
+        Err(error) => Err(error),
+    }
+}
+
 /// What [`write_atomic`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
@@ -79,6 +103,20 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"A=2\n");
         let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn only_a_full_disk_is_a_warning_and_the_file_stays_as_it_was() {
+        let full = |kind| Err(WriteError { path: "/var/lib/nodewarden/x".into(), source: std::io::Error::from(kind) });
+        for kind in [std::io::ErrorKind::StorageFull, std::io::ErrorKind::QuotaExceeded] {
+            let warning = unless_out_of_space(full(kind), "it is skipped").unwrap().expect("a warning");
+            assert!(warning.starts_with("writing /var/lib/nodewarden/x: "), "{warning}");
+            assert!(warning.contains("that disk is full, so it is skipped; free space on it"), "{warning}");
+        }
+        let from_errno = WriteError { path: "x".into(), source: std::io::Error::from_raw_os_error(libc::ENOSPC) };
+        assert!(from_errno.is_out_of_space(), "ENOSPC from the kernel");
+        assert!(unless_out_of_space(full(std::io::ErrorKind::PermissionDenied), "").is_err());
+        assert_eq!(unless_out_of_space(Ok(Written::Unchanged), "").unwrap(), None);
     }
 
     #[test]

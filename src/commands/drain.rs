@@ -5,31 +5,16 @@
 use std::time::{Duration, SystemTime};
 
 use super::{Context, exit, inputs};
+use crate::drain::DrainReason;
 use crate::drain::record::{self, DrainRecord};
-use crate::drain::{DrainReason, resolve_identity};
-use crate::http::HttpClient;
-use crate::imds::{ImdsClient, ImdsConfig};
 
 pub fn run(context: &Context, draining: bool) -> u8 {
     let (loaded, environment) = match inputs::settings_and_environment(context) {
         Ok(both) => both,
         Err(message) => return super::fail(&message),
     };
-    let cluster = loaded.settings.ecs.cluster.as_str().to_string();
     let result = super::runtime().block_on(async {
-        let imds = ImdsClient::new(
-            environment.imds_endpoint.clone(),
-            ImdsConfig { deadline: Duration::from_secs(20), ..ImdsConfig::default() },
-        );
-        let proxy = crate::aws::AwsProxy::choose(environment.proxy_in_environment, &loaded.settings.ecs.config);
-        let (clients, region_unknown) = crate::aws::Clients::resolve(&environment, &imds, &proxy).await;
-        if let Some(why) = region_unknown {
-            return Err(why);
-        }
-        let api = clients.ecs_api();
-        let identity = resolve_identity(&api, &cluster, &imds, &HttpClient::new(), &environment.agent_introspection)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (api, identity) = inputs::ecs_identity(&loaded.settings, &environment, Duration::from_secs(20)).await?;
         api.set_status(&identity, draining).await.map_err(|e| e.to_string())?;
         if !draining {
             // A disk-pressure drain held a slot in the cluster's budget: give it back.

@@ -1,11 +1,20 @@
 //! `nodewarden gc [--dry-run]`: plan a garbage collection of Docker's disk down to `gc-stop`
-//! and print it for a person (what, why, bytes); without `--dry-run`, then run it once.
+//! and print it for a person (what, why, bytes); without `--dry-run`, then run it once. Like
+//! the daemon, it asks ECS which images this instance's tasks want when the plan would remove
+//! an image; when ECS cannot say, images of unknown use are kept below drain-at.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::{Context, exit, inputs};
 use crate::disk::{DiskSample, human_bytes};
-use crate::gc::{self, GcPolicy, GcReport, LastUseStore, Outcome, Plan};
+use crate::environment::Environment;
+use crate::gc::{self, GcPolicy, GcReport, LastUseStore, Outcome, Plan, TaskImages};
+use crate::settings::Settings;
+
+/// How long `gc` waits for ECS (IMDS, the agent, ECS itself) to name this instance's task
+/// images before it plans as if ECS could not say; IMDS alone gets half of it.
+const ECS_WAIT: Duration = Duration::from_secs(10);
 
 pub fn run(context: &Context, dry_run: bool) -> u8 {
     let (loaded, environment) = match inputs::settings_and_environment(context) {
@@ -25,13 +34,14 @@ pub fn run(context: &Context, dry_run: bool) -> u8 {
         // Read-only: the daemon owns the file and keeps it current.
         let store = LastUseStore::load(&context.paths.image_usage());
         let policy = GcPolicy::from_settings(&settings);
-        let stop = settings.disk.gc_stop.fraction();
+        let (stop, drain_at) = (settings.disk.gc_stop.fraction(), settings.disk.drain_at.fraction());
         let (sample, inventory) = match gc::survey(&docker, &data_root).await {
             Ok(surveyed) => surveyed,
             Err(error) => return super::fail(&error.to_string()),
         };
         // Images the store does not know yet count as first seen now (see `gc::plan`).
-        let plan = gc::plan_below(&sample, &inventory, store.usage(), &policy, stop);
+        let ask = || task_images(&settings, &environment);
+        let plan = gc::plan_asking(&sample, &inventory, store.usage(), &policy, stop, drain_at, ask).await;
         print_plan(&data_root, &sample, &plan, &settings.disk.gc_stop.to_string());
         if dry_run {
             println!("\ndry run: nothing was removed");
@@ -41,6 +51,24 @@ pub fn run(context: &Context, dry_run: bool) -> u8 {
         print_report(&report);
         exit::OK
     })
+}
+
+/// What ECS says this instance's tasks want, or Unknown (said on stderr) when it cannot say.
+async fn task_images(settings: &Settings, environment: &Environment) -> TaskImages {
+    let ask = async {
+        let (api, identity) = inputs::ecs_identity(settings, environment, ECS_WAIT / 2).await?;
+        api.task_images(&identity).await.map_err(|e| e.to_string())
+    };
+    let why = match tokio::time::timeout(ECS_WAIT, ask).await {
+        Ok(Ok(images)) => return TaskImages::Known(images.iter().map(|i| gc::normalize_reference(i)).collect()),
+        Ok(Err(why)) => why,
+        Err(_) => format!("no answer within {ECS_WAIT:?}"),
+    };
+    eprintln!(
+        "warning: cannot ask ECS which images this instance's tasks want ({why}); images no container has used \
+         since they arrived are kept below drain-at"
+    );
+    TaskImages::Unknown
 }
 
 fn print_plan(data_root: &std::path::Path, sample: &DiskSample, plan: &Plan, gc_stop: &str) {

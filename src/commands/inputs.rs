@@ -17,3 +17,30 @@ pub fn settings_and_environment(context: &super::Context) -> Result<(Loaded, Env
     let environment = Environment::from_process().map_err(|e| e.to_string())?;
     Ok((loaded, environment))
 }
+
+/// The ECS API and this container instance's identity, for a command that acts on it:
+/// the Region from `AWS_REGION` or IMDS, the identity from IMDS and the agent (or ECS).
+/// `imds_deadline` bounds each IMDS call with its retries.
+pub async fn ecs_identity(
+    settings: &crate::settings::Settings,
+    environment: &Environment,
+    imds_deadline: std::time::Duration,
+) -> Result<(crate::drain::EcsApi, crate::drain::Identity), String> {
+    use crate::imds::{ImdsClient, ImdsConfig};
+    let imds = ImdsClient::new(
+        environment.imds_endpoint.clone(),
+        ImdsConfig { deadline: imds_deadline, ..ImdsConfig::default() },
+    );
+    let proxy = crate::aws::AwsProxy::choose(environment.proxy_in_environment, &settings.ecs.config);
+    let (clients, region_unknown) = crate::aws::Clients::resolve(environment, &imds, &proxy).await;
+    if let Some(why) = region_unknown {
+        return Err(why);
+    }
+    let api = clients.ecs_api();
+    let http = crate::http::HttpClient::new();
+    let cluster = settings.ecs.cluster.as_str();
+    let identity = crate::drain::resolve_identity(&api, cluster, &imds, &http, &environment.agent_introspection)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((api, identity))
+}

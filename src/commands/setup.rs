@@ -90,10 +90,12 @@ fn apply(
     // Docker is off) even when the disk is refused.
     let saved = paths.saved_userdata();
     match userdata {
-        Some(text) => write_atomic(&saved, text.as_bytes(), 0o600).map(drop),
-        None => remove_if_present(&saved),
+        Some(text) => {
+            let written = write_atomic(&saved, text.as_bytes(), 0o600);
+            warn_unless_written(written, "the daemon and the other commands read the userdata saved before")?
+        }
+        None => remove_if_present(&saved).map_err(|e| e.to_string())?,
     }
-    .map_err(|e| e.to_string())?;
     // Until Docker's disk and daemon.json are ready, Docker may not start (the package's
     // drop-in asserts the marker).
     let ready_marker = paths.docker_ready_marker();
@@ -101,6 +103,10 @@ fn apply(
     let agent_notes = check_agent_owner(paths, settings.ecs.agent)?;
     let stopped_docker = stop_docker_on_root_disk(context, settings)?;
     let prepared = storage::prepare(paths, settings, device_wait)?;
+    for warning in prepared.iter().flat_map(|p| &p.warnings) {
+        tracing::warn!("{warning}");
+        eprintln!("warning: {warning}");
+    }
     if let Some(p) = &prepared {
         println!(
             "docker disk: {} ({}, UUID {}) {} at {}{}",
@@ -165,7 +171,18 @@ fn apply(
         );
     }
     // For /readyz: setup finished.
-    write_atomic(&marker, stamp.as_bytes(), 0o644).map_err(|e| e.to_string())?;
+    let written = write_atomic(&marker, stamp.as_bytes(), 0o644);
+    warn_unless_written(written, "/readyz goes by the marker of an earlier setup, if any")?;
+    Ok(())
+}
+
+/// A write on the root disk that setup can do without: when that disk is full it is a loud
+/// warning, since failing would keep Docker off (docker.service requires setup).
+fn warn_unless_written(result: Result<Written, crate::fsutil::WriteError>, consequence: &str) -> Result<(), String> {
+    if let Some(warning) = crate::fsutil::unless_out_of_space(result, consequence).map_err(|e| e.to_string())? {
+        tracing::warn!("{warning}");
+        eprintln!("warning: {warning}");
+    }
     Ok(())
 }
 
@@ -233,7 +250,11 @@ fn write_owner_drop_in(paths: &crate::host_paths::HostPaths, owner: AgentOwner) 
         }
     };
     let path = paths.systemd_dir().join("nodewarden.service.d").join(OWNER_DROP_IN);
-    write_atomic(&path, text.as_bytes(), 0o644).map(drop).map_err(|e| e.to_string())
+    let written = write_atomic(&path, text.as_bytes(), 0o644);
+    warn_unless_written(
+        written,
+        "nodewarden.service keeps the relation to ecs.service it had (setup checks it each boot)",
+    )
 }
 
 pub const OWNER_DROP_IN: &str = "20-agent-owner.conf";

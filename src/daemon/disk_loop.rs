@@ -157,14 +157,17 @@ impl DiskLoop {
                     let (docker, data_root, usage, ecs) =
                         (docker.clone(), data_root.to_path_buf(), self.usage.clone(), self.ecs.clone());
                     let stop = settings.disk.gc_stop.fraction();
+                    let drain_at = settings.disk.drain_at.fraction();
                     let deadline = settings.gc.run_timeout;
                     tokio::spawn(async move {
                         let usage_of = async |inventory: &gc::Inventory| usage.usage(inventory).await;
-                        let wanted = async || match ecs {
-                            Some(ecs) => ecs.task_images().await,
-                            None => None,
+                        let wanted = || async move {
+                            match ecs {
+                                Some(ecs) => ecs.task_images().await,
+                                None => gc::TaskImages::Unknown,
+                            }
                         };
-                        let run = gc::run_once(&docker, &data_root, usage_of, &policy, stop, wanted);
+                        let run = gc::run_once(&docker, &data_root, usage_of, &policy, stop, drain_at, wanted);
                         // A wedged Docker call must not hold the run, and with it the drain, for ever.
                         let result = match tokio::time::timeout(deadline, run).await {
                             Ok(result) => result.map(|(_, report)| report).map_err(|e| e.to_string()),

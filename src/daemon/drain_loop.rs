@@ -5,7 +5,6 @@
 //! images for GC, stopping a task for the disk loop) at once, never behind a drain call, and
 //! carries the termination lifecycle hook to its end.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -21,6 +20,7 @@ use crate::drain::record;
 use crate::drain::termination::{self, LifecycleSettings};
 use crate::drain::{DrainMachine, DrainReason, DrainStatus, EcsApi, Identity, Wants, resolve_identity};
 use crate::environment::Environment;
+use crate::gc::TaskImages;
 use crate::host_paths::HostPaths;
 use crate::http::HttpClient;
 use crate::imds::{ImdsClient, ImdsConfig};
@@ -35,8 +35,8 @@ const STOP_WAIT: Duration = Duration::from_secs(20);
 
 /// What other loops ask of ECS.
 pub enum EcsRequest {
-    /// The images of the tasks ECS placed here; `None` when ECS could not say.
-    TaskImages(oneshot::Sender<Option<BTreeSet<String>>>),
+    /// The images of the tasks ECS placed here, or that ECS could not say.
+    TaskImages(oneshot::Sender<TaskImages>),
     StopTask(StopRequest, oneshot::Sender<StopAnswer>),
 }
 
@@ -50,16 +50,18 @@ impl EcsHandle {
         (EcsHandle(tx), rx)
     }
 
-    /// This instance's task images, normalized as Docker lists them; `None` (with a warning)
+    /// This instance's task images, normalized as Docker lists them; unknown (with a warning)
     /// when ECS does not answer in time.
-    pub async fn task_images(&self) -> Option<BTreeSet<String>> {
+    pub async fn task_images(&self) -> TaskImages {
         let (reply, answer) = oneshot::channel();
-        self.0.send(EcsRequest::TaskImages(reply)).await.ok()?;
+        if self.0.send(EcsRequest::TaskImages(reply)).await.is_err() {
+            return TaskImages::Unknown;
+        }
         match tokio::time::timeout(TASK_IMAGES_WAIT, answer).await {
             Ok(Ok(images)) => images,
             _ => {
-                tracing::warn!(wait = ?TASK_IMAGES_WAIT, "ECS did not name this instance's task images in time; keeping those in use");
-                None
+                tracing::warn!(wait = ?TASK_IMAGES_WAIT, "ECS did not name this instance's task images in time; keeping images of unknown use");
+                TaskImages::Unknown
             }
         }
     }
@@ -269,7 +271,7 @@ impl DrainLoop {
                 tokio::select! {
                     _ = &mut wait => break,
                     Some(request) = requests.recv() => match request {
-                        EcsRequest::TaskImages(reply) => drop(reply.send(None)),
+                        EcsRequest::TaskImages(reply) => drop(reply.send(TaskImages::Unknown)),
                         EcsRequest::StopTask(_, reply) => {
                             drop(reply.send(StopAnswer::Failed("this container instance is not known yet".into())))
                         }
@@ -287,10 +289,12 @@ impl DrainLoop {
             EcsRequest::TaskImages(reply) => {
                 tokio::spawn(async move {
                     let images = match api.task_images(&identity).await {
-                        Ok(images) => Some(images.iter().map(|image| crate::gc::normalize_reference(image)).collect()),
+                        Ok(images) => TaskImages::Known(
+                            images.iter().map(|image| crate::gc::normalize_reference(image)).collect(),
+                        ),
                         Err(error) => {
-                            tracing::warn!(%error, "cannot ask ECS which images this instance's tasks need; keeping those in use");
-                            None
+                            tracing::warn!(%error, "cannot ask ECS which images this instance's tasks need; keeping images of unknown use");
+                            TaskImages::Unknown
                         }
                     };
                     let _ = reply.send(images);

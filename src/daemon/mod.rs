@@ -46,6 +46,7 @@ pub async fn run(
     settings: Settings,
     environment: Environment,
 ) -> Result<(), String> {
+    let signals = Signals::install()?;
     // Bind first: a taken or disallowed address is a configuration error to fail on.
     let listener = tokio::net::TcpListener::bind(settings.health.listen)
         .await
@@ -121,7 +122,7 @@ pub async fn run(
         Some(error) => tracing::warn!(%error, "ready without Docker: GC and agent supervision start when it answers"),
     }
 
-    wait_for_signals(&paths, &settings_file, &settings_tx, &config_tx).await;
+    wait_for_signals(signals, &paths, &settings_file, &settings_tx, &config_tx).await;
     crate::systemd::stopping();
     tracing::info!("stopping (the ECS agent and its tasks keep running)");
     let _ = shutdown_tx.send(true);
@@ -222,19 +223,36 @@ impl DockerSide {
 }
 
 /// SIGHUP reloads settings (invalid ones are refused and reported); SIGTERM or SIGINT stops.
+/// The handlers for SIGTERM, SIGINT and SIGHUP, installed before anything else starts: a
+/// signal that came before them would take the process's default action (a SIGHUP sent as soon
+/// as /healthz answered would end the daemon).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, String> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install =
+            |kind: SignalKind, name: &str| signal(kind).map_err(|e| format!("installing the {name} handler: {e}"));
+        Ok(Signals {
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            int: install(SignalKind::interrupt(), "SIGINT")?,
+            hup: install(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+}
+
 async fn wait_for_signals(
+    signals: Signals,
     paths: &HostPaths,
     settings_file: &SettingsInput,
     live: &watch::Sender<Arc<Reloadable>>,
     config_error: &watch::Sender<Option<String>>,
 ) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
-        // Without signal handlers the daemon can only be killed; run until then.
-        return std::future::pending().await;
-    };
+    let Signals { mut term, mut int, mut hup } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => return,

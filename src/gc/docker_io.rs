@@ -40,6 +40,7 @@ pub async fn gather_inventory(docker: &Docker) -> Result<Inventory, DockerError>
             size: summary.size.max(0) as u64,
             shared_size: (summary.shared_size >= 0).then_some(summary.shared_size as u64),
             created: unix(summary.created),
+            labels: summary.labels.into_iter().collect(),
             id: summary.id,
         });
     }
@@ -65,6 +66,7 @@ pub async fn gather_inventory(docker: &Docker) -> Result<Inventory, DockerError>
             created: unix(summary.created.unwrap_or(0)),
             finished_at,
             size_rw: summary.size_rw.filter(|s| *s >= 0).map(|s| s as u64),
+            labels: summary.labels.unwrap_or_default().into_iter().collect(),
         });
     }
     Ok(inventory)
@@ -237,9 +239,11 @@ fn classify(error: DockerError) -> Outcome {
 
 async fn run_step(docker: &Docker, action: &Action) -> Outcome {
     match action {
-        Action::RemoveContainer { id, .. } => {
+        Action::RemoveContainer { id, volumes, .. } => {
             // Never forced: a container that was restarted meanwhile is refused by Docker.
-            let options = RemoveContainerOptionsBuilder::default().v(true).force(false).build();
+            // `v` removes the container's anonymous volumes only; named volumes are never
+            // removed with a container.
+            let options = RemoveContainerOptionsBuilder::default().v(*volumes).force(false).build();
             docker.remove_container(id, Some(options)).await.map_or_else(classify, |_| Outcome::Done)
         }
         Action::RemoveImage { id, tags } => remove_image(docker, id, tags).await,

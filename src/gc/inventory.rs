@@ -4,6 +4,18 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+/// The label that protects a container and its image from GC, whoever made them; on an image
+/// it protects the image. Any value but `false`, `0` or `no` protects (`--label nodewarden.keep`
+/// alone gives an empty value, and means "keep").
+pub const KEEP_LABEL: &str = "nodewarden.keep";
+
+/// Whether `labels` carry the keep label.
+pub fn has_keep_label(labels: &BTreeMap<String, String>) -> bool {
+    labels
+        .get(KEEP_LABEL)
+        .is_some_and(|value| !matches!(value.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no"))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
     /// `sha256:…`
@@ -18,6 +30,7 @@ pub struct Image {
     /// Bytes shared with other images, when Docker computed it.
     pub shared_size: Option<u64>,
     pub created: SystemTime,
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Image {
@@ -74,6 +87,18 @@ pub struct Container {
     pub finished_at: Option<SystemTime>,
     /// Writable-layer size, when Docker computed it.
     pub size_rw: Option<u64>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Container {
+    /// The ECS agent created it for a task: it carries the agent's task label.
+    pub fn is_ecs_task(&self) -> bool {
+        self.labels.contains_key(crate::offender::LABEL_TASK_ARN)
+    }
+
+    pub fn has_keep_label(&self) -> bool {
+        has_keep_label(&self.labels)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,9 +113,26 @@ pub struct Usage {
     /// When nodewarden first saw the image on this host.
     #[serde(with = "crate::time::unix_seconds")]
     pub first_seen: SystemTime,
-    /// When a container last used it (created, started, stopped, removed), if ever seen.
+    /// When it was last used: a container created, started, stopped or removed on it, or the
+    /// image pulled, loaded, imported or tagged; if ever seen.
     #[serde(with = "crate::time::unix_seconds::option", default)]
     pub last_used: Option<SystemTime>,
+    /// When a container last used it, if ever seen. Absent in files written before it was
+    /// recorded: such an image counts as never used by a container until one uses it.
+    #[serde(with = "crate::time::unix_seconds::option", default)]
+    pub last_container_use: Option<SystemTime>,
+}
+
+impl Usage {
+    /// Not since a container used it was the image pulled, loaded, imported or tagged (or
+    /// first seen): what made it arrive was a container's use, so no task is still about to
+    /// start on it. See [`crate::gc::plan::Kept::UnknownUse`].
+    pub fn used_by_a_container_since_it_arrived(&self) -> bool {
+        match (self.last_container_use, self.last_used) {
+            (Some(container), Some(any)) => container >= any,
+            _ => false,
+        }
+    }
 }
 
 /// Image id → usage.

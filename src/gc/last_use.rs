@@ -16,9 +16,10 @@ const VERSION: u32 = 1;
 /// What the event stream tells the store, already resolved to an image id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UsageEvent {
-    /// A container was created, started, stopped or removed on this image; or the image was
-    /// pulled, loaded, imported or tagged (someone put it here to use it).
+    /// A container was created, started, stopped or removed on this image.
     Used { image_id: String, at: SystemTime },
+    /// The image was pulled, loaded, imported or tagged (someone put it here to use it).
+    Arrived { image_id: String, at: SystemTime },
     /// The image was deleted.
     Deleted { image_id: String },
 }
@@ -84,12 +85,18 @@ impl LastUseStore {
 
     pub fn apply(&mut self, event: &UsageEvent) {
         match event {
-            UsageEvent::Used { image_id, at } => {
-                let entry =
-                    self.data.images.entry(image_id.clone()).or_insert(Usage { first_seen: *at, last_used: None });
+            UsageEvent::Used { image_id, at } | UsageEvent::Arrived { image_id, at } => {
+                let entry = self.data.images.entry(image_id.clone()).or_insert(Usage {
+                    first_seen: *at,
+                    last_used: None,
+                    last_container_use: None,
+                });
                 entry.first_seen = entry.first_seen.min(*at);
                 if entry.last_used.is_none_or(|last| last < *at) {
                     entry.last_used = Some(*at);
+                }
+                if matches!(event, UsageEvent::Used { .. }) && entry.last_container_use.is_none_or(|last| last < *at) {
+                    entry.last_container_use = Some(*at);
                 }
             }
             UsageEvent::Deleted { image_id } => {
@@ -117,7 +124,9 @@ impl LastUseStore {
         let mut changed = self.data.images.len() != before;
         for image in &inventory.images {
             if !self.data.images.contains_key(&image.id) {
-                self.data.images.insert(image.id.clone(), Usage { first_seen: now, last_used: None });
+                self.data
+                    .images
+                    .insert(image.id.clone(), Usage { first_seen: now, last_used: None, last_container_use: None });
                 changed = true;
             }
         }
@@ -127,6 +136,7 @@ impl LastUseStore {
             }
             if let Some(usage) = self.data.images.get_mut(&container.image_id) {
                 usage.last_used = Some(now);
+                usage.last_container_use = Some(now);
                 changed = true;
             }
         }
@@ -164,6 +174,7 @@ mod tests {
             size: 1,
             shared_size: None,
             created: t(0),
+            labels: Default::default(),
         }
     }
 
@@ -173,9 +184,23 @@ mod tests {
         let mut store = LastUseStore::load(&dir.path().join("image-usage.json"));
         store.apply(&UsageEvent::Used { image_id: "a".into(), at: t(10) });
         store.apply(&UsageEvent::Used { image_id: "a".into(), at: t(5) });
-        assert_eq!(store.usage()["a"], Usage { first_seen: t(5), last_used: Some(t(10)) });
+        assert_eq!(
+            store.usage()["a"],
+            Usage { first_seen: t(5), last_used: Some(t(10)), last_container_use: Some(t(10)) }
+        );
+        assert!(store.usage()["a"].used_by_a_container_since_it_arrived());
+        // Pulled again after that use: a task may be about to start on it.
+        store.apply(&UsageEvent::Arrived { image_id: "a".into(), at: t(20) });
+        assert_eq!(
+            store.usage()["a"],
+            Usage { first_seen: t(5), last_used: Some(t(20)), last_container_use: Some(t(10)) }
+        );
+        assert!(!store.usage()["a"].used_by_a_container_since_it_arrived());
         store.apply(&UsageEvent::Deleted { image_id: "a".into() });
         assert!(store.usage().is_empty());
+        store.apply(&UsageEvent::Arrived { image_id: "b".into(), at: t(3) });
+        assert_eq!(store.usage()["b"].last_container_use, None);
+        assert!(!store.usage()["b"].used_by_a_container_since_it_arrived());
     }
 
     #[test]
@@ -192,14 +217,16 @@ mod tests {
             created: t(0),
             finished_at: None,
             size_rw: None,
+            labels: Default::default(),
         };
         let inventory =
             Inventory { images: vec![image("kept"), image("new"), image("busy")], containers: vec![running] };
         store.reconcile(&inventory, t(100));
         assert_eq!(store.usage().keys().collect::<Vec<_>>(), ["busy", "kept", "new"]);
         assert_eq!(store.usage()["kept"].last_used, Some(t(2)), "a known image keeps its history");
-        assert_eq!(store.usage()["new"], Usage { first_seen: t(100), last_used: None });
+        assert_eq!(store.usage()["new"], Usage { first_seen: t(100), last_used: None, last_container_use: None });
         assert_eq!(store.usage()["busy"].last_used, Some(t(100)));
+        assert_eq!(store.usage()["busy"].last_container_use, Some(t(100)), "a running container uses it");
     }
 
     #[test]
@@ -211,12 +238,26 @@ mod tests {
         store.save().unwrap();
         let again = LastUseStore::load(&dir.path().join("image-usage.json"));
         assert_eq!(again.usage()["a"].last_used, Some(t(10)));
+        assert_eq!(again.usage()["a"].last_container_use, Some(t(10)));
         assert_eq!(again.events_seen_until(), Some(t(11)));
 
         std::fs::write(dir.path().join("image-usage.json"), b"{not json").unwrap();
         let fresh = LastUseStore::load(&dir.path().join("image-usage.json"));
         assert!(fresh.usage().is_empty());
         assert!(dir.path().join("image-usage.json.unreadable").exists(), "the unreadable file is kept for inspection");
+    }
+
+    #[test]
+    fn a_file_from_before_container_use_was_recorded_loads_with_none_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("image-usage.json");
+        let text = format!(
+            r#"{{"version":{VERSION},"events_seen_until":1700000011.0,"images":{{"sha256:a":{{"first_seen":1700000001.0,"last_used":1700000010.0}}}}}}"#
+        );
+        std::fs::write(&path, text).unwrap();
+        let store = LastUseStore::load(&path);
+        assert_eq!(store.usage()["sha256:a"].last_used, Some(t(10)), "the file was kept, not moved aside");
+        assert_eq!(store.usage()["sha256:a"].last_container_use, None);
     }
 
     use proptest::prelude::*;

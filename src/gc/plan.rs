@@ -1,15 +1,25 @@
 //! The GC planner, a pure function: inventory, usage, policy, time and the bytes to free → an
 //! ordered plan, each step with its reason and expected bytes. Order: finished containers past
-//! the minimum age (never the ECS agent's), then unused images least recently used first
-//! (children before parents), then the build cache. Never planned: an image any remaining
-//! container references (running or stopped), a protected image (keep list, agent, pause), an
-//! image younger than the minimum age, or a parent of any of those.
+//! the minimum age, then unused images least recently used first (children before parents),
+//! then the build cache.
+//!
+//! Containers: only those the ECS agent created for a task (its `com.amazonaws.ecs.task-arn`
+//! label) go, with their anonymous volumes, as the agent's own task cleanup removes them; a
+//! container of another origin goes only with `[gc] remove-other-containers`, and its
+//! anonymous volumes only with `[gc] remove-other-volumes` too. Never: the ECS agent's
+//! container, a container labelled `nodewarden.keep`. Named volumes are never removed.
+//!
+//! Images never planned: one any remaining container references (running or stopped), a
+//! protected one (keep list, agent, pause, the `nodewarden.keep` label), one younger than the
+//! minimum age, one a task ECS wants here names, a parent of any of those; and, while ECS
+//! cannot say which images its tasks want and the disk is below drain-at, one of unknown use
+//! (see [`Kept::UnknownUse`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
-use super::inventory::{Container, Image, Inventory, UsageMap, short_id};
+use super::inventory::{Container, Image, Inventory, KEEP_LABEL, UsageMap, has_keep_label, short_id};
 use crate::settings::values::{ImagePattern, ImageReference};
 use crate::settings::{GcSettings, Settings};
 
@@ -25,12 +35,29 @@ pub struct GcPolicy {
     pub exited_container_min_age: Duration,
     /// Settings' keep-images, the configured agent image, and the pause images.
     pub keep: Vec<ImagePattern>,
+    /// Stopped containers the ECS agent did not create may go (`[gc] remove-other-containers`).
+    pub remove_other_containers: bool,
+    /// And their anonymous volumes with them (`[gc] remove-other-volumes`).
+    pub remove_other_volumes: bool,
     /// Finished containers removed whatever their age: those of the tasks nodewarden stopped
     /// for filling the disk (their writable layers are what must go).
     pub remove_now: BTreeSet<String>,
-    /// Images the tasks ECS wants on this instance name (normalized, see
-    /// [`normalize_reference`]): a PENDING task's image is kept though no container uses it yet.
-    pub task_images: BTreeSet<String>,
+    /// What ECS said of the images its tasks on this instance want.
+    pub task_images: TaskImages,
+    /// The disk is at or above drain-at: images of unknown use go too, since a drain moves
+    /// every task while such an image costs at most a pull (set by [`crate::gc::plan_below`]).
+    pub past_drain_at: bool,
+}
+
+/// The images the tasks ECS wants on this instance name, or that ECS could not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskImages {
+    /// Normalized (see [`normalize_reference`]): a PENDING task's image is kept though no
+    /// container uses it yet.
+    Known(BTreeSet<String>),
+    /// ECS was not asked (no identity yet, no AWS client) or did not answer: any image may be
+    /// a pending task's.
+    Unknown,
 }
 
 /// An image reference as Docker lists it: Docker Hub's `docker.io/` and `library/` dropped,
@@ -60,14 +87,35 @@ impl GcPolicy {
             min_image_age: gc.min_image_age,
             exited_container_min_age: gc.exited_container_min_age,
             keep,
+            remove_other_containers: gc.remove_other_containers,
+            remove_other_volumes: gc.remove_other_volumes,
             remove_now: BTreeSet::new(),
-            task_images: BTreeSet::new(),
+            task_images: TaskImages::Unknown,
+            past_drain_at: false,
         }
     }
 
     fn wanting_task(&self, image: &Image) -> Option<&str> {
+        let TaskImages::Known(wanted) = &self.task_images else { return None };
         let names = image.repo_tags.iter().chain(&image.repo_digests).map(|n| normalize_reference(n));
-        names.into_iter().find_map(|name| self.task_images.get(&name).map(String::as_str))
+        names.into_iter().find_map(|name| wanted.get(&name).map(String::as_str))
+    }
+
+    /// Why a finished container may not go whatever its age, if it may not.
+    fn keeping_container(&self, container: &Container) -> Option<Kept> {
+        if container.has_keep_label() {
+            Some(Kept::KeepLabel)
+        } else if !container.is_ecs_task() && !self.remove_other_containers {
+            Some(Kept::NotFromEcs)
+        } else {
+            None
+        }
+    }
+
+    /// Whether a removed container's anonymous volumes go with it: an ECS task's do (the
+    /// agent removes them so), another's only when the operator said so.
+    fn with_volumes(&self, container: &Container) -> bool {
+        container.is_ecs_task() || self.remove_other_volumes
     }
 
     fn protecting_pattern(&self, image: &Image) -> Option<&ImagePattern> {
@@ -79,8 +127,16 @@ impl GcPolicy {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    RemoveContainer { id: String, name: String },
-    RemoveImage { id: String, tags: Vec<String> },
+    /// `volumes`: its anonymous volumes too (`docker rm -v`).
+    RemoveContainer {
+        id: String,
+        name: String,
+        volumes: bool,
+    },
+    RemoveImage {
+        id: String,
+        tags: Vec<String>,
+    },
     PruneBuildCache,
 }
 
@@ -104,23 +160,37 @@ pub enum Kept {
     Protected {
         pattern: String,
     },
+    /// The `nodewarden.keep` label is on it (a container, or an image).
+    KeepLabel,
     TooYoung {
         age: Duration,
     },
+    /// ECS could not say which images its tasks want, the disk is below drain-at, and no
+    /// container has used the image since it arrived (was pulled, loaded, imported, tagged or
+    /// first seen): it may be a PENDING task's, pulled for a container not yet created. An
+    /// image a container used after it arrived was there for that container, which is gone.
+    UnknownUse,
     ParentOfKept,
+    /// A stopped container the ECS agent did not create (`[gc] remove-other-containers` is off).
+    NotFromEcs,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub target_bytes: u64,
     pub steps: Vec<Step>,
-    /// Images not planned and why, for operators ("what blocked reclaim").
+    /// Images not planned, and stopped containers old enough to go but kept, and why, for
+    /// operators ("what blocked reclaim"). Containers are named `container NAME`.
     pub kept: Vec<(String, Kept)>,
 }
 
 impl Plan {
     pub fn expected_bytes(&self) -> u64 {
         self.steps.iter().map(|s| s.expected_bytes).sum()
+    }
+
+    pub fn removes_images(&self) -> bool {
+        self.steps.iter().any(|step| matches!(step.action, Action::RemoveImage { .. }))
     }
 }
 
@@ -138,7 +208,9 @@ pub fn plan(inventory: &Inventory, usage: &UsageMap, policy: &GcPolicy, now: Sys
     }
     let age = |time: SystemTime| now.duration_since(time).unwrap_or_default();
 
-    // 1. Finished containers past the minimum age, oldest first.
+    // 1. Finished containers past the minimum age, oldest first: an ECS task's, or (opted
+    // in) another's; never one with the keep label.
+    let mut kept_containers = Vec::new();
     let mut finished: Vec<&Container> = inventory
         .containers
         .iter()
@@ -146,6 +218,13 @@ pub fn plan(inventory: &Inventory, usage: &UsageMap, policy: &GcPolicy, now: Sys
         .filter(|c| {
             age(c.finished_at.unwrap_or(c.created)) >= policy.exited_container_min_age
                 || policy.remove_now.contains(&c.id)
+        })
+        .filter(|c| match policy.keeping_container(c) {
+            Some(why) => {
+                kept_containers.push((format!("container {}", c.name), why));
+                false
+            }
+            None => true,
         })
         .collect();
     finished.sort_by_key(|c| (c.finished_at.unwrap_or(c.created), c.id.clone()));
@@ -156,7 +235,11 @@ pub fn plan(inventory: &Inventory, usage: &UsageMap, policy: &GcPolicy, now: Sys
         }
         let finished_ago = age(container.finished_at.unwrap_or(container.created));
         plan.steps.push(Step {
-            action: Action::RemoveContainer { id: container.id.clone(), name: container.name.clone() },
+            action: Action::RemoveContainer {
+                id: container.id.clone(),
+                name: container.name.clone(),
+                volumes: policy.with_volumes(container),
+            },
             reason: if policy.remove_now.contains(&container.id) {
                 "its task was stopped by nodewarden for filling the disk".to_string()
             } else {
@@ -180,6 +263,7 @@ pub fn plan(inventory: &Inventory, usage: &UsageMap, policy: &GcPolicy, now: Sys
         users.entry(container.image_id.as_str()).or_default().push(container.name.clone());
     }
     let mut kept: BTreeMap<&str, Kept> = BTreeMap::new();
+    let unknown_use_kept = policy.task_images == TaskImages::Unknown && !policy.past_drain_at;
     for image in &inventory.images {
         let seen = usage.get(&image.id);
         // Unknown to the store (pulled since the last reconcile): first seen now, never aged
@@ -191,8 +275,12 @@ pub fn plan(inventory: &Inventory, usage: &UsageMap, policy: &GcPolicy, now: Sys
             Some(Kept::WantedByTask { reference: reference.to_string() })
         } else if let Some(pattern) = policy.protecting_pattern(image) {
             Some(Kept::Protected { pattern: pattern.as_str().to_string() })
+        } else if has_keep_label(&image.labels) {
+            Some(Kept::KeepLabel)
         } else if age(appeared) < policy.min_image_age {
             Some(Kept::TooYoung { age: round_secs(age(appeared)) })
+        } else if unknown_use_kept && !seen.is_some_and(|u| u.used_by_a_container_since_it_arrived()) {
+            Some(Kept::UnknownUse)
         } else {
             None
         };
@@ -237,9 +325,15 @@ pub fn plan(inventory: &Inventory, usage: &UsageMap, policy: &GcPolicy, now: Sys
         let Some(next) = ready else { break };
         let id = next.image.id.clone();
         let unused_for = round_secs(age(next.last_used));
+        let mut reason = format!("unused for {}", crate::settings::values::format_duration(unused_for));
+        if policy.task_images == TaskImages::Unknown
+            && !usage.get(&id).is_some_and(|u| u.used_by_a_container_since_it_arrived())
+        {
+            reason.push_str("; ECS cannot say whether a task waits for it, and the disk is past drain-at");
+        }
         plan.steps.push(Step {
             action: Action::RemoveImage { id: id.clone(), tags: next.image.repo_tags.clone() },
-            reason: format!("unused for {}", crate::settings::values::format_duration(unused_for)),
+            reason,
             expected_bytes: next.expected_bytes,
         });
         candidates.remove(id.as_str());
@@ -257,6 +351,7 @@ pub fn plan(inventory: &Inventory, usage: &UsageMap, policy: &GcPolicy, now: Sys
         .images
         .iter()
         .filter_map(|image| kept.get(image.id.as_str()).map(|k| (image.display_name(), k.clone())))
+        .chain(kept_containers)
         .collect();
     plan
 }
@@ -274,7 +369,13 @@ impl std::fmt::Display for Kept {
             Kept::TooYoung { age } => {
                 write!(f, "younger than the minimum age ({})", crate::settings::values::format_duration(*age))
             }
+            Kept::KeepLabel => write!(f, "labelled {KEEP_LABEL}"),
+            Kept::UnknownUse => f.write_str(
+                "no container has used it since it arrived, and ECS cannot say whether a task waits for it \
+                 (kept below drain-at)",
+            ),
             Kept::ParentOfKept => f.write_str("parent of a kept image"),
+            Kept::NotFromEcs => f.write_str("not an ECS task's container ([gc] remove-other-containers is off)"),
         }
     }
 }
@@ -282,7 +383,12 @@ impl std::fmt::Display for Kept {
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Action::RemoveContainer { id, name } => write!(f, "remove container {name} ({})", short_id(id)),
+            Action::RemoveContainer { id, name, volumes: false } => {
+                write!(f, "remove container {name} ({})", short_id(id))
+            }
+            Action::RemoveContainer { id, name, volumes: true } => {
+                write!(f, "remove container {name} ({}) with its anonymous volumes", short_id(id))
+            }
             Action::RemoveImage { id, tags } if tags.is_empty() => write!(f, "remove image {}", short_id(id)),
             Action::RemoveImage { id, tags } => write!(f, "remove image {} ({})", tags.join(", "), short_id(id)),
             Action::PruneBuildCache => f.write_str("prune the build cache"),

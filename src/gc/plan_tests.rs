@@ -19,10 +19,25 @@ fn image(id: &str, tag: Option<&str>, parent: Option<&str>, size_mib: u64, creat
         size: size_mib * MIB,
         shared_size: None,
         created: t(created),
+        labels: BTreeMap::new(),
     }
 }
 
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// A container the ECS agent created for a task (it carries the agent's task label).
 fn container(name: &str, image: &str, state: ContainerState, finished: Option<u64>) -> Container {
+    let arn = format!("arn:aws:ecs:us-east-1:123456789012:task/c/{name}");
+    Container {
+        labels: labels(&[(crate::offender::LABEL_TASK_ARN, &arn)]),
+        ..other_container(name, image, state, finished)
+    }
+}
+
+/// A container of another origin: started by hand, by compose, by another tool.
+fn other_container(name: &str, image: &str, state: ContainerState, finished: Option<u64>) -> Container {
     Container {
         id: format!("c-{name}"),
         name: name.into(),
@@ -31,6 +46,7 @@ fn container(name: &str, image: &str, state: ContainerState, finished: Option<u6
         created: t(0),
         finished_at: finished.map(t),
         size_rw: None,
+        labels: BTreeMap::new(),
     }
 }
 
@@ -39,18 +55,24 @@ fn policy() -> GcPolicy {
         min_image_age: Duration::from_secs(120),
         exited_container_min_age: Duration::from_secs(600),
         keep: ["amazon/amazon-ecs-agent:*", "keep/me:*"].iter().map(|p| ImagePattern::from_str(p).unwrap()).collect(),
+        remove_other_containers: false,
+        remove_other_volumes: false,
         remove_now: BTreeSet::new(),
-        task_images: BTreeSet::new(),
+        task_images: TaskImages::Known(BTreeSet::new()),
+        past_drain_at: false,
     }
 }
 
+/// Used by a container at `last_used` (if ever), first seen at `first_seen`.
 fn used(map: &mut UsageMap, id: &str, first_seen: u64, last_used: Option<u64>) {
-    map.insert(format!("sha256:{id}"), Usage { first_seen: t(first_seen), last_used: last_used.map(t) });
+    let last_used = last_used.map(t);
+    map.insert(format!("sha256:{id}"), Usage { first_seen: t(first_seen), last_used, last_container_use: last_used });
 }
 
 /// Every image in the store since it was built, as after a reconcile long ago.
 fn known_since_built(inventory: &Inventory) -> UsageMap {
-    inventory.images.iter().map(|i| (i.id.clone(), Usage { first_seen: i.created, last_used: None })).collect()
+    let never_used = |i: &Image| Usage { first_seen: i.created, last_used: None, last_container_use: None };
+    inventory.images.iter().map(|i| (i.id.clone(), never_used(i))).collect()
 }
 
 fn removed_images(plan: &Plan) -> Vec<String> {
@@ -138,7 +160,7 @@ fn old_exited_containers_go_first_and_free_their_images() {
     };
     let plan = plan(&inventory, &known_since_built(&inventory), &policy(), t(10_000), u64::MAX);
     let actions: Vec<String> = plan.steps.iter().map(|s| s.action.to_string()).collect();
-    assert_eq!(actions[0], "remove container old-job (c-old-job)");
+    assert_eq!(actions[0], "remove container old-job (c-old-job) with its anonymous volumes");
     assert!(actions[1].starts_with("remove image app/img:1"), "{actions:?}");
     assert!(!actions.iter().any(|a| a.contains("ecs-agent")), "the agent's container is never removed: {actions:?}");
     assert!(!actions.iter().any(|a| a.contains("registry/agent")), "its image stays referenced: {actions:?}");
@@ -157,7 +179,7 @@ fn the_container_of_a_task_nodewarden_stopped_goes_at_once_others_wait_their_age
     policy.remove_now.insert("c-runaway".into());
     let plan = plan(&inventory, &UsageMap::new(), &policy, t(10_000), u64::MAX);
     let actions: Vec<String> = plan.steps.iter().map(|s| s.action.to_string()).collect();
-    assert_eq!(actions[0], "remove container runaway (c-runaway)");
+    assert_eq!(actions[0], "remove container runaway (c-runaway) with its anonymous volumes");
     assert!(!actions.iter().any(|a| a.contains("young")), "{actions:?}");
     assert_eq!(plan.steps[0].reason, "its task was stopped by nodewarden for filling the disk");
 }
@@ -218,19 +240,48 @@ struct World {
     inventory: Inventory,
     usage: UsageMap,
     target: u64,
+    policy: GcPolicy,
+}
+
+/// The policy's knobs: other containers, their volumes, ECS known (naming `app/a:1`) or not,
+/// past drain-at.
+fn policy_of((others, volumes, ecs_known, past_drain_at): (bool, bool, bool, bool)) -> GcPolicy {
+    let wanted = ecs_known.then(|| ["app/a:1".to_string()].into_iter().collect());
+    GcPolicy {
+        remove_other_containers: others,
+        remove_other_volumes: others && volumes,
+        task_images: wanted.map_or(TaskImages::Unknown, TaskImages::Known),
+        past_drain_at,
+        ..policy()
+    }
 }
 
 fn world() -> impl Strategy<Value = World> {
+    // (parent, tag, size, created, last use, keep label, last use by a container or an arrival)
     let images = proptest::collection::vec(
-        (0usize..8, 0u8..6, 1u64..50, 0u64..10_000, proptest::option::of(0u64..10_000)),
+        (
+            0usize..8,
+            0u8..6,
+            1u64..50,
+            0u64..10_000,
+            proptest::option::of(0u64..10_000),
+            proptest::bool::weighted(0.1),
+            any::<bool>(),
+        ),
         1..14,
     );
-    let containers = proptest::collection::vec((0usize..14, 0u8..4, 0u64..10_000), 0..8);
-    (images, containers, 0u64..400).prop_map(|(images, containers, target_mib)| {
+    // (image, state, finished, from ECS, keep label)
+    let containers = proptest::collection::vec(
+        (0usize..14, 0u8..4, 0u64..10_000, proptest::bool::weighted(0.6), proptest::bool::weighted(0.15)),
+        0..8,
+    );
+    let knobs = (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>());
+    (images, containers, 0u64..400, knobs).prop_map(|(images, containers, target_mib, knobs)| {
         let tags = ["app/a:1", "app/b:2", "keep/me:3", "amazon/amazon-ecs-agent:v9", "x/y:z", "", "", "app/c:1"];
         let mut inventory = Inventory::default();
         let mut usage = UsageMap::new();
-        for (index, (parent_pick, tag_pick, size, created, last)) in images.into_iter().enumerate() {
+        for (index, (parent_pick, tag_pick, size, created, last, keep, by_container)) in images.into_iter().enumerate()
+        {
             // Parents always come earlier, so the graph has no cycles.
             let parent = (index > 0 && parent_pick < index).then(|| format!("i{parent_pick}"));
             let tag = tags[tag_pick as usize];
@@ -240,21 +291,33 @@ fn world() -> impl Strategy<Value = World> {
                 let parent_size = inventory.images.iter().find(|p| p.id == format!("sha256:{parent}")).map(|p| p.size);
                 img.size += parent_size.unwrap_or(0);
             }
+            if keep {
+                img.labels = labels(&[(KEEP_LABEL, "true")]);
+            }
             inventory.images.push(img);
             used(&mut usage, &format!("i{index}"), created, last);
+            if !by_container {
+                // Its last event was an arrival (a pull, a tag) after any container's use.
+                let entry = usage.get_mut(&format!("sha256:i{index}")).expect("just inserted");
+                entry.last_container_use = entry.last_used.and_then(|l| l.checked_sub(Duration::from_secs(1)));
+            }
         }
         let count = inventory.images.len();
-        for (index, (image_pick, state, finished)) in containers.into_iter().enumerate() {
+        for (index, (image_pick, state, finished, ecs, keep)) in containers.into_iter().enumerate() {
             let state =
                 [ContainerState::Running, ContainerState::Exited, ContainerState::Created, ContainerState::Dead]
                     [state as usize];
             let name = if index == 0 { AGENT_CONTAINER.to_string() } else { format!("c{index}") };
+            let make = if ecs { container } else { other_container };
             let mut c =
-                container(&name, &format!("i{}", image_pick % count), state, state.is_finished().then_some(finished));
+                make(&name, &format!("i{}", image_pick % count), state, state.is_finished().then_some(finished));
             c.id = format!("c-{index}");
+            if keep {
+                c.labels.insert(KEEP_LABEL.into(), String::new());
+            }
             inventory.containers.push(c);
         }
-        World { inventory, usage, target: target_mib * MIB }
+        World { inventory, usage, target: target_mib * MIB, policy: policy_of(knobs) }
     })
 }
 
@@ -262,7 +325,7 @@ proptest! {
     #[test]
     fn plans_keep_every_invariant(world in world()) {
         let now = t(10_000);
-        let policy = policy();
+        let policy = world.policy.clone();
         let plan = plan(&world.inventory, &world.usage, &policy, now, world.target);
         let by_id: BTreeMap<&str, &Image> = world.inventory.images.iter().map(|i| (i.id.as_str(), i)).collect();
         let removed_containers: BTreeSet<&str> = plan.steps.iter().filter_map(|s| match &s.action {
@@ -278,6 +341,13 @@ proptest! {
         for c in &world.inventory.containers {
             if removed_containers.contains(c.id.as_str()) {
                 prop_assert!(c.state.is_finished() && c.name != AGENT_CONTAINER);
+                prop_assert!(!c.has_keep_label(), "{} carries the keep label", c.name);
+                prop_assert!(c.is_ecs_task() || policy.remove_other_containers, "{} is not an ECS task's", c.name);
+                let volumes = plan.steps.iter().find_map(|s| match &s.action {
+                    Action::RemoveContainer { id, volumes, .. } if *id == c.id => Some(*volumes),
+                    _ => None,
+                });
+                prop_assert_eq!(volumes, Some(c.is_ecs_task() || policy.remove_other_volumes), "{}'s volumes", &c.name);
                 let finished = c.finished_at.unwrap_or(c.created);
                 prop_assert!(now.duration_since(finished).unwrap_or_default() >= policy.exited_container_min_age);
             } else {
@@ -288,6 +358,12 @@ proptest! {
         for id in &image_steps {
             let image = by_id[id];
             prop_assert!(policy.protecting_pattern(image).is_none(), "{id} is protected");
+            prop_assert!(!has_keep_label(&image.labels), "{id} carries the keep label");
+            if let TaskImages::Known(wanted) = &policy.task_images {
+                prop_assert!(image.repo_tags.iter().all(|t| !wanted.contains(t)), "{id} is a task's");
+            } else if !policy.past_drain_at {
+                prop_assert!(world.usage[*id].used_by_a_container_since_it_arrived(), "{id} is of unknown use");
+            }
             let first_seen = world.usage[*id].first_seen.max(image.created);
             prop_assert!(now.duration_since(first_seen).unwrap_or_default() >= policy.min_image_age, "{id} is too young");
             // Children before parents, and no parent while a child stays.
@@ -342,9 +418,146 @@ fn an_image_a_task_on_this_instance_names_is_kept_though_no_container_uses_it_ye
         containers: vec![],
     };
     let mut policy = policy();
-    policy.task_images = ["docker.io/shop/web:42"].iter().map(|r| normalize_reference(r)).collect();
+    policy.task_images = TaskImages::Known(["docker.io/shop/web:42"].iter().map(|r| normalize_reference(r)).collect());
     let plan = plan(&inventory, &known_since_built(&inventory), &policy, t(10_000), u64::MAX);
     assert_eq!(removed_images(&plan), ["old"]);
     let kept: BTreeMap<String, String> = plan.kept.iter().map(|(n, k)| (n.clone(), k.to_string())).collect();
     assert_eq!(kept["shop/web:42"], "wanted by a task ECS placed here (shop/web:42)");
+}
+
+#[test]
+fn only_an_ecs_tasks_stopped_container_goes_unless_the_operator_opted_in_and_a_keep_label_always_holds() {
+    let keep = |mut c: Container, value: &str| {
+        c.labels.insert(KEEP_LABEL.into(), value.into());
+        c
+    };
+    let inventory = Inventory {
+        images: vec![image("img", Some("app/img:1"), None, 10, 0)],
+        containers: vec![
+            container("task", "img", ContainerState::Exited, Some(0)),
+            other_container("by-hand", "img", ContainerState::Exited, Some(0)),
+            keep(container("kept-task", "img", ContainerState::Exited, Some(0)), "true"),
+            keep(other_container("kept-empty", "img", ContainerState::Dead, Some(0)), ""),
+            keep(other_container("keep-false", "img", ContainerState::Exited, Some(0)), "false"),
+        ],
+    };
+    // (remove-other-containers, remove-other-volumes) → the containers' removal lines, and kept.
+    type Case<'a> = ((bool, bool), &'a [&'a str], &'a [&'a str]);
+    let table: &[Case] = &[
+        (
+            (false, false),
+            &["remove container task (c-task) with its anonymous volumes"],
+            &["container by-hand", "container kept-task", "container kept-empty", "container keep-false"],
+        ),
+        (
+            (true, false),
+            &[
+                "remove container by-hand (c-by-hand)",
+                "remove container keep-false (c-keep-false)",
+                "remove container task (c-task) with its anonymous volumes",
+            ],
+            &["container kept-task", "container kept-empty"],
+        ),
+        (
+            (true, true),
+            &[
+                "remove container by-hand (c-by-hand) with its anonymous volumes",
+                "remove container keep-false (c-keep-false) with its anonymous volumes",
+                "remove container task (c-task) with its anonymous volumes",
+            ],
+            &["container kept-task", "container kept-empty"],
+        ),
+    ];
+    for ((others, volumes), removed, kept) in table {
+        let policy = GcPolicy { remove_other_containers: *others, remove_other_volumes: *volumes, ..policy() };
+        let plan = plan(&inventory, &known_since_built(&inventory), &policy, t(10_000), u64::MAX);
+        let actions: Vec<String> = plan.steps.iter().map(|s| s.action.to_string()).collect();
+        let containers: Vec<&str> =
+            actions.iter().map(String::as_str).filter(|a| a.starts_with("remove container")).collect();
+        assert_eq!(containers, *removed, "others {others}, volumes {volumes}");
+        let kept_names: Vec<&str> =
+            plan.kept.iter().map(|(n, _)| n.as_str()).filter(|n| n.starts_with("container ")).collect();
+        assert_eq!(kept_names, *kept, "others {others}, volumes {volumes}");
+        assert!(!actions.iter().any(|a| a.contains("app/img")), "kept containers keep their image: {actions:?}");
+    }
+    let plan = plan(&inventory, &known_since_built(&inventory), &policy(), t(10_000), u64::MAX);
+    let kept: BTreeMap<String, String> = plan.kept.iter().map(|(n, k)| (n.clone(), k.to_string())).collect();
+    assert_eq!(kept["container by-hand"], "not an ECS task's container ([gc] remove-other-containers is off)");
+    assert_eq!(kept["container kept-task"], "labelled nodewarden.keep");
+}
+
+#[test]
+fn the_keep_label_protects_an_image_no_container_uses() {
+    let mut labelled = image("labelled", Some("app/labelled:1"), None, 10, 0);
+    labelled.labels = labels(&[(KEEP_LABEL, "TRUE")]);
+    let mut unlabelled = image("unlabelled", Some("app/unlabelled:1"), None, 10, 0);
+    unlabelled.labels = labels(&[(KEEP_LABEL, "no")]);
+    let inventory = Inventory { images: vec![labelled, unlabelled], containers: vec![] };
+    let plan = plan(&inventory, &known_since_built(&inventory), &policy(), t(10_000), u64::MAX);
+    assert_eq!(removed_images(&plan), ["unlabelled"]);
+    assert!(plan.kept.iter().any(|(n, k)| n == "app/labelled:1" && *k == Kept::KeepLabel), "{:?}", plan.kept);
+}
+
+#[test]
+fn with_ecs_unknown_an_image_no_container_used_since_it_arrived_stays_below_drain_at() {
+    let inventory = Inventory {
+        images: vec![
+            image("ran", Some("app/ran:1"), None, 10, 0),
+            image("pulled", Some("app/pulled:1"), None, 10, 0),
+            image("repulled", Some("app/repulled:1"), None, 10, 0),
+            image("listed", Some("app/listed:1"), None, 10, 0),
+        ],
+        containers: vec![],
+    };
+    let mut usage = UsageMap::new();
+    // A container ran on it, and nothing put it here since.
+    used(&mut usage, "ran", 0, Some(500));
+    // Pulled (an arrival), never run: a PENDING task's image looks like this.
+    usage.insert(
+        "sha256:pulled".into(),
+        Usage { first_seen: t(100), last_used: Some(t(600)), last_container_use: None },
+    );
+    // Run once, then pulled again: the new pull may be for a task about to start.
+    usage.insert(
+        "sha256:repulled".into(),
+        Usage { first_seen: t(0), last_used: Some(t(700)), last_container_use: Some(t(400)) },
+    );
+    // First seen by a listing, no event ever.
+    usage.insert("sha256:listed".into(), Usage { first_seen: t(0), last_used: None, last_container_use: None });
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let cases: &[(TaskImages, bool, &[&str])] = &[
+        (TaskImages::Unknown, false, &["ran"]),
+        (TaskImages::Unknown, true, &["listed", "pulled", "ran", "repulled"]),
+        (TaskImages::Known(BTreeSet::new()), false, &["listed", "pulled", "ran", "repulled"]),
+        (TaskImages::Known(["app/pulled:1".to_string()].into()), false, &["listed", "ran", "repulled"]),
+    ];
+    for (task_images, past_drain_at, removed) in cases {
+        let policy = GcPolicy { task_images: task_images.clone(), past_drain_at: *past_drain_at, ..policy() };
+        let plan = plan(&inventory, &usage, &policy, t(10_000), u64::MAX);
+        assert_eq!(sorted(removed_images(&plan)), *removed, "{task_images:?}, past drain-at {past_drain_at}");
+        let unknown: Vec<&str> =
+            plan.kept.iter().filter(|(_, k)| *k == Kept::UnknownUse).map(|(n, _)| n.as_str()).collect();
+        if *task_images == TaskImages::Unknown && !past_drain_at {
+            assert_eq!(unknown, ["app/pulled:1", "app/repulled:1", "app/listed:1"]);
+        } else {
+            assert!(unknown.is_empty(), "{unknown:?}");
+        }
+    }
+    let policy = GcPolicy { task_images: TaskImages::Unknown, past_drain_at: true, ..policy() };
+    let plan = plan(&inventory, &usage, &policy, t(10_000), u64::MAX);
+    let reasons: BTreeMap<String, String> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::RemoveImage { tags, .. } => Some((tags[0].clone(), s.reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        reasons["app/pulled:1"].ends_with("ECS cannot say whether a task waits for it, and the disk is past drain-at")
+    );
+    assert!(!reasons["app/ran:1"].contains("ECS"), "{}", reasons["app/ran:1"]);
 }

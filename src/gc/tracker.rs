@@ -131,10 +131,13 @@ impl Tracker {
                     None if image.starts_with("sha256:") => image,
                     None => self.docker.inspect_image(&image).await.ok()?.id?,
                 };
-                if let Some(container) = container {
-                    self.container_images.insert(container, image_id.clone());
+                match container {
+                    Some(container) => {
+                        self.container_images.insert(container, image_id.clone());
+                        Some(UsageEvent::Used { image_id, at })
+                    }
+                    None => Some(UsageEvent::Arrived { image_id, at }),
                 }
-                Some(UsageEvent::Used { image_id, at })
             }
         }
     }

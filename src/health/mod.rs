@@ -4,6 +4,7 @@
 //! loopback unless the settings allow otherwise.
 
 pub mod metrics;
+pub mod server;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -84,20 +85,7 @@ async fn metrics_text(State(context): State<Arc<HealthContext>>) -> Response {
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], metrics::encode(&context.document())).into_response()
 }
 
-/// Serves until shutdown.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    context: Arc<HealthContext>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let server = axum::serve(listener, router(context)).with_graceful_shutdown(async move {
-        while !*shutdown.borrow() {
-            if shutdown.changed().await.is_err() {
-                break;
-            }
-        }
-    });
-    if let Err(error) = server.await {
-        tracing::error!(%error, "the health endpoint stopped");
-    }
+/// Serves until shutdown, with the hardened accept loop of [`server`].
+pub async fn serve(listener: tokio::net::TcpListener, context: Arc<HealthContext>, shutdown: watch::Receiver<bool>) {
+    server::serve(listener, router(context), shutdown).await;
 }

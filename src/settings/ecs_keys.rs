@@ -54,9 +54,6 @@ const fn at_least(min: &'static str) -> ValueKind {
     ValueKind::Duration { min, max: None }
 }
 
-/// Go's `time.Duration` is int64 nanoseconds: `time.ParseDuration` refuses anything longer.
-const GO_MAX_DURATION_NANOS: f64 = i64::MAX as f64;
-
 const LAYOUT: &str = "it is fixed by the agent container's layout (ecs-init's defaults)";
 
 /// Known keys, sorted by name: the agent's `ECS_*` keys, and the proxy variables the ECS
@@ -139,10 +136,18 @@ pub fn lookup(key: &str) -> Option<ValueKind> {
 /// misplaced secret lands (`ECS_ENGINE_AUTH_DATA` in `[ecs.config]`, ecs-init users' habit),
 /// and errors go to the journal and, after a reload, to `/status` and `/metrics`.
 pub fn may_show_value(key: &str) -> bool {
-    // PROXY: a proxy URL may carry `user:password@`.
-    const SECRET_WORDS: &[&str] = &["AUTH", "PASSWORD", "PASSWD", "TOKEN", "SECRET", "KEY", "CREDENTIAL", "PROXY"];
     let known = matches!(lookup(key), Some(kind) if !matches!(kind, ValueKind::Reserved(_)));
-    known && !SECRET_WORDS.iter().any(|word| key.contains(word))
+    // PROXY: a proxy URL may carry `user:password@`.
+    known && !name_looks_secret(key) && !key.contains("PROXY")
+}
+
+/// Whether a variable's name says it holds a secret (`*_TOKEN`, `*_PASSWORD`, `*_SECRET`,
+/// `*AUTH*`, `*_KEY`, `*CREDENTIAL*`): its value is never printed, whether nodewarden knows
+/// the key or passes it unchecked.
+pub fn name_looks_secret(key: &str) -> bool {
+    const SECRET_WORDS: &[&str] = &["AUTH", "PASSWORD", "PASSWD", "TOKEN", "SECRET", "KEY", "CREDENTIAL"];
+    let upper = key.to_ascii_uppercase();
+    SECRET_WORDS.iter().any(|word| upper.contains(word))
 }
 
 /// `start-end` as the agent reads ECS_DYNAMIC_HOST_PORT_RANGE.
@@ -191,13 +196,8 @@ pub fn check(key: &str, value: &str, unchecked: &[String]) -> Result<(), String>
                 (min, Some(max)) => format!("a Go duration from {min} to {max} (the agent ignores others)"),
             };
             match go_parse_duration(value) {
-                Ok(nanos)
-                    if nanos <= GO_MAX_DURATION_NANOS
-                        && nanos >= bound(min)
-                        && max.is_none_or(|max| nanos <= bound(max)) =>
-                {
-                    Ok(())
-                }
+                // In nanoseconds whatever the unit, as the agent's int64 holds them.
+                Ok(nanos) if nanos >= bound(min) && max.is_none_or(|max| nanos <= bound(max)) => Ok(()),
                 _ => Err(expected),
             }
         }
@@ -257,43 +257,100 @@ pub fn go_parse_bool(value: &str) -> Option<bool> {
     }
 }
 
-/// Go's `time.ParseDuration` grammar: `[-+]?([0-9]*(\.[0-9]*)?[a-z]+)+`, or `0`. Returns
-/// nanoseconds.
-pub fn go_parse_duration(value: &str) -> Result<f64, ()> {
-    let (sign, mut rest) = match value.as_bytes().first() {
-        Some(b'-') => (-1.0, &value[1..]),
-        Some(b'+') => (1.0, &value[1..]),
-        _ => (1.0, value),
+/// Go's `time.ParseDuration`, step for step: `[-+]?([0-9]*(\.[0-9]*)?[a-z]+)+`, or `0`, in
+/// nanoseconds as Go's `time.Duration` (an int64) holds them. Integer arithmetic as Go does it,
+/// so the edge is exact in every unit: `9223372036854775807ns` is the longest duration,
+/// `9223372036854775808ns`, `9223372036854775.808us` or `2562047h47m16.854775808s` are refused
+/// (an f64 total cannot tell them apart: both round to 2^63).
+pub fn go_parse_duration(value: &str) -> Result<i64, ()> {
+    const LIMIT: u64 = 1 << 63;
+    let (negative, mut rest) = match value.as_bytes().first() {
+        Some(b'-') => (true, &value[1..]),
+        Some(b'+') => (false, &value[1..]),
+        _ => (false, value),
     };
     if rest == "0" {
-        return Ok(0.0);
+        return Ok(0);
     }
     if rest.is_empty() {
         return Err(());
     }
-    let mut total = 0.0;
+    let mut total: u64 = 0;
     while !rest.is_empty() {
-        let number_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let number = &rest[..number_end];
-        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+        if !rest.starts_with(|c: char| c == '.' || c.is_ascii_digit()) {
             return Err(());
         }
-        let amount: f64 = number.parse().map_err(|_| ())?;
-        rest = &rest[number_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let nanos = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
+        // The whole part: Go's leadingInt, which refuses anything past 2^63.
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let mut whole: u64 = 0;
+        for digit in rest[..digits].bytes() {
+            if whole > LIMIT / 10 {
+                return Err(());
+            }
+            whole = whole * 10 + u64::from(digit - b'0');
+            if whole > LIMIT {
+                return Err(());
+            }
+        }
+        let had_whole = digits > 0;
+        rest = &rest[digits..];
+        // The fraction: Go's leadingFraction, which stops taking digits (without failing)
+        // once another would overflow.
+        let (mut fraction, mut scale, mut had_fraction) = (0u64, 1f64, false);
+        if let Some(after_dot) = rest.strip_prefix('.') {
+            let digits = after_dot.find(|c: char| !c.is_ascii_digit()).unwrap_or(after_dot.len());
+            let mut overflow = false;
+            for digit in after_dot[..digits].bytes() {
+                if overflow {
+                    continue;
+                }
+                if fraction > (LIMIT - 1) / 10 {
+                    overflow = true;
+                    continue;
+                }
+                let next = fraction * 10 + u64::from(digit - b'0');
+                if next > LIMIT {
+                    overflow = true;
+                    continue;
+                }
+                fraction = next;
+                scale *= 10.0;
+            }
+            had_fraction = digits > 0;
+            rest = &after_dot[digits..];
+        }
+        if !had_whole && !had_fraction {
+            return Err(());
+        }
+        let unit_end = rest.find(|c: char| c == '.' || c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit: u64 = match &rest[..unit_end] {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             _ => return Err(()),
         };
         rest = &rest[unit_end..];
-        total += amount * nanos;
+        if whole > LIMIT / unit {
+            return Err(());
+        }
+        let mut amount = whole * unit;
+        if fraction > 0 {
+            // As Go: float64 for the fraction, nanosecond-accurate for fractions of an hour.
+            amount += (fraction as f64 * (unit as f64 / scale)) as u64;
+            if amount > LIMIT {
+                return Err(());
+            }
+        }
+        total = total.checked_add(amount).filter(|t| *t <= LIMIT).ok_or(())?;
     }
-    Ok(sign * total)
+    match (negative, total) {
+        (true, LIMIT) => Ok(i64::MIN),
+        (true, t) => Ok(-(t as i64)),
+        (false, t) => i64::try_from(t).map_err(drop),
+    }
 }
 
 #[cfg(test)]
@@ -398,6 +455,100 @@ mod tests {
         ];
         for (key, value, ok) in table {
             assert_eq!(check(key, value, &[]).is_ok(), *ok, "{key}={value:?}: {:?}", check(key, value, &[]));
+        }
+    }
+
+    /// The longest Go duration is 9223372036854775807ns; one nanosecond more is refused by
+    /// `time.ParseDuration`, and the agent then discards the value. The bound is on
+    /// nanoseconds, whatever unit (or mix of units) the value is written in.
+    #[test]
+    fn the_int64_nanosecond_edge_holds_in_every_unit() {
+        let edges: &[(&str, &str)] = &[
+            ("9223372036854775807ns", "9223372036854775808ns"),
+            ("9223372036854775.807us", "9223372036854775.808us"),
+            ("9223372036854775.807\u{b5}s", "9223372036854775.808\u{b5}s"),
+            ("9223372036854775.807\u{3bc}s", "9223372036854775.808\u{3bc}s"),
+            ("9223372036854.775807ms", "9223372036854.775808ms"),
+            ("9223372036.854775807s", "9223372036.854775808s"),
+            ("153722867m16.854775807s", "153722867m16.854775808s"),
+            ("2562047h47m16.854775807s", "2562047h47m16.854775808s"),
+            ("2562047h47m16s854ms775us807ns", "2562047h47m16s854ms775us808ns"),
+            ("9223372036s854775807ns", "9223372036s854775808ns"),
+            ("+9223372036854775807ns", "+9223372036854775808ns"),
+            ("2562047h", "2562048h"),
+            ("153722867m", "153722868m"),
+            ("9223372036s", "9223372037s"),
+            ("9223372036854ms", "9223372036855ms"),
+            ("9223372036854775us", "9223372036854776us"),
+            ("1h", "99999999999999999999ns"),
+        ];
+        for key in ["ECS_CONTAINER_STOP_TIMEOUT", "ECS_IMAGE_CLEANUP_INTERVAL", "ECS_IMAGE_PULL_TIMEOUT"] {
+            for (longest, one_past) in edges {
+                assert!(check(key, longest, &[]).is_ok(), "{key}={longest}: {:?}", check(key, longest, &[]));
+                assert!(check(key, one_past, &[]).is_err(), "{key}={one_past} is past Go's int64 nanoseconds");
+            }
+        }
+    }
+
+    #[test]
+    fn durations_parse_to_the_nanoseconds_go_gives() {
+        let table: &[(&str, Result<i64, ()>)] = &[
+            ("0", Ok(0)),
+            ("-0", Ok(0)),
+            ("1ns", Ok(1)),
+            ("1.5h", Ok(5_400_000_000_000)),
+            ("1h30m", Ok(5_400_000_000_000)),
+            (".5s", Ok(500_000_000)),
+            ("5.s", Ok(5_000_000_000)),
+            ("1\u{b5}s", Ok(1_000)),
+            ("300ms", Ok(300_000_000)),
+            ("-1.5m", Ok(-90_000_000_000)),
+            ("2562047h47m16.854775807s", Ok(i64::MAX)),
+            ("9223372036854775807ns", Ok(i64::MAX)),
+            ("-9223372036854775808ns", Ok(i64::MIN)),
+            ("-9223372036854775809ns", Err(())),
+            ("9223372036854775808ns", Err(())),
+            // Extra fraction digits past what fits are dropped, as Go does.
+            ("1.00000000000000000000000001s", Ok(1_000_000_000)),
+            ("", Err(())),
+            ("+", Err(())),
+            (".", Err(())),
+            (".s", Err(())),
+            ("1", Err(())),
+            ("1d", Err(())),
+            ("1.2.3s", Err(())),
+            ("1e3s", Err(())),
+            ("1 s", Err(())),
+            ("s", Err(())),
+        ];
+        for (text, nanos) in table {
+            assert_eq!(go_parse_duration(text), *nanos, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn names_that_look_secret() {
+        let table: &[(&str, bool)] = &[
+            ("ECS_REGISTRY_TOKEN", true),
+            ("MY_DB_PASSWORD", true),
+            ("ECS_MY_PASSWD", true),
+            ("CLIENT_SECRET", true),
+            ("ECS_ENGINE_AUTH_DATA", true),
+            ("ECS_AUTHORIZATION", true),
+            ("OAUTH_THING", true),
+            ("AWS_SECRET_ACCESS_KEY", true),
+            ("API_KEY", true),
+            ("ECS_CREDENTIALS_FILE", true),
+            ("ECS_FUTURE_FEATURE", false),
+            ("ECS_LOGLEVEL", false),
+            ("ECS_IMAGE_PULL_BEHAVIOR", false),
+            ("HTTP_PROXY", false),
+        ];
+        for (key, secret) in table {
+            assert_eq!(name_looks_secret(key), *secret, "{key}");
+            if *secret {
+                assert!(!may_show_value(key), "{key}");
+            }
         }
     }
 }

@@ -110,6 +110,10 @@ pub struct GcSettings {
     pub keep_images: Vec<ImagePattern>,
     /// A GC run that takes longer is abandoned (a wedged Docker call), so the drain is not held.
     pub run_timeout: Duration,
+    /// Stopped containers the ECS agent did not create are removed too (off: only ECS tasks').
+    pub remove_other_containers: bool,
+    /// With their anonymous volumes (only with `remove_other_containers`).
+    pub remove_other_volumes: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

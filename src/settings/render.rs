@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::document::{RawEntry, RawValue};
+use super::ecs_keys;
 use super::merge::Merged;
 use super::schema::{self, Kind};
 use super::source::Origin;
@@ -30,6 +31,8 @@ pub fn render(merged: &Merged) -> String {
                 out.push_str("\n[ecs.config]\n");
                 for (key, entry) in config {
                     let value = match &entry.value {
+                        // An unchecked key (`config-unchecked`) may be anything: a registry token too.
+                        _ if ecs_keys::name_looks_secret(key) => toml_string(Secret::REDACTED),
                         RawValue::String(proxy) if key.ends_with("_PROXY") => toml_string(&without_credentials(proxy)),
                         other => toml_value(other),
                     };

@@ -81,6 +81,8 @@ pub const KEYS: &[KeySpec] = &[
     key("gc", "exited-container-min-age", Kind::String, "10m"),
     key("gc", "keep-images", Kind::StringList, r#"["amazon/amazon-ecs-agent:*"]"#),
     key("gc", "run-timeout", Kind::String, "3m"),
+    key("gc", "remove-other-containers", Kind::Bool, "false"),
+    key("gc", "remove-other-volumes", Kind::Bool, "false"),
     key("drain", "enabled", Kind::Bool, "true"),
     key("drain", "max-draining-fraction", Kind::String, "20%"),
     key("drain", "on-spot-interruption", Kind::Bool, "true"),

@@ -188,6 +188,25 @@ fn rendering_redacts_secrets_names_sources_and_reparses_to_the_same_settings() {
 }
 
 #[test]
+fn an_unchecked_keys_value_is_not_printed_when_its_name_looks_secret() {
+    let text = "[ecs]\ncluster = \"c\"\nconfig-unchecked = [\"ECS_REGISTRY_TOKEN\", \"MY_DB_PASSWORD\", \
+                \"CLIENT_SECRET\", \"ECS_X_AUTH_HEADER\", \"ECS_FUTURE_FEATURE\"]\n[ecs.config]\n\
+                ECS_REGISTRY_TOKEN = \"tok-1\"\nMY_DB_PASSWORD = \"pw-2\"\nCLIENT_SECRET = \"sec-3\"\n\
+                ECS_X_AUTH_HEADER = \"auth-4\"\nECS_FUTURE_FEATURE = \"visible-5\"\n";
+    let rendered = load_file(text).unwrap().render();
+    for (key, value) in [
+        ("ECS_REGISTRY_TOKEN", "tok-1"),
+        ("MY_DB_PASSWORD", "pw-2"),
+        ("CLIENT_SECRET", "sec-3"),
+        ("ECS_X_AUTH_HEADER", "auth-4"),
+    ] {
+        assert!(!rendered.contains(value), "{key}'s value printed:\n{rendered}");
+        assert!(rendered.contains(&format!("{key} = \"<redacted>\"")), "{key} not shown redacted:\n{rendered}");
+    }
+    assert!(rendered.contains("ECS_FUTURE_FEATURE = \"visible-5\""), "{rendered}");
+}
+
+#[test]
 fn a_proxys_credentials_are_never_printed() {
     let text = "[ecs]\ncluster = \"c\"\n[ecs.config]\nHTTP_PROXY = \"http://bob:hunter2@10.0.0.131:3128\"\n\
                 HTTPS_PROXY = \"alice:pw@proxy.corp:8443/\"\nNO_PROXY = \"169.254.169.254\"\n";
@@ -233,4 +252,38 @@ fn ecs_config_errors_never_show_a_value_that_may_be_a_secret() {
     assert!(problems.iter().any(|p| p.contains("ECS_ENGINE_AUTH_DATA") && p.contains("10 characters (not shown")));
     // A known, ordinary key still says what was found.
     assert!(problems.iter().any(|p| p.contains("ECS_LOGLEVEL") && p.contains("found \"loud\"")), "{problems:#?}");
+}
+
+#[test]
+fn other_containers_and_their_volumes_are_removed_only_when_opted_in_volumes_only_with_containers() {
+    let gc_of = |extra: &str| load_file(&format!("[ecs]\ncluster = \"c\"\n[gc]\n{extra}")).map(|l| l.settings.gc);
+    let defaults = gc_of("").unwrap();
+    assert!(!defaults.remove_other_containers && !defaults.remove_other_volumes, "both default off");
+    let accepted: &[(&str, bool, bool)] = &[
+        ("remove-other-containers = false\n", false, false),
+        ("remove-other-containers = true\n", true, false),
+        ("remove-other-containers = true\nremove-other-volumes = true\n", true, true),
+        ("remove-other-containers = true\nremove-other-volumes = false\n", true, false),
+    ];
+    for (text, containers, volumes) in accepted {
+        let gc = gc_of(text).unwrap_or_else(|p| panic!("{text}: {p:#?}"));
+        assert_eq!((gc.remove_other_containers, gc.remove_other_volumes), (*containers, *volumes), "{text}");
+    }
+    let refused: &[(&str, &str)] = &[
+        (
+            "remove-other-volumes = true\n",
+            ":4:24: gc.remove-other-volumes: expected false while [gc] remove-other-containers is false",
+        ),
+        (
+            "remove-other-containers = false\nremove-other-volumes = true\n",
+            ":5:24: gc.remove-other-volumes: expected false",
+        ),
+        ("remove-other-containers = \"yes\"\n", "gc.remove-other-containers:"),
+        ("remove-other-volumes = 1\n", "gc.remove-other-volumes:"),
+    ];
+    for (text, wanted) in refused {
+        let problems = problems_of(&format!("[ecs]\ncluster = \"c\"\n[gc]\n{text}"));
+        assert!(problems.iter().any(|p| p.contains(wanted)), "{text}: {problems:#?}");
+        assert_eq!(problems.len(), 1, "{text}: {problems:#?}");
+    }
 }

@@ -84,6 +84,8 @@ pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
                 d if d >= Duration::from_secs(1) => Ok(d),
                 _ => Err("a duration of at least 1s".into()),
             }),
+            remove_other_containers: r.bool("gc.remove-other-containers"),
+            remove_other_volumes: r.bool("gc.remove-other-volumes"),
         },
         drain: DrainSettings {
             enabled: r.bool("drain.enabled"),
@@ -105,6 +107,19 @@ pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
     };
 
     r.check_thresholds(&settings.disk);
+    let gc = &settings.gc;
+    if gc.remove_other_volumes
+        && !gc.remove_other_containers
+        && r.is_clean("gc.remove-other-volumes")
+        && r.is_clean("gc.remove-other-containers")
+    {
+        r.problem_at(
+            "gc.remove-other-volumes",
+            "expected false while [gc] remove-other-containers is false: the volumes go only with the containers \
+             they belong to, so set remove-other-containers = true too, or leave both off"
+                .to_string(),
+        );
+    }
     let health = &settings.health;
     if !health.allow_remote
         && !health.listen.ip().is_loopback()

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::fsutil::{Written, write_atomic};
+use crate::fsutil::{Written, unless_out_of_space, write_atomic};
 use crate::host_paths::HostPaths;
 use crate::settings::Settings;
 use crate::settings::values::{DeviceSpec, Filesystem};
@@ -51,6 +51,8 @@ pub struct Prepared {
     /// Why `overlay2.size` cannot be used, if it cannot.
     pub quota_unavailable: Option<String>,
     pub grown_bytes: u64,
+    /// Writes skipped because the root disk is full (the mount itself is done).
+    pub warnings: Vec<String>,
 }
 
 fn run(command: &mut Command, what: &str) -> Result<String, String> {
@@ -143,8 +145,8 @@ pub fn prepare(paths: &HostPaths, settings: &Settings, device_wait: Duration) ->
     let mounted = mounted()?;
     let quota_unavailable = overlay_size_verdict(&mounted, &mount_point).err();
     let grown_bytes = grow(&device, &mount_point, &fs_type)?;
-    write_units(paths, &uuid, &fs_type, unit_options(&fs_type, &mounted.super_options))?;
-    Ok(Some(Prepared { device, formatted, fs_type, uuid, mount_point, quota_unavailable, grown_bytes }))
+    let warnings = write_units(paths, &uuid, &fs_type, unit_options(&fs_type, &mounted.super_options))?;
+    Ok(Some(Prepared { device, formatted, fs_type, uuid, mount_point, quota_unavailable, grown_bytes, warnings }))
 }
 
 /// Mounting over a data root that holds images, containers, volumes or someone else's files
@@ -249,13 +251,21 @@ fn grow(device: &Path, mount_point: &Path, fs_type: &str) -> Result<u64, String>
     Ok(after.saturating_sub(before))
 }
 
-fn write_units(paths: &HostPaths, uuid: &str, fs_type: &str, options: &str) -> Result<(), String> {
+/// The mount unit and its drop-ins. Docker's disk is mounted already (by setup, in every
+/// boot), so a root disk too full for them is a warning, returned, and not a failure.
+fn write_units(paths: &HostPaths, uuid: &str, fs_type: &str, options: &str) -> Result<Vec<String>, String> {
+    const CONSEQUENCE: &str = "the mount stays as setup made it in this boot (setup mounts it again at each boot)";
     let dir = paths.systemd_dir();
-    write_atomic(&dir.join(units::MOUNT_UNIT), units::mount_unit(uuid, fs_type, options).as_bytes(), 0o644)
-        .map_err(|e| e.to_string())?;
+    let mut warnings = Vec::new();
+    let unit = write_atomic(&dir.join(units::MOUNT_UNIT), units::mount_unit(uuid, fs_type, options).as_bytes(), 0o644);
+    warnings.extend(unless_out_of_space(unit, CONSEQUENCE).map_err(|e| e.to_string())?);
     for service in units::SERVICES {
         let drop_in = dir.join(format!("{service}.d")).join(units::DROP_IN);
-        write_atomic(&drop_in, units::drop_in().as_bytes(), 0o644).map_err(|e| e.to_string())?;
+        let written = write_atomic(&drop_in, units::drop_in().as_bytes(), 0o644);
+        warnings.extend(unless_out_of_space(written, CONSEQUENCE).map_err(|e| e.to_string())?);
+    }
+    if !warnings.is_empty() {
+        return Ok(warnings);
     }
     // Enabled as `systemctl enable` would: a link in local-fs.target.wants.
     let wants = dir.join("local-fs.target.wants");
@@ -265,7 +275,7 @@ fn write_units(paths: &HostPaths, uuid: &str, fs_type: &str, options: &str) -> R
         std::os::unix::fs::symlink(format!("../{}", units::MOUNT_UNIT), &link)
             .map_err(|e| format!("linking {}: {e}", link.display()))?;
     }
-    Ok(())
+    Ok(warnings)
 }
 
 /// Merges daemon.json. `prepared` is the dedicated device, if any; without one the quota

@@ -505,3 +505,45 @@ async fn with_ecs_init_running_the_agent_ecs_config_is_shared_and_the_agent_is_w
     assert_eq!(state.started_at, started);
     assert_eq!(client.inspect_container("ecs-agent", None).await.unwrap().id.as_deref(), Some(id.as_str()));
 }
+
+/// The registry secret of `[ecs] engine-auth-data` is in the agent container's create body
+/// and in every inspection of it; bollard logs both at debug. With NODEWARDEN_LOG=trace the
+/// whole run (setup, creating the agent, a restart that inspects and keeps it) is searched
+/// for the secret. The harness has no journal: the daemon's stderr is what the journal gets.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trace_level_run_never_logs_the_registry_secret() {
+    const SECRET: &str = "registry-pass-6f1d2c";
+    let auth = format!(
+        "engine-auth-type = \"docker\"\nengine-auth-data = '{{\"https://registry.local\":{{\"username\":\"u\",\"password\":\"{SECRET}\"}}}}'\n"
+    );
+    let mut b = bootstrap(&userdata("secret-logs", &auth)).await;
+    let trace = [("NODEWARDEN_LOG", "trace")];
+    let output = b.nodewarden.command(&["setup"]).envs(trace).output().expect("running nodewarden setup");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let setup_log = text(&output);
+    b.nodewarden.start_with(&trace);
+    let client = b.docker.client.clone();
+    wait_for("the agent to run", Duration::from_secs(30), &mut b.nodewarden, async || {
+        running_since(&client).await.is_some()
+    })
+    .await;
+    let env = agent_container(&client).await.unwrap().config.unwrap().env.unwrap();
+    assert!(
+        env.iter().any(|e| e.starts_with("ECS_ENGINE_AUTH_DATA=") && e.contains(SECRET)),
+        "the secret must reach the agent for this test to mean anything: {:?}",
+        env.iter().map(|e| e.split('=').next()).collect::<Vec<_>>()
+    );
+    assert_eq!(b.nodewarden.stop(), Some(0));
+    b.nodewarden.start_with(&trace);
+    b.nodewarden.wait_log(&["matches its spec; keeping it"], Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(b.nodewarden.stop(), Some(0));
+    let log = b.nodewarden.log();
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "NODEWARDEN_LOG=trace was not honoured:\n{log}");
+    for (what, text) in [("setup's output", &setup_log), ("the daemon's stderr", &log)] {
+        if let Some(at) = text.find(SECRET) {
+            let line = text[..at].rsplit('\n').next().unwrap_or_default();
+            panic!("{what} holds the registry secret, on a line starting: {:.200}", line);
+        }
+    }
+}

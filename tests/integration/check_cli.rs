@@ -198,3 +198,21 @@ fn a_secret_in_a_file_others_can_read_is_warned_about() {
     let output = run_nodewarden(&["check", plain.path().to_str().unwrap()], None);
     assert!(!text(&output.stderr).contains("warning"), "{}", text(&output.stderr));
 }
+
+#[test]
+fn an_unchecked_key_whose_name_looks_secret_is_printed_redacted() {
+    let settings = format!(
+        "[ecs]\ncluster = \"c\"\nconfig-unchecked = [\"ECS_REGISTRY_TOKEN\", \"ECS_DB_PASSWORD\", \"ECS_X_SECRET\", \
+         \"ECS_PROXY_AUTH\", \"ECS_NEW_FEATURE\"]\n[ecs.config]\nECS_REGISTRY_TOKEN = \"{SECRET}-1\"\n\
+         ECS_DB_PASSWORD = \"{SECRET}-2\"\nECS_X_SECRET = \"{SECRET}-3\"\nECS_PROXY_AUTH = \"{SECRET}-4\"\n\
+         ECS_NEW_FEATURE = \"on\"\n"
+    );
+    let (output, _file) = check_file(&settings);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_no_secret(&output);
+    let stdout = text(&output.stdout);
+    for key in ["ECS_REGISTRY_TOKEN", "ECS_DB_PASSWORD", "ECS_X_SECRET", "ECS_PROXY_AUTH"] {
+        assert!(stdout.contains(&format!("{key} = \"<redacted>\"  # file ")), "{key}:\n{stdout}");
+    }
+    assert!(stdout.contains("ECS_NEW_FEATURE = \"on\"  # file "), "a plain unchecked key is shown:\n{stdout}");
+}

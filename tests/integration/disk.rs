@@ -351,3 +351,61 @@ fn the_operators_data_root_stays_without_a_device_and_a_conflict_is_said() {
     assert_eq!(read()["data-root"], rig.mount_point().display().to_string());
     assert!(text(&output).contains("daemon.json had data-root \"/data/docker\""), "{}", text(&output));
 }
+
+/// Fills the filesystem holding `dir` to the brim with one file.
+fn fill_to_the_brim(dir: &Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(dir.join("brim")).expect("creating the filler");
+    let chunk = vec![0u8; 64 << 10];
+    while file.write_all(&chunk).is_ok() {}
+    let mut byte = [0u8; 1];
+    while file.write_all(&byte).is_ok() {
+        byte[0] = byte[0].wrapping_add(1);
+    }
+    let _ = file.sync_all();
+}
+
+/// The root disk is full (a running node's journal and logs took it) when the instance
+/// reboots: the state directory and the systemd unit directory sit on tiny full filesystems.
+/// Setup still mounts Docker's disk and lets Docker start; what it could not write is a
+/// warning naming the file.
+#[test]
+fn setup_on_a_full_root_disk_still_prepares_dockers_disk_and_warns() {
+    require_tool("mkfs.xfs", "xfsprogs");
+    let rig = rig(400, "");
+    let state = rig.root.path().join("var/lib/nodewarden");
+    let units = rig.root.path().join("etc/systemd/system");
+    let _state_fs = system::Tmpfs::mount(&state, 1);
+    let _units_fs = system::Tmpfs::mount(&units, 1);
+    fill_to_the_brim(&state);
+    fill_to_the_brim(&units);
+    let userdata = rig.root.path().join("userdata.toml");
+    std::fs::write(&userdata, "[ecs]\ncluster = \"from-userdata\"\n").unwrap();
+    let output = crate::harness::nodewarden()
+        .args(["setup", "--device-wait", "2s", "--userdata"])
+        .arg(&userdata)
+        .arg("--root")
+        .arg(rig.root.path())
+        .arg("--settings")
+        .arg(&rig.settings)
+        .output()
+        .unwrap();
+    let all = text(&output);
+    rig.unmount();
+    assert_eq!(output.status.code(), Some(0), "setup failed on a full root disk:\n{all}");
+    let skipped = [
+        state.join("userdata.toml"),
+        state.join("setup-done"),
+        units.join("var-lib-docker.mount"),
+        units.join("nodewarden.service.d/20-agent-owner.conf"),
+    ];
+    for file in skipped {
+        let warning = format!("warning: writing {}: ", file.display());
+        let line = all.lines().find(|l| l.starts_with(&warning)).unwrap_or_else(|| panic!("no {warning}:\n{all}"));
+        assert!(line.contains("that disk is full"), "{line}");
+    }
+    assert!(all.contains("formatted and mounted at"), "Docker's disk was not prepared:\n{all}");
+    assert!(rig.root.path().join("run/nodewarden/docker-ready").exists(), "Docker may not start:\n{all}");
+    let config = std::fs::read_to_string(rig.root.path().join("etc/ecs/ecs.config")).unwrap();
+    assert!(config.contains("ECS_CLUSTER=from-userdata\n"), "{config}");
+}

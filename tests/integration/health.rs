@@ -485,3 +485,96 @@ async fn without_docker_the_daemon_is_ready_says_why_and_takes_docker_when_it_an
     assert_eq!(plugin.status.code(), Some(3), "{}", String::from_utf8_lossy(&plugin.stdout));
     assert!(String::from_utf8_lossy(&plugin.stdout).starts_with("NODEWARDEN UNKNOWN - nodewarden is not running"));
 }
+
+/// The soft "Max open files" limit of process `pid`, from /proc.
+fn open_files_limit(pid: &str) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("reading /proc/PID/limits");
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("a Max open files line");
+    line.split_whitespace().nth(3).and_then(|n| n.parse().ok()).expect("a number")
+}
+
+/// The `LimitNOFILE=` the packaged unit gives the daemon.
+fn unit_open_files_limit() -> u64 {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/nodewarden.service")).unwrap();
+    let value = unit.lines().find_map(|l| l.strip_prefix("LimitNOFILE=")).expect("nodewarden.service sets LimitNOFILE");
+    value.trim().parse().expect("LimitNOFILE is a number")
+}
+
+/// A task on the host network holds 1,000 idle connections to the health port. The daemon runs
+/// with the descriptor limit its unit sets: `/healthz` still answers, and a GC run (Docker calls,
+/// each a new descriptor) completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_idle_connections_neither_silence_healthz_nor_stall_a_gc_run() {
+    const IDLE: usize = 1000;
+    let prlimit = system::require_tool("prlimit", "util-linux");
+    // This test process holds the connections itself: it needs the descriptors.
+    let own = std::process::id().to_string();
+    if open_files_limit(&own) < IDLE as u64 + 256 {
+        system::run(std::process::Command::new(&prlimit).args(["--pid", &own, "--nofile=4096:4096"]));
+    }
+    assert!(open_files_limit(&own) >= IDLE as u64 + 256, "this test needs 1,256 open files: ulimit -n 4096");
+    let docker = TestDocker::start().await;
+    let client = docker.client.clone();
+    for name in ["idle/g1:1", "idle/g2:1"] {
+        crate::harness::images::make_image(&client, name, 20 << 20).await;
+    }
+    let settings = "[ecs]\ncluster = \"c\"\n[docker]\ndata-device = \"none\"\n[drain]\nenabled = false\n\
+                    [disk]\ngc-start = \"60%\"\ngc-stop = \"50%\"\ndrain-at = \"95%\"\nrecover-below = \"40%\"\n\
+                    [gc]\nmin-image-age = \"0s\"\n";
+    let env = vec![
+        ("DOCKER_HOST".to_string(), docker.host()),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT".to_string(), "http://127.0.0.1:9".to_string()),
+    ];
+    let mut n = Nodewarden::new(settings, env);
+    n.start();
+    n.wait_for_state_file("image-usage.json", Duration::from_secs(30)).await;
+    wait_get(&mut n, "/healthz", 200).await;
+    // Used by a container, so GC may take them (ECS is not asked here).
+    for name in ["idle/g1:1", "idle/g2:1"] {
+        let id = crate::harness::images::run_to_completion(&client, name, &["true"]).await;
+        client.remove_container(&id, None::<bollard::query_parameters::RemoveContainerOptions>).await.unwrap();
+    }
+    let pid = n.pid().expect("running").to_string();
+    let limit = unit_open_files_limit();
+    system::run(std::process::Command::new(&prlimit).args(["--pid", &pid, &format!("--nofile={limit}:{limit}")]));
+    assert_eq!(open_files_limit(&pid), limit);
+
+    let address = format!("127.0.0.1:{}", n.health_port);
+    let mut idle = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        idle.push(tokio::net::TcpStream::connect(&address).await.expect("connecting to the health port"));
+    }
+    let started = Instant::now();
+    let answered = n.get("/healthz").await;
+    assert_eq!(
+        answered.as_ref().map(|(code, _)| *code),
+        Some(200),
+        "/healthz with {IDLE} idle connections; log:\n{}",
+        n.log()
+    );
+    let descriptors = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    eprintln!(
+        "/healthz answered in {:?} with {IDLE} idle connections held; the daemon has {descriptors} descriptors open",
+        started.elapsed()
+    );
+
+    let sample = nodewarden::disk::probe(&docker.data_root).unwrap();
+    let wanted = (sample.total_bytes as f64 * 0.66) as u64;
+    crate::harness::daemon::fill(&docker.data_root.join("filler"), wanted.saturating_sub(sample.used_bytes()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = n.log();
+        if log.contains("gc done") || log.contains("gc could not reach gc-stop") {
+            assert!(log.contains("gc step action=remove image idle/"), "GC removed no image:\n{log}");
+            break;
+        }
+        assert!(!log.contains("gc failed"), "GC failed under the flood:\n{log}");
+        n.assert_running();
+        assert!(Instant::now() < deadline, "no GC run completed with {IDLE} idle connections held; log:\n{log}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let answered = n.get("/healthz").await;
+    assert_eq!(answered.map(|(code, _)| code), Some(200), "/healthz after the GC run; log:\n{}", n.log());
+    assert!(!n.log().contains("Too many open files"), "the daemon ran out of descriptors:\n{}", n.log());
+    drop(idle);
+}
