@@ -65,3 +65,26 @@ fn the_same_seed_gives_the_same_run() {
     let b = run(Scenario::SpotWave, 100, 3);
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+    /// Over any interleaving the seed makes (which nodes fill when, every read's lag, every
+    /// call's latency, the jitter of every wait), in small fleets where the budget is one or a
+    /// few: never more DRAINING for disk pressure than the budget once claims converge.
+    #[test]
+    fn the_budget_holds_after_convergence_over_interleavings(
+        seed in 1u64..u64::MAX,
+        nodes in 3usize..40,
+        fraction in proptest::sample::select(vec![0.1, 0.2, 0.34, 0.5]),
+        scenario in proptest::sample::select(Scenario::ALL.to_vec()),
+    ) {
+        let o = engine::run(&Config { nodes, seed, scenario, max_fraction: fraction });
+        proptest::prop_assert!(
+            o.most_draining_converged <= o.budget && o.longest_excess < engine::CONVERGED_AFTER,
+            "{} nodes, {}: {} lasting (budget {}), over budget for {:?}",
+            nodes, scenario.name(), o.most_draining_converged, o.budget, o.longest_excess
+        );
+        proptest::prop_assert_eq!(o.waited_beyond_round_trips, 0);
+    }
+}
