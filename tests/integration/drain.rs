@@ -588,3 +588,51 @@ async fn aws_calls_go_through_the_proxy_ecs_config_names_unless_no_proxy_lists_t
     assert_eq!(w.status().await, "ACTIVE");
     assert_eq!(seen, Default::default(), "NO_PROXY lists the host, yet the proxy saw calls");
 }
+
+/// Anything on the host network can answer on the agent's introspection port: one that names
+/// another instance's container instance is not believed (ECS says that ARN belongs to another
+/// EC2 instance); this instance finds itself through ECS and drains itself, never the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_introspection_answer_naming_another_instance_is_refused() {
+    let w = world().await;
+    let impostor = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = impostor.local_addr().unwrap().port();
+    let body = serde_json::json!({
+        "Cluster": CLUSTER,
+        "ContainerInstanceArn": w.other_arns[0],
+        "Version": "Amazon ECS Agent - v1.105.1",
+    })
+    .to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = impostor.accept().await else { return };
+            let body = body.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let mut nodewarden = w.nodewarden("[drain]\nmax-draining-fraction = \"100%\"\n");
+    nodewarden.set_env("NODEWARDEN_AGENT_INTROSPECTION", &format!("http://127.0.0.1:{port}"));
+    nodewarden.start();
+    nodewarden
+        .wait_log(
+            &["names a container instance that is not this EC2 instance", "found this container instance"],
+            Duration::from_secs(30),
+        )
+        .await;
+    let (_, body) = nodewarden.get("/status").await.expect("/status answers");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["drain"]["identity"]["container_instance_arn"], w.own_arn.as_str(), "{doc:#}");
+    // Disk pressure drains this instance, not the one the impostor named.
+    w.fill_to(0.70);
+    w.wait_status("DRAINING", Duration::from_secs(30), &mut nodewarden).await;
+    assert_eq!(w.moto.status(CLUSTER, &w.other_arns[0]).await, "ACTIVE");
+}
