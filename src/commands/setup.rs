@@ -12,7 +12,7 @@ use crate::agent::{ecs_config, host_network, spec};
 use crate::environment::Environment;
 use crate::fsutil::{Written, remove_if_present, write_atomic};
 use crate::settings::values::DeviceSpec;
-use crate::settings::{self, AgentOwner, UserdataSource};
+use crate::settings::{self, AgentOwner, ClusterSource, Source, UserdataSource};
 use crate::storage;
 
 pub struct SetupArgs {
@@ -42,10 +42,11 @@ pub fn run(context: &Context, args: SetupArgs) -> u8 {
         Ok(source) => source,
         Err(message) => return super::fail(&message),
     };
-    let assembly = match super::runtime().block_on(settings::assemble(&context.paths, &context.settings, &userdata)) {
-        Ok(assembly) => assembly,
-        Err(message) => return super::fail(&message),
-    };
+    let assembly =
+        match super::runtime().block_on(settings::assemble_for_setup(&context.paths, &context.settings, &userdata)) {
+            Ok(assembly) => assembly,
+            Err(message) => return super::fail(&message),
+        };
     if let Some(note) = &assembly.userdata_note {
         tracing::info!("{note}");
     }
@@ -60,6 +61,8 @@ pub fn run(context: &Context, args: SetupArgs) -> u8 {
         }
     };
     let userdata_text = assembly.userdata_toml.as_deref();
+    let agent_source = loaded.merged.get("ecs.agent").map_or(Source::Default, |e| e.origin.source.clone());
+    println!("{}", agent_line(loaded.settings.ecs.agent, &agent_source));
     match apply(context, &loaded.settings, userdata_text, touches_host_network, args.device_wait) {
         Ok(()) => exit::OK,
         Err(message) => super::fail(&message),
@@ -152,9 +155,17 @@ fn apply(
             std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         }
     }
+    if settings.ecs.cluster_source == ClusterSource::Later {
+        let note = format!(
+            "[ecs] cluster: not given yet; ecs-init reads ECS_CLUSTER from {} when it starts (userdata's script may \
+             add it later in this boot), and nodewarden.service, ordered after ecs.service, reads it then",
+            paths.ecs_config().display()
+        );
+        tracing::info!("{note}");
+        println!("{note}");
+    }
     if settings.ecs.agent == AgentOwner::EcsInit {
         // ecs-init's own pre-start prepares the agent's directories and the host network.
-        println!("ECS agent: run by ecs.service (ecs-init); nodewarden watches it");
     } else if host_net {
         let added = host_network::apply()?;
         println!("host network: route_localnet=1, {added} iptables rules added");
@@ -169,34 +180,28 @@ fn apply(
     Ok(())
 }
 
-/// ecs-init's unit on this host, from its files (so it reads the same under `--root`).
-struct EcsService {
-    installed: bool,
-    enabled: bool,
-}
-
-fn ecs_service(paths: &crate::host_paths::HostPaths) -> EcsService {
-    const UNIT: &str = "ecs.service";
-    let installed = ["/usr/lib/systemd/system", "/lib/systemd/system", "/etc/systemd/system"]
-        .iter()
-        .any(|dir| paths.host(dir).join(UNIT).exists());
-    // Enabled: linked into some target's .wants (not masked: a link to /dev/null is not a unit).
-    let enabled = std::fs::read_dir(paths.systemd_dir())
-        .map(|entries| {
-            entries.flatten().any(|entry| {
-                entry.file_name().to_string_lossy().ends_with(".wants")
-                    && std::fs::read_link(entry.path().join(UNIT))
-                        .is_ok_and(|to| to != std::path::Path::new("/dev/null"))
-            })
-        })
-        .unwrap_or(false);
-    EcsService { installed, enabled }
+/// Who runs the ECS agent and why, as setup says it.
+fn agent_line(owner: AgentOwner, source: &Source) -> String {
+    match (owner, source) {
+        (AgentOwner::EcsInit, Source::Host(_)) => "ECS agent: run by ecs.service (ecs-init), since it is enabled on \
+            this host; nodewarden watches it ([ecs] agent = \"nodewarden\", with ecs.service disabled, runs it from \
+            nodewarden instead)"
+            .into(),
+        (AgentOwner::EcsInit, source) => {
+            format!("ECS agent: run by ecs.service (ecs-init), as [ecs] agent says ({source}); nodewarden watches it")
+        }
+        (AgentOwner::Nodewarden, Source::Default) => {
+            "ECS agent: run by nodewarden (this host has no ecs.service)".into()
+        }
+        (AgentOwner::Nodewarden, Source::Host(why)) => format!("ECS agent: run by nodewarden ({why})"),
+        (AgentOwner::Nodewarden, source) => format!("ECS agent: run by nodewarden, as [ecs] agent says ({source})"),
+    }
 }
 
 /// Refuses a host where two programs would run the ECS agent, or none: which one owns it is
 /// `[ecs] agent`. Returns what is worth saying.
 fn check_agent_owner(paths: &crate::host_paths::HostPaths, owner: AgentOwner) -> Result<Vec<String>, String> {
-    let service = ecs_service(paths);
+    let service = settings::host::EcsService::read(paths);
     match owner {
         AgentOwner::Nodewarden if service.enabled => {
             Err("ecs.service (ecs-init) is enabled on this host and would run a second ECS agent beside nodewarden's: \

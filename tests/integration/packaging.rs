@@ -135,28 +135,60 @@ impl Drop for Purge {
     }
 }
 
-#[test]
-fn the_cloud_init_example_is_valid_for_cloud_init_and_for_nodewarden() {
-    let dir = repo().join("cloud-init");
-    let check =
-        crate::harness::run_nodewarden(&["check", "--userdata", dir.join("userdata.mime").to_str().unwrap()], None);
-    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
-    assert!(String::from_utf8_lossy(&check.stdout).contains("cluster = \"prod-web\"  # userdata:"));
-
-    // userdata.mime is exactly the three parts (rebuild it with cloud-init/make-userdata).
-    let mime = std::fs::read(dir.join("userdata.mime")).unwrap();
-    let message = mail_parser::MessageParser::default().parse(&mime).expect("userdata.mime is MIME");
-    let parts: Vec<String> = message
+/// The parts of a multipart userdata file, in order, each trimmed at its end.
+fn mime_parts(path: &Path) -> Vec<String> {
+    let mime = std::fs::read(path).unwrap();
+    let message = mail_parser::MessageParser::default().parse(&mime).expect("userdata is MIME");
+    message
         .parts
         .iter()
         .filter(|p| !matches!(p.body, mail_parser::PartType::Multipart(_)))
         .map(|p| String::from_utf8_lossy(p.contents()).trim_end().to_string())
-        .collect();
-    let expected: Vec<String> = ["cloud-config.yaml", "toml-part-handler.py", "settings.toml"]
+        .collect()
+}
+
+#[test]
+fn the_cloud_init_example_is_valid_for_cloud_init_and_for_nodewarden() {
+    let dir = repo().join("cloud-init");
+    // userdata.mime is exactly its two parts (rebuild it with cloud-init/make-userdata).
+    let expected: Vec<String> = ["cloud-config.yaml", "ecs-cluster.sh"]
         .iter()
         .map(|f| std::fs::read_to_string(dir.join(f)).unwrap().trim_end().to_string())
         .collect();
-    assert_eq!(parts, expected, "userdata.mime is stale: run cloud-init/make-userdata");
+    assert_eq!(
+        mime_parts(&dir.join("userdata.mime")),
+        expected,
+        "userdata.mime is stale: run cloud-init/make-userdata"
+    );
+
+    // On the stock ECS-optimized AMI it needs no settings: ecs.service is enabled, and the
+    // script's ECS_CLUSTER line (CloudFormation filled in the cluster) names the cluster.
+    let root = tempfile::tempdir().unwrap();
+    let unit = root.path().join("usr/lib/systemd/system/ecs.service");
+    std::fs::create_dir_all(unit.parent().unwrap()).unwrap();
+    std::fs::write(&unit, "[Unit]\nDescription=stand-in ecs-init\n[Service]\nExecStart=/bin/true\n").unwrap();
+    let wants = root.path().join("etc/systemd/system/multi-user.target.wants");
+    std::fs::create_dir_all(&wants).unwrap();
+    std::os::unix::fs::symlink("/usr/lib/systemd/system/ecs.service", wants.join("ecs.service")).unwrap();
+    std::fs::create_dir_all(root.path().join("etc/ecs")).unwrap();
+    std::fs::write(root.path().join("etc/ecs/ecs.config"), "ECS_CLUSTER=prod-web\n").unwrap();
+    let userdata = dir.join("userdata.mime");
+    let args = ["--root", root.path().to_str().unwrap(), "check", "--userdata", userdata.to_str().unwrap()];
+    let check = crate::harness::run_nodewarden(&args, None);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+    let merged = String::from_utf8_lossy(&check.stdout);
+    assert!(merged.contains("cluster = \"prod-web\"  # ecs.config "), "{merged}");
+    assert!(merged.contains("agent = \"ecs-init\"  # host: "), "{merged}");
+
+    // With settings of your own: make-userdata's three-part form, the TOML part in force.
+    let with_settings = tempfile::NamedTempFile::new().unwrap();
+    run(Command::new(dir.join("make-userdata"))
+        .arg(dir.join("cloud-config.yaml"))
+        .arg(dir.join("settings.toml"))
+        .arg(with_settings.path()));
+    let check = crate::harness::run_nodewarden(&["check", "--userdata", with_settings.path().to_str().unwrap()], None);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("cluster = \"prod-web\"  # userdata:"));
 
     require_tool("cloud-init", "cloud-init");
     let schema = Command::new("cloud-init")
@@ -165,6 +197,87 @@ fn the_cloud_init_example_is_valid_for_cloud_init_and_for_nodewarden() {
         .output()
         .unwrap();
     assert!(schema.status.success(), "cloud-init schema:\n{}", text(&schema));
+}
+
+fn cfn_lint() -> PathBuf {
+    let path = std::env::var_os("NODEWARDEN_CFN_LINT").map_or_else(|| PathBuf::from(DEFAULT_CFN_LINT), PathBuf::from);
+    assert!(
+        path.exists(),
+        "cfn-lint is missing at {} (scripts/install-test-deps installs it from PyPI; or set NODEWARDEN_CFN_LINT)",
+        path.display()
+    );
+    path
+}
+
+const DEFAULT_CFN_LINT: &str = "/opt/nodewarden-test/venv/bin/cfn-lint";
+
+/// The policy statements of a JSON document, by Sid: (actions, resources) as sorted lists.
+fn statements(policy: &serde_json::Value) -> std::collections::BTreeMap<String, Vec<String>> {
+    let as_list = |v: &serde_json::Value| -> Vec<String> {
+        let mut items: Vec<String> = match v {
+            serde_json::Value::String(s) => vec![s.clone()],
+            serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            _ => Vec::new(),
+        };
+        items.sort();
+        items
+    };
+    policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["Sid"].as_str().unwrap_or_default().to_string(), as_list(&s["Action"])))
+        .collect()
+}
+
+#[test]
+fn the_cloudformation_template_passes_cfn_lint_and_embeds_the_example_userdata() {
+    let template = crate::harness::template::template_path();
+    let lint = Command::new(cfn_lint()).arg(&template).output().unwrap();
+    assert!(lint.status.success(), "cfn-lint {}:\n{}", template.display(), text(&lint));
+
+    // The launch template's userdata is userdata.mime, byte for byte (make-userdata writes both).
+    let embedded = crate::harness::template::userdata_source();
+    let example = std::fs::read_to_string(repo().join("cloud-init/userdata.mime")).unwrap();
+    assert!(embedded == example, "cloudformation.yaml's UserData is stale: run cloud-init/make-userdata");
+    let variables = crate::harness::template::variables(&embedded);
+    assert_eq!(variables, ["PackageUrl", "PackageSha256", "ClusterName"]);
+
+    // Through cfn-lint's own YAML reader (it knows !Sub and friends): what the brief asks of it.
+    let python = DEFAULT_CFN_LINT.replace("/cfn-lint", "/python");
+    let script = r#"
+import json, sys
+from cfnlint.decode import decode
+template, matches = decode(sys.argv[1])
+assert not matches, matches
+print(json.dumps(template, default=str))
+"#;
+    let decoded = run(Command::new(&python).args(["-c", script]).arg(&template));
+    let template: serde_json::Value = serde_json::from_str(&decoded).unwrap();
+    let resources = &template["Resources"];
+    for name in variables {
+        assert!(template["Parameters"].get(&name).is_some(), "the userdata uses {name}, not a parameter");
+    }
+    let data = &resources["LaunchTemplate"]["Properties"]["LaunchTemplateData"];
+    assert_eq!(data["MetadataOptions"]["HttpTokens"], "required");
+    assert_eq!(data["MetadataOptions"]["HttpPutResponseHopLimit"], 1);
+    assert_eq!(data["BlockDeviceMappings"][0]["DeviceName"], "/dev/xvdcz", "nodewarden's default data-device");
+    let hook = &resources["AutoScalingGroup"]["Properties"]["LifecycleHookSpecificationList"][0];
+    assert_eq!(hook["LifecycleHookName"], "nodewarden-drain", "[drain] lifecycle-hook's default");
+    assert_eq!(hook["LifecycleTransition"], "autoscaling:EC2_INSTANCE_TERMINATING");
+    assert!(hook["HeartbeatTimeout"].as_u64().unwrap() > 120, "above [drain] heartbeat-interval (2m)");
+    assert_eq!(resources["CapacityProvider"]["Type"], "AWS::ECS::CapacityProvider");
+
+    // The role's nodewarden policy is the README's scoped one, statement by statement.
+    let readme = std::fs::read_to_string(repo().join("cloud-init/README.md")).unwrap();
+    let scoped = readme.split("```json").nth(2).and_then(|b| b.split("```").next()).expect("the scoped policy");
+    let scoped: serde_json::Value = serde_json::from_str(scoped).unwrap();
+    let role = &resources["InstanceRole"]["Properties"]["Policies"][0]["PolicyDocument"];
+    assert_eq!(statements(role), statements(&scoped), "the template's policy differs from cloud-init/README.md's");
+    let granted: Vec<String> = statements(role).into_values().flatten().collect();
+    for action in ["ecs:ListTasks", "ecs:UpdateContainerInstancesState", "autoscaling:CompleteLifecycleAction"] {
+        assert!(granted.iter().any(|a| a == action), "{action} is not granted");
+    }
 }
 
 #[test]
