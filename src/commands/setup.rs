@@ -97,13 +97,37 @@ fn apply(
         None => remove_if_present(&saved),
     }
     .map_err(|e| e.to_string())?;
-    // Until Docker's disk and daemon.json are ready, Docker may not start (the package's
-    // drop-in asserts the marker).
+    // Docker may start in this boot once its disk and daemon.json are ready: the package's
+    // drop-in asserts the marker. Never removed here: a marker of this boot means Docker's disk
+    // was ready (or, written by the package on a running host, that Docker's place predates
+    // nodewarden), and a setup that fails later in the same boot must not keep Docker from a
+    // restart. /run starts empty at every boot.
     let ready_marker = paths.docker_ready_marker();
-    remove_if_present(&ready_marker).map_err(|e| e.to_string())?;
     let agent_notes = check_agent_owner(paths, settings.ecs.agent)?;
-    let stopped_docker = stop_docker_on_root_disk(context, settings)?;
-    let prepared = storage::prepare(paths, settings, device_wait)?;
+    // Docker's data already on the root disk (a running instance, an AMI with images baked in):
+    // kept where it is, loudly, rather than hidden under a new mount or refused.
+    let kept_on_root = storage::found_on_root_disk(paths, settings)?;
+    let (stopped_docker, prepared) = match &kept_on_root {
+        Some(holds) => {
+            let found = storage::shared_disk::SharedDisk {
+                data_root: "/var/lib/docker".into(),
+                holds: holds.clone(),
+                device: settings.docker.data_device.to_string(),
+                since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            };
+            storage::shared_disk::write_marker(paths, &found)?;
+            let note = storage::shared_disk::shared_disk_note(Some(&serde_json::to_string(&found).unwrap_or_default()))
+                .unwrap_or_default();
+            tracing::warn!("{note}");
+            eprintln!("WARNING: {note}");
+            (false, None)
+        }
+        None => {
+            storage::shared_disk::remove_marker(paths)?;
+            let stopped = stop_docker_on_root_disk(context, settings)?;
+            (stopped, storage::prepare(paths, settings, device_wait)?)
+        }
+    };
     if let Some(p) = &prepared {
         println!(
             "docker disk: {} ({}, UUID {}) {} at {}{}",

@@ -116,6 +116,8 @@ fn packages_carry_the_binary_units_settings_and_docs_and_the_deb_installs() {
     // Docker's start asserts setup's marker of this boot, even for a job queued before install.
     let drop_in = std::fs::read_to_string("/lib/systemd/system/docker.service.d/nodewarden.conf").unwrap();
     assert!(drop_in.contains("AssertPathExists=/run/nodewarden/docker-ready"), "{drop_in}");
+    // Wanting setup, not requiring it: a failed or stopped setup never stops Docker; the marker decides.
+    assert!(drop_in.contains("\nWants=nodewarden-setup.service") && !drop_in.contains("Requires="), "{drop_in}");
     let verify = Command::new("systemd-analyze")
         .args(["verify", "/lib/systemd/system/nodewarden-setup.service", "/lib/systemd/system/nodewarden.service"])
         .output()
@@ -302,7 +304,8 @@ fn the_packaged_default_settings_are_the_built_in_defaults() {
 /// Runs one maintainer script as dpkg or rpm would (`args`), with `systemctl`,
 /// `deb-systemd-helper` and `deb-systemd-invoke` replaced by recorders, on a host whose
 /// systemd is up (`/run/systemd/system` exists, in a private mount namespace) and says
-/// `system_state`; `disabled` units answer "was not enabled". Returns the calls it made.
+/// `system_state`; `disabled` units answer "was not enabled". Returns the calls it made, and
+/// `marker /run/nodewarden/docker-ready` last when the script left Docker's marker of this boot.
 fn maintainer_script_calls(script: &str, args: &[&str], system_state: &str, disabled: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
@@ -327,7 +330,9 @@ exit 0
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let output = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(r#"mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && exec sh "$0" "$@""#)
+        .arg(
+            r#"mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && sh "$0" "$@" && if [ -e /run/nodewarden/docker-ready ]; then echo "marker /run/nodewarden/docker-ready" >>"$CALLS"; fi"#,
+        )
         .arg(&script_file)
         .args(args)
         .env("PATH", path)
@@ -365,9 +370,13 @@ fn maintainer_scripts_enable_once_restart_only_the_daemon_and_never_stop_docker(
 
     let first = maintainer_script_calls(&post, &["1"], "running", "");
     assert!(has(&first, &format!("systemctl --no-reload preset {units}")), "first install: {first:?}");
+    // On a running host, a Docker restart before the next boot must not wait on setup.
+    const MARKER: &str = "marker /run/nodewarden/docker-ready";
+    assert!(has(&first, MARKER), "installed on a running host, Docker may not restart: {first:?}");
     assert!(!first.iter().any(|c| c.contains(" start ") || c.contains(" enable ")), "first install: {first:?}");
     let booting = maintainer_script_calls(&post, &["1"], "starting", "");
     assert!(has(&booting, &format!("systemctl start --no-block {units}")), "installed at boot: {booting:?}");
+    assert!(!has(&booting, MARKER), "installed while booting, setup must decide: {booting:?}");
     let upgrade = maintainer_script_calls(&post, &["2"], "running", "");
     assert!(
         !upgrade.iter().any(|c| c.contains("preset") || c.contains("enable") || c.contains(" start ")),
@@ -394,6 +403,9 @@ fn maintainer_scripts_enable_once_restart_only_the_daemon_and_never_stop_docker(
     let script = |name: &str| std::fs::read_to_string(scripts.path().join(name)).unwrap();
     let (postinst, prerm) = (script("postinst"), script("prerm"));
     let first = maintainer_script_calls(&postinst, &["configure", ""], "running", "");
+    assert!(has(&first, MARKER), "installed on a running host, Docker may not restart: {first:?}");
+    let booting = maintainer_script_calls(&postinst, &["configure", ""], "starting", "");
+    assert!(!has(&booting, MARKER), "installed while booting, setup must decide: {booting:?}");
     for unit in ["nodewarden-setup.service", "nodewarden.service"] {
         assert!(has(&first, &format!("deb-systemd-helper enable {unit}")), "first install: {first:?}");
     }
