@@ -566,3 +566,138 @@ fn the_shipped_alert_rules_load_and_fire_as_tested_and_every_dashboard_query_par
     let parsed = Command::new(promtool()).args(["check", "rules"]).arg(file.path()).output().unwrap();
     assert!(parsed.status.success(), "a dashboard query does not parse:\n{}\n{rules}", text(&parsed));
 }
+
+/// Builds a stand-in package `name` that provides `provides` (and ships `/bin/sh`, busybox, so
+/// rpm can run scriptlets in the root), into `dir`; returns its path.
+fn stub_rpm(dir: &Path, name: &str, provides: &[String], with_shell: bool) -> PathBuf {
+    let top = dir.join(format!("build-{name}"));
+    std::fs::create_dir_all(&top).unwrap();
+    let mut spec = format!("Name: {name}\nVersion: 1\nRelease: 1\nSummary: stand-in\nLicense: none\nAutoReqProv: no\n");
+    for provide in provides {
+        spec.push_str(&format!("Provides: {provide}\n"));
+    }
+    spec.push_str("%description\nA stand-in for what an Amazon Linux 2023 host has installed.\n");
+    if with_shell {
+        spec.push_str("%install\nmkdir -p %{buildroot}/bin\ncp /bin/busybox %{buildroot}/bin/sh\n%files\n/bin/sh\n");
+    } else {
+        spec.push_str("%files\n");
+    }
+    let spec_file = top.join(format!("{name}.spec"));
+    std::fs::write(&spec_file, spec).unwrap();
+    run(Command::new("rpmbuild")
+        .args(["-bb", "--quiet", "--define"])
+        .arg(format!("_topdir {}", top.display()))
+        .args(["--define", "_build_id_links none", "--define", "__os_install_post %{nil}"])
+        .arg(&spec_file));
+    let rpms = top.join("RPMS");
+    let arch_dir = std::fs::read_dir(&rpms).unwrap().next().unwrap().unwrap().path();
+    std::fs::read_dir(arch_dir).unwrap().next().unwrap().unwrap().path()
+}
+
+/// The .rpm installed for real with rpm into an rpm root (`rpm --root`, its own database):
+/// its dependencies checked, not forced: without Docker it is refused naming it, with Amazon
+/// Linux's `docker` (or Docker's `docker-ce`) it installs, its files and modes verify, its
+/// scriptlets run, removal keeps an edited settings file. No dnf root can be had here (no
+/// Amazon Linux repository is reachable), so what an AL2023 host provides is a stand-in
+/// package; glibc's symbol versions are checked against AL2023's (2.34).
+#[test]
+fn the_rpm_installs_into_an_rpm_root_with_its_dependencies_checked() {
+    require_root("rpm --root (it chroots into the root to run scriptlets)");
+    require_tool("rpm", "rpm");
+    require_tool("rpmbuild", "rpm");
+    require_tool("busybox", "busybox-static");
+    let (_, rpm) = build_packages();
+    let requires: Vec<String> = run(Command::new("rpm").arg("-qpR").arg(&rpm)).lines().map(str::to_string).collect();
+    let named: Vec<&str> = requires
+        .iter()
+        .map(String::as_str)
+        .filter(|r| !r.contains(".so") && !["rpmlib(", "rtld(", "config("].iter().any(|p| r.starts_with(p)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        named,
+        [
+            "(docker or docker-ce or moby-engine)",
+            "/bin/sh",
+            "e2fsprogs",
+            "iptables",
+            "systemd",
+            "util-linux",
+            "xfsprogs"
+        ],
+        "{requires:#?}"
+    );
+    // The binary runs on Amazon Linux 2023's glibc 2.34 (not on Amazon Linux 2's 2.26).
+    let newest = requires
+        .iter()
+        .filter_map(|r| r.strip_prefix("libc.so.6(GLIBC_")?.strip_suffix(")(64bit)"))
+        .filter_map(|v| {
+            let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+            Some((parts.next()?, parts.next().unwrap_or(0)))
+        })
+        .max()
+        .expect("glibc symbol versions");
+    assert!(newest <= (2, 34), "needs glibc {newest:?}, newer than Amazon Linux 2023's 2.34");
+
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    run(Command::new("rpm").arg("--root").arg(&root).arg("--initdb"));
+    // What an AL2023 host provides, Docker aside: every other requirement of the package.
+    let base: Vec<String> = requires
+        .iter()
+        .filter(|r| !r.contains("docker") && !r.starts_with("rpmlib(") && !r.starts_with("config("))
+        .cloned()
+        .collect();
+    let base_rpm = stub_rpm(work.path(), "al2023-base", &base, true);
+    let rpm_in = |args: &[&str], packages: &[&Path]| {
+        let mut command = Command::new("rpm");
+        command.arg("--root").arg(&root).args(args);
+        for package in packages {
+            command.arg(package);
+        }
+        command.output().unwrap()
+    };
+    let installed = rpm_in(&["-i"], &[&base_rpm]);
+    assert!(installed.status.success(), "{}", text(&installed));
+
+    let refused = rpm_in(&["-i", "--test"], &[&rpm]);
+    assert!(!refused.status.success(), "installed without Docker:\n{}", text(&refused));
+    assert!(
+        text(&refused).contains("(docker or docker-ce or moby-engine) is needed by nodewarden"),
+        "{}",
+        text(&refused)
+    );
+    for (provider, name) in [("docker-ce", "docker-ce-standin"), ("docker", "docker-standin")] {
+        let stub = stub_rpm(work.path(), name, &[provider.to_string()], false);
+        let test = rpm_in(&["-i", "--test"], &[&rpm, &stub]);
+        assert!(test.status.success(), "with {provider}: {}", text(&test));
+    }
+    // For real, with Amazon Linux's docker: files, modes, scriptlets (no systemctl in the root: a no-op).
+    let docker = stub_rpm(work.path(), "docker-standin", &["docker".to_string()], false);
+    let install = rpm_in(&["-i"], &[&docker, &rpm]);
+    assert!(install.status.success(), "rpm -i:\n{}", text(&install));
+    let verify = rpm_in(&["-V", "nodewarden"], &[]);
+    assert!(verify.status.success(), "rpm -V: {}", text(&verify));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &str| std::fs::metadata(root.join(path)).map(|m| m.permissions().mode() & 0o7777).ok();
+    assert_eq!(mode("usr/bin/nodewarden"), Some(0o755));
+    assert_eq!(mode("etc/nodewarden/settings.toml"), Some(0o600));
+    for unit in ["nodewarden-setup.service", "nodewarden.service", "docker.service.d/nodewarden.conf"] {
+        assert_eq!(mode(&format!("usr/lib/systemd/system/{unit}")), Some(0o644), "{unit}");
+    }
+    let drop_in =
+        std::fs::read_to_string(root.join("usr/lib/systemd/system/docker.service.d/nodewarden.conf")).unwrap();
+    assert!(drop_in.contains("AssertPathExists=/run/nodewarden/docker-ready"), "{drop_in}");
+    let version = Command::new(root.join("usr/bin/nodewarden")).arg("--version").output().unwrap();
+    assert!(text(&version).starts_with("nodewarden "), "{}", text(&version));
+
+    // An edited settings file survives removal (config(noreplace)); the rest goes.
+    std::fs::write(root.join("etc/nodewarden/settings.toml"), "[ecs]\ncluster = \"mine\"\n").unwrap();
+    let erase = rpm_in(&["-e", "nodewarden"], &[]);
+    assert!(erase.status.success(), "rpm -e:\n{}", text(&erase));
+    assert!(!root.join("usr/bin/nodewarden").exists());
+    let kept = std::fs::read_to_string(root.join("etc/nodewarden/settings.toml.rpmsave")).unwrap_or_default();
+    assert!(kept.contains("mine"), "the edited settings were lost: {}", text(&erase));
+}
