@@ -8,6 +8,7 @@ mod ecs_keys;
 pub mod host;
 mod merge;
 mod model;
+pub mod reference;
 mod render;
 mod schema;
 mod source;

@@ -240,3 +240,18 @@ fn ecs_config_errors_never_show_a_value_that_may_be_a_secret() {
     // A known, ordinary key still says what was found.
     assert!(problems.iter().any(|p| p.contains("ECS_LOGLEVEL") && p.contains("found \"loud\"")), "{problems:#?}");
 }
+
+#[test]
+fn agent_self_update_is_off_where_nodewarden_runs_the_agent() {
+    let with = |agent: &str, value: &str| {
+        load_file(&format!(
+            "[ecs]\ncluster = \"c\"\nagent = \"{agent}\"\n[ecs.config]\nECS_UPDATES_ENABLED = \"{value}\"\n"
+        ))
+    };
+    let problems = with("nodewarden", "true").unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].key.as_deref(), Some("ecs.config.ECS_UPDATES_ENABLED"));
+    assert!(problems[0].message.contains("agent-image"), "{}", problems[0]);
+    assert!(with("nodewarden", "false").is_ok());
+    assert!(with("ecs-init", "true").is_ok(), "ecs-init's to decide");
+}

@@ -108,6 +108,18 @@ pub fn validate(merged: &Merged, cluster_may_come_later: bool) -> Result<Setting
     };
 
     r.check_thresholds(&settings.disk);
+    // The agent's self-update needs ecs-init: the agent downloads the new image and exits 42 for
+    // ecs-init to load it. nodewarden pins the image it runs, so with nodewarden running the
+    // agent self-update is off; a new agent comes through [ecs] agent-image.
+    let updates = settings.ecs.config.get("ECS_UPDATES_ENABLED").and_then(|v| ecs_keys::go_parse_bool(v));
+    if settings.ecs.agent == AgentOwner::Nodewarden && updates == Some(true) {
+        r.problem_at(
+            "ecs.config.ECS_UPDATES_ENABLED",
+            "expected false or unset with [ecs] agent = \"nodewarden\": the agent's self-update needs ecs-init, and \
+             nodewarden runs the image it pins; change [ecs] agent-image (and its tarball) to update the agent"
+                .into(),
+        );
+    }
     let health = &settings.health;
     if !health.allow_remote
         && !health.listen.ip().is_loopback()

@@ -477,15 +477,7 @@ async fn with_ecs_init_running_the_agent_ecs_config_is_shared_and_the_agent_is_w
 
     // The agent as ecs-init starts it; nodewarden watches it and never restarts it.
     let client = b.docker.client.clone();
-    let config = bollard::models::ContainerCreateBody {
-        image: Some(AGENT_IMAGE.to_string()),
-        env: Some(vec!["ECS_CLUSTER=shared".to_string()]),
-        host_config: Some(bollard::models::HostConfig { network_mode: Some("host".into()), ..Default::default() }),
-        ..Default::default()
-    };
-    let options = bollard::query_parameters::CreateContainerOptionsBuilder::default().name("ecs-agent").build();
-    let id = client.create_container(Some(options), config).await.unwrap().id;
-    client.start_container(&id, None).await.unwrap();
+    let id = start_ecs_init_agent(&client, "shared").await;
     b.nodewarden.start();
     let deadline = Instant::now() + Duration::from_secs(30);
     while b.nodewarden.status().await["agent"]["healthy"] != serde_json::Value::Bool(true) {
@@ -572,12 +564,7 @@ async fn on_the_stock_ecs_ami_ecs_init_keeps_the_agent_and_the_cluster_comes_fro
     let client = docker.client.clone();
     start_ecs_init_agent(&client, "classic").await;
     n.start();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while n.get("/readyz").await.map(|(code, _)| code) != Some(200) {
-        n.assert_running();
-        assert!(Instant::now() < deadline, "never READY; log:\n{}", n.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    n.wait_ready(Duration::from_secs(30)).await;
     assert!(n.log().contains("ecs.service (ecs-init) runs the ECS agent"), "{}", n.log());
     n.stop();
 

@@ -65,12 +65,7 @@ async fn a_runaway_container_is_reclaimed_then_drained_before_the_disk_is_full_a
     images::start_sleeper(&client, "run/u1:1", "service").await;
     nodewarden.set_env("DOCKER_HOST", &docker.host());
     nodewarden.start();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while nodewarden.get("/readyz").await.map(|(c, _)| c) != Some(200) {
-        nodewarden.assert_running();
-        assert!(Instant::now() < deadline, "never ready; log:\n{}", nodewarden.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    nodewarden.wait_ready(Duration::from_secs(30)).await;
 
     // The runaway: about 50 MB/s into its own writable layer. No Docker event says so.
     let root_before = used(std::path::Path::new("/")).used_bytes();

@@ -201,14 +201,19 @@ fn the_cloud_init_example_is_valid_for_cloud_init_and_for_nodewarden() {
     assert!(schema.status.success(), "cloud-init schema:\n{}", text(&schema));
 }
 
-fn cfn_lint() -> PathBuf {
-    let path = std::env::var_os("NODEWARDEN_CFN_LINT").map_or_else(|| PathBuf::from(DEFAULT_CFN_LINT), PathBuf::from);
+/// A test tool scripts/install-test-deps puts at `default` (or `variable` names): fails naming it.
+fn installed_tool(variable: &str, default: &str, name: &str, how: &str) -> PathBuf {
+    let path = std::env::var_os(variable).map_or_else(|| PathBuf::from(default), PathBuf::from);
     assert!(
         path.exists(),
-        "cfn-lint is missing at {} (scripts/install-test-deps installs it from PyPI; or set NODEWARDEN_CFN_LINT)",
+        "{name} is missing at {} (scripts/install-test-deps {how}; or set {variable})",
         path.display()
     );
     path
+}
+
+fn cfn_lint() -> PathBuf {
+    installed_tool("NODEWARDEN_CFN_LINT", DEFAULT_CFN_LINT, "cfn-lint", "installs it from PyPI")
 }
 
 const DEFAULT_CFN_LINT: &str = "/opt/nodewarden-test/venv/bin/cfn-lint";
@@ -524,13 +529,7 @@ fn packages_name_the_target_architecture_and_a_binary_of_another_is_refused() {
 }
 
 fn promtool() -> PathBuf {
-    let path = std::env::var_os("NODEWARDEN_PROMTOOL").map_or_else(|| PathBuf::from(DEFAULT_PROMTOOL), PathBuf::from);
-    assert!(
-        path.exists(),
-        "promtool is missing at {} (scripts/install-test-deps fetches it; or set NODEWARDEN_PROMTOOL)",
-        path.display()
-    );
-    path
+    installed_tool("NODEWARDEN_PROMTOOL", DEFAULT_PROMTOOL, "promtool", "fetches it")
 }
 
 const DEFAULT_PROMTOOL: &str = "/opt/nodewarden-test/bin/promtool";
