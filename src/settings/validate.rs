@@ -223,7 +223,9 @@ impl<'m> Reader<'m> {
 
     /// Where to point when a required key is missing: the highest layer that was given.
     fn missing_origin(&self) -> Origin {
-        let source = self.merged.sources.last().cloned().unwrap_or(Source::Default);
+        // The host's layer holds only what it found; a missing key is the operator's to give.
+        let given = self.merged.sources.iter().rev().find(|s| matches!(s, Source::File(_) | Source::Userdata));
+        let source = given.cloned().unwrap_or(Source::Default);
         Origin::new(source, None)
     }
 
