@@ -18,12 +18,19 @@ fn main() {
     let seed: u64 = value("--seed").map_or(7, |s| s.parse().expect("--seed takes a number"));
     println!("Seed {seed}; {} simulated seconds a run; budget max-draining-fraction 20%.\n", 240);
     println!("{}", engine::table_header());
-    for scenario in Scenario::ALL {
+    let only: Option<String> = value("--scenario");
+    for scenario in Scenario::ALL.into_iter().filter(|s| only.as_deref().is_none_or(|o| s.name().starts_with(o))) {
         for &n in &nodes {
             let started = std::time::Instant::now();
             let outcome = engine::run(&Config { nodes: n, seed, scenario, max_fraction: 0.2 });
             println!("{}", engine::table_row(scenario, &outcome));
-            eprintln!("  ({} nodes, {}: {:.1} s to simulate)", n, scenario.name(), started.elapsed().as_secs_f64());
+            eprintln!(
+                "  ({} nodes, {}: {:.1} s to simulate; calls, tokens/turned away: {})",
+                n,
+                scenario.name(),
+                started.elapsed().as_secs_f64(),
+                outcome.by_kind
+            );
         }
     }
 }

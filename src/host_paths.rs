@@ -64,6 +64,12 @@ impl HostPaths {
         self.state_dir().join("setup-done")
     }
 
+    /// Left by `nodewarden setup` while it keeps Docker's data on the root disk, where it found
+    /// it (`storage::shared_disk`).
+    pub fn shared_disk_marker(&self) -> PathBuf {
+        self.state_dir().join("docker-on-root-disk.json")
+    }
+
     /// Left by `nodewarden setup` in this boot (`/run` is emptied at boot) once Docker's disk
     /// and daemon.json are ready; the package's docker.service drop-in asserts it, so Docker
     /// never starts unprepared.
@@ -88,7 +94,13 @@ mod tests {
         assert_eq!(test.ecs_config(), PathBuf::from("/tmp/root/etc/ecs/ecs.config"));
         assert_eq!(test.docker_daemon_json(), PathBuf::from("/tmp/root/etc/docker/daemon.json"));
         assert_eq!(test.state_dir(), PathBuf::from("/tmp/root/var/lib/nodewarden"));
-        for state_file in [test.drain_record(), test.image_usage(), test.saved_userdata(), test.setup_marker()] {
+        for state_file in [
+            test.drain_record(),
+            test.image_usage(),
+            test.saved_userdata(),
+            test.setup_marker(),
+            test.shared_disk_marker(),
+        ] {
             assert!(state_file.starts_with(test.state_dir()), "{}", state_file.display());
         }
         assert_eq!(test.host("relative/x"), PathBuf::from("/tmp/root/relative/x"));

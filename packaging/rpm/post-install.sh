@@ -15,4 +15,11 @@ if command -v systemctl >/dev/null 2>&1; then
                 ;;
         esac
     fi
+    # Installed on a running host (not while it boots): Docker's place in this boot predates
+    # nodewarden, so a Docker restart before the next boot never waits on a setup that has not run
+    # or refused: Docker may start in this boot (/run is emptied at boot; setup decides from then).
+    case "$(systemctl is-system-running 2>/dev/null)" in
+        initializing|starting|offline|"") ;;
+        *) mkdir -p /run/nodewarden && : >>/run/nodewarden/docker-ready ;;
+    esac
 fi

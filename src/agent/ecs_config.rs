@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::settings::{AgentOwner, Settings};
+use crate::settings::{AgentOwner, ClusterSource, Settings};
 
 /// What ecs-init sets unless ecs.config says otherwise (amazon-ecs-init `docker.go`).
 pub const ECS_INIT_DEFAULTS: &[(&str, &str)] = &[
@@ -20,7 +20,9 @@ pub fn entries(settings: &Settings) -> BTreeMap<String, String> {
         AgentOwner::Nodewarden => ECS_INIT_DEFAULTS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         AgentOwner::EcsInit => BTreeMap::new(),
     };
-    entries.insert("ECS_CLUSTER".into(), settings.ecs.cluster.as_str().to_string());
+    if settings.ecs.cluster_source != ClusterSource::Later {
+        entries.insert("ECS_CLUSTER".into(), settings.ecs.cluster.as_str().to_string());
+    }
     if let Some(auth) = &settings.ecs.engine_auth {
         entries.insert("ECS_ENGINE_AUTH_TYPE".into(), auth.kind.as_str().to_string());
         // JSON on one line: the file is line-based.
@@ -67,6 +69,29 @@ pub fn parse(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The keys nodewarden wrote last time, from the file's header.
+fn ours_in(text: &str) -> Vec<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(OURS_PREFIX))
+        .map(|keys| keys.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The value another writer gave `key` (the last line setting it, as ecs-init's environment
+/// file reads) and its 1-based line; `None` when absent or when nodewarden wrote it.
+pub fn foreign_value(text: &str, key: &str) -> Option<(usize, String)> {
+    if ours_in(text).iter().any(|k| k == key) {
+        return None;
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim_start().starts_with('#'))
+        .filter_map(|(index, line)| line.split_once('=').map(|(k, v)| (index + 1, k.trim(), v)))
+        .filter(|(_, k, _)| *k == key)
+        .last()
+        .map(|(line, _, value)| (line, value.to_string()))
+}
+
 /// The file to write, and what to tell the operator about keys another writer put there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
@@ -80,13 +105,15 @@ pub struct Rendered {
 /// ecs-init owning it, the file is shared: another writer's keys are kept, nodewarden's win
 /// where both set one (said), and ECS_RESERVED_PORTS keeps both lists.
 pub fn render(settings: &Settings, existing: Option<&str>) -> Rendered {
-    let previous_ours: Vec<String> = existing
-        .and_then(|text| text.lines().find_map(|l| l.strip_prefix(OURS_PREFIX)))
-        .map(|keys| keys.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default();
+    let previous_ours: Vec<String> = existing.map(ours_in).unwrap_or_default();
     let foreign: Vec<(String, String)> =
         existing.map(parse).unwrap_or_default().into_iter().filter(|(k, _)| !previous_ours.contains(k)).collect();
     let mut ours = entries(settings);
+    // Another writer's ECS_CLUSTER line gave the cluster: it stays theirs, as it is.
+    let cluster_theirs = settings.ecs.cluster_source == ClusterSource::EcsConfig;
+    if cluster_theirs {
+        ours.remove("ECS_CLUSTER");
+    }
     // Shared with ecs-init, reserved ports only ever add up: another writer's stay, even once
     // the list is written by nodewarden (a port it no longer needs stays reserved, harmlessly).
     let existing_reserved =
@@ -106,6 +133,7 @@ pub fn render(settings: &Settings, existing: Option<&str>) -> Rendered {
     for (key, value) in foreign {
         match (settings.ecs.agent, ours.get(&key)) {
             (_, Some(mine)) if *mine == value => {}
+            (_, None) if cluster_theirs && key == "ECS_CLUSTER" => kept.push((key, value)),
             (AgentOwner::EcsInit, None) => kept.push((key, value)),
             (AgentOwner::EcsInit, Some(_)) if key == "ECS_RESERVED_PORTS" => {}
             (AgentOwner::EcsInit, Some(_)) => notes.push(format!(
@@ -142,7 +170,9 @@ mod tests {
     use crate::settings::{Layers, Source, load};
 
     fn settings(text: &str) -> Settings {
-        load(&Layers { file: Some((Source::File("/s.toml".into()), text)), userdata: None }).unwrap().settings
+        load(&Layers { file: Some((Source::File("/s.toml".into()), text)), userdata: None, ..Layers::default() })
+            .unwrap()
+            .settings
     }
 
     #[test]
@@ -208,6 +238,40 @@ mod tests {
         assert!(rendered.notes[0].contains("ECS_LOGLEVEL=debug") && rendered.notes[0].contains("[ecs.config]"));
         assert!(!rendered.notes.join(" ").contains("hunter2"), "a secret was shown: {:?}", rendered.notes);
         assert!(render(&mine, Some(&rendered.text)).notes.is_empty(), "said once");
+    }
+
+    #[test]
+    fn a_cluster_from_another_writers_line_stays_theirs_and_one_not_given_is_not_written() {
+        use crate::settings::host::{EcsService, HostFacts};
+        let host = |enabled: bool, text: &str| HostFacts {
+            ecs_service: EcsService { installed: true, enabled },
+            ecs_config: Some(("/etc/ecs/ecs.config".into(), text.to_string())),
+        };
+        let load_with = |facts: &HostFacts, later: bool| {
+            let layers = Layers { host: Some(facts), cluster_may_come_later: later, ..Layers::default() };
+            load(&layers).map(|loaded| loaded.settings)
+        };
+        // Either owner: the echoed line is kept as it is and never listed as nodewarden's.
+        for enabled in [true, false] {
+            let echoed = host(enabled, "ECS_CLUSTER=classic\n");
+            let settings = load_with(&echoed, false).unwrap();
+            assert_eq!(settings.ecs.cluster_source, ClusterSource::EcsConfig);
+            assert_eq!(entries(&settings).get("ECS_CLUSTER").map(String::as_str), Some("classic"), "the agent's env");
+            let rendered = render(&settings, Some("ECS_CLUSTER=classic\n"));
+            assert!(rendered.notes.is_empty(), "{:?}", rendered.notes);
+            assert_eq!(rendered.text.matches("ECS_CLUSTER=classic\n").count(), 1, "{}", rendered.text);
+            let ours = rendered.text.lines().find(|l| l.starts_with(OURS_PREFIX)).unwrap();
+            assert!(!ours.contains("ECS_CLUSTER"), "{}", rendered.text);
+            assert_eq!(foreign_value(&rendered.text, "ECS_CLUSTER").map(|(_, v)| v).as_deref(), Some("classic"));
+        }
+        // ecs-init, no cluster yet: only setup may go on, and it writes no ECS_CLUSTER.
+        let empty = host(true, "");
+        assert!(load_with(&empty, false).is_err(), "the daemon needs a cluster");
+        let settings = load_with(&empty, true).unwrap();
+        assert_eq!(settings.ecs.cluster_source, ClusterSource::Later);
+        assert!(!render(&settings, Some("")).text.contains("ECS_CLUSTER"));
+        // nodewarden runs the agent: it needs the cluster now.
+        assert!(load_with(&host(false, ""), true).is_err());
     }
 
     #[test]

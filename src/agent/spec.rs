@@ -144,7 +144,9 @@ mod tests {
     use crate::settings::{Layers, Source, load};
 
     fn settings(text: &str) -> Settings {
-        load(&Layers { file: Some((Source::File("/s.toml".into()), text)), userdata: None }).unwrap().settings
+        load(&Layers { file: Some((Source::File("/s.toml".into()), text)), userdata: None, ..Layers::default() })
+            .unwrap()
+            .settings
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::agent::{ecs_config, host_network, spec};
 use crate::environment::Environment;
 use crate::fsutil::{Written, remove_if_present, write_atomic};
 use crate::settings::values::DeviceSpec;
-use crate::settings::{self, AgentOwner, UserdataSource};
+use crate::settings::{self, AgentOwner, ClusterSource, Source, UserdataSource};
 use crate::storage;
 
 pub struct SetupArgs {
@@ -42,10 +42,11 @@ pub fn run(context: &Context, args: SetupArgs) -> u8 {
         Ok(source) => source,
         Err(message) => return super::fail(&message),
     };
-    let assembly = match super::runtime().block_on(settings::assemble(&context.paths, &context.settings, &userdata)) {
-        Ok(assembly) => assembly,
-        Err(message) => return super::fail(&message),
-    };
+    let assembly =
+        match super::runtime().block_on(settings::assemble_for_setup(&context.paths, &context.settings, &userdata)) {
+            Ok(assembly) => assembly,
+            Err(message) => return super::fail(&message),
+        };
     if let Some(note) = &assembly.userdata_note {
         tracing::info!("{note}");
     }
@@ -60,6 +61,8 @@ pub fn run(context: &Context, args: SetupArgs) -> u8 {
         }
     };
     let userdata_text = assembly.userdata_toml.as_deref();
+    let agent_source = loaded.merged.get("ecs.agent").map_or(Source::Default, |e| e.origin.source.clone());
+    println!("{}", agent_line(loaded.settings.ecs.agent, &agent_source));
     match apply(context, &loaded.settings, userdata_text, touches_host_network, args.device_wait) {
         Ok(()) => exit::OK,
         Err(message) => super::fail(&message),
@@ -96,13 +99,37 @@ fn apply(
         }
         None => remove_if_present(&saved).map_err(|e| e.to_string())?,
     }
-    // Until Docker's disk and daemon.json are ready, Docker may not start (the package's
-    // drop-in asserts the marker).
+    // Docker may start in this boot once its disk and daemon.json are ready: the package's
+    // drop-in asserts the marker. Never removed here: a marker of this boot means Docker's disk
+    // was ready (or, written by the package on a running host, that Docker's place predates
+    // nodewarden), and a setup that fails later in the same boot must not keep Docker from a
+    // restart. /run starts empty at every boot.
     let ready_marker = paths.docker_ready_marker();
-    remove_if_present(&ready_marker).map_err(|e| e.to_string())?;
     let agent_notes = check_agent_owner(paths, settings.ecs.agent)?;
-    let stopped_docker = stop_docker_on_root_disk(context, settings)?;
-    let prepared = storage::prepare(paths, settings, device_wait)?;
+    // Docker's data already on the root disk (a running instance, an AMI with images baked in):
+    // kept where it is, loudly, rather than hidden under a new mount or refused.
+    let kept_on_root = storage::found_on_root_disk(paths, settings)?;
+    let (stopped_docker, prepared) = match &kept_on_root {
+        Some(holds) => {
+            let found = storage::shared_disk::SharedDisk {
+                data_root: "/var/lib/docker".into(),
+                holds: holds.clone(),
+                device: settings.docker.data_device.to_string(),
+                since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            };
+            storage::shared_disk::write_marker(paths, &found)?;
+            let note = storage::shared_disk::shared_disk_note(Some(&serde_json::to_string(&found).unwrap_or_default()))
+                .unwrap_or_default();
+            tracing::warn!("{note}");
+            eprintln!("WARNING: {note}");
+            (false, None)
+        }
+        None => {
+            storage::shared_disk::remove_marker(paths)?;
+            let stopped = stop_docker_on_root_disk(context, settings)?;
+            (stopped, storage::prepare(paths, settings, device_wait)?)
+        }
+    };
     for warning in prepared.iter().flat_map(|p| &p.warnings) {
         tracing::warn!("{warning}");
         eprintln!("warning: {warning}");
@@ -158,9 +185,17 @@ fn apply(
             std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         }
     }
+    if settings.ecs.cluster_source == ClusterSource::Later {
+        let note = format!(
+            "[ecs] cluster: not given yet; ecs-init reads ECS_CLUSTER from {} when it starts (userdata's script may \
+             add it later in this boot), and nodewarden.service, ordered after ecs.service, reads it then",
+            paths.ecs_config().display()
+        );
+        tracing::info!("{note}");
+        println!("{note}");
+    }
     if settings.ecs.agent == AgentOwner::EcsInit {
         // ecs-init's own pre-start prepares the agent's directories and the host network.
-        println!("ECS agent: run by ecs.service (ecs-init); nodewarden watches it");
     } else if host_net {
         let added = host_network::apply()?;
         println!("host network: route_localnet=1, {added} iptables rules added");
@@ -186,34 +221,28 @@ fn warn_unless_written(result: Result<Written, crate::fsutil::WriteError>, conse
     Ok(())
 }
 
-/// ecs-init's unit on this host, from its files (so it reads the same under `--root`).
-struct EcsService {
-    installed: bool,
-    enabled: bool,
-}
-
-fn ecs_service(paths: &crate::host_paths::HostPaths) -> EcsService {
-    const UNIT: &str = "ecs.service";
-    let installed = ["/usr/lib/systemd/system", "/lib/systemd/system", "/etc/systemd/system"]
-        .iter()
-        .any(|dir| paths.host(dir).join(UNIT).exists());
-    // Enabled: linked into some target's .wants (not masked: a link to /dev/null is not a unit).
-    let enabled = std::fs::read_dir(paths.systemd_dir())
-        .map(|entries| {
-            entries.flatten().any(|entry| {
-                entry.file_name().to_string_lossy().ends_with(".wants")
-                    && std::fs::read_link(entry.path().join(UNIT))
-                        .is_ok_and(|to| to != std::path::Path::new("/dev/null"))
-            })
-        })
-        .unwrap_or(false);
-    EcsService { installed, enabled }
+/// Who runs the ECS agent and why, as setup says it.
+fn agent_line(owner: AgentOwner, source: &Source) -> String {
+    match (owner, source) {
+        (AgentOwner::EcsInit, Source::Host(_)) => "ECS agent: run by ecs.service (ecs-init), since it is enabled on \
+            this host; nodewarden watches it ([ecs] agent = \"nodewarden\", with ecs.service disabled, runs it from \
+            nodewarden instead)"
+            .into(),
+        (AgentOwner::EcsInit, source) => {
+            format!("ECS agent: run by ecs.service (ecs-init), as [ecs] agent says ({source}); nodewarden watches it")
+        }
+        (AgentOwner::Nodewarden, Source::Default) => {
+            "ECS agent: run by nodewarden (this host has no ecs.service)".into()
+        }
+        (AgentOwner::Nodewarden, Source::Host(why)) => format!("ECS agent: run by nodewarden ({why})"),
+        (AgentOwner::Nodewarden, source) => format!("ECS agent: run by nodewarden, as [ecs] agent says ({source})"),
+    }
 }
 
 /// Refuses a host where two programs would run the ECS agent, or none: which one owns it is
 /// `[ecs] agent`. Returns what is worth saying.
 fn check_agent_owner(paths: &crate::host_paths::HostPaths, owner: AgentOwner) -> Result<Vec<String>, String> {
-    let service = ecs_service(paths);
+    let service = settings::host::EcsService::read(paths);
     match owner {
         AgentOwner::Nodewarden if service.enabled => {
             Err("ecs.service (ecs-init) is enabled on this host and would run a second ECS agent beside nodewarden's: \

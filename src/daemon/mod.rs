@@ -75,6 +75,9 @@ pub async fn run(
         agent: agent_rx,
         docker: docker_rx.clone(),
         config_error: config_rx,
+        shared_disk: crate::storage::shared_disk::shared_disk_note(
+            crate::storage::shared_disk::read_marker(&paths).as_deref(),
+        ),
     };
     tasks.push(tokio::spawn(status_loop::run(sources, board_tx, shutdown_rx.clone())));
     tasks.push(tokio::spawn(feed_watchdog(disk_rx.clone(), settings_rx.clone(), shutdown_rx.clone())));

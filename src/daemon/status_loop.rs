@@ -24,6 +24,8 @@ pub struct Sources {
     pub agent: watch::Receiver<AgentState>,
     pub docker: watch::Receiver<DockerState>,
     pub config_error: watch::Receiver<Option<String>>,
+    /// Setup kept Docker's data on the root disk: why (read once at start; setup runs before).
+    pub shared_disk: Option<String>,
 }
 
 pub fn empty_board(disk: &DiskSnapshot) -> Board {
@@ -60,6 +62,7 @@ pub async fn run(mut sources: Sources, board: watch::Sender<Arc<Board>>, mut shu
             agent: &agent,
             drain: &drain,
             config_error: config_error.as_deref(),
+            shared_disk: sources.shared_disk.as_deref(),
         });
         let conditions = book.update(observed, SystemTime::now());
         let mut checked = board.borrow().checked;

@@ -230,9 +230,11 @@ impl DrainMachine {
 
     /// Starts as a daemon that has run a while would be: its status and attributes known (the
     /// fleet simulation's steady state; the daemon itself always asks first).
-    pub fn assume(&mut self, now: Instant, status: EcsStatus, attributes: BTreeMap<String, String>) {
+    /// Its next self-check comes anywhere within the idle refresh, as a fleet's are spread.
+    pub fn assume(&mut self, now: Instant, status: EcsStatus, attributes: BTreeMap<String, String>, registered: usize) {
         self.on_self(now, status, attributes);
-        self.next_self_check = Some(now + self.jittered(self.idle_refresh()));
+        self.know_registered(now, registered);
+        self.next_self_check = Some(now + self.idle_refresh().mul_f64(self.random()));
     }
 
     /// The cluster's registered count, as read at start: it sizes the waits before the first

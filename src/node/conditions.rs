@@ -18,6 +18,7 @@ pub const TYPES: &[&str] = &[
     "AgentTerminal",
     "Draining",
     "ConfigInvalid",
+    "DockerOnRootDisk",
 ];
 
 /// What the evaluation reads.
@@ -30,6 +31,8 @@ pub struct Inputs<'a> {
     pub agent: &'a AgentState,
     pub drain: &'a DrainStatus,
     pub config_error: Option<&'a str>,
+    /// Setup kept Docker's data on the root disk (`storage::shared_disk`): why.
+    pub shared_disk: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +128,11 @@ pub fn evaluate(i: &Inputs<'_>) -> Vec<Observed> {
         Some(error) => observed("ConfigInvalid", true, "ReloadRejected", error),
         None => observed("ConfigInvalid", false, "ConfigValid", ""),
     };
-    vec![disk, inodes, docker, unhealthy, terminal, draining, config]
+    let shared = match i.shared_disk {
+        Some(note) => observed("DockerOnRootDisk", true, "DataFoundOnRootDisk", note),
+        None => observed("DockerOnRootDisk", false, "OwnDisk", ""),
+    };
+    vec![disk, inodes, docker, unhealthy, terminal, draining, config, shared]
 }
 
 /// A condition as /status reports it.
@@ -190,6 +197,7 @@ mod tests {
             agent,
             drain,
             config_error: None,
+            shared_disk: None,
         }
     }
 
@@ -208,6 +216,18 @@ mod tests {
         assert!(find("InodePressure").active, "90% of inodes is past gc-start");
         assert!(find("DockerUnavailable").active);
         assert!(!find("AgentUnhealthy").active && !find("Draining").active && !find("ConfigInvalid").active);
+    }
+
+    #[test]
+    fn docker_kept_on_the_root_disk_is_a_condition_with_setups_words() {
+        let agent = AgentState::default();
+        let drain = DrainStatus::default();
+        let find = |i: &Inputs<'_>| evaluate(i).into_iter().find(|o| o.kind == "DockerOnRootDisk").unwrap();
+        assert!(!find(&inputs(&agent, &drain)).active);
+        let mut i = inputs(&agent, &drain);
+        i.shared_disk = Some("Docker's data stays on the root disk: /var/lib/docker held 3 images");
+        let shared = find(&i);
+        assert!(shared.active && shared.reason == "DataFoundOnRootDisk" && shared.message.contains("3 images"));
     }
 
     #[test]

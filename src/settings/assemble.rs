@@ -52,9 +52,29 @@ pub struct Assembly {
     pub result: Result<Loaded, Invalid>,
 }
 
-/// Reads the layers and loads them. `Err` when a source could not be read at all (a missing
-/// required file, unreadable userdata, IMDS down): a message naming the source.
+/// Reads the layers (the host's among them: `super::host`) and loads them. `Err` when a source
+/// could not be read at all (a missing required file, unreadable userdata, IMDS down): a
+/// message naming the source.
 pub async fn assemble(paths: &HostPaths, file: &SettingsInput, userdata: &UserdataSource) -> Result<Assembly, String> {
+    assemble_with(paths, file, userdata, false).await
+}
+
+/// [`assemble`] for `setup`: with ecs-init running the agent, a cluster nobody gave yet may
+/// come later in the boot ([`super::ClusterSource::Later`]).
+pub async fn assemble_for_setup(
+    paths: &HostPaths,
+    file: &SettingsInput,
+    userdata: &UserdataSource,
+) -> Result<Assembly, String> {
+    assemble_with(paths, file, userdata, true).await
+}
+
+async fn assemble_with(
+    paths: &HostPaths,
+    file: &SettingsInput,
+    userdata: &UserdataSource,
+    cluster_may_come_later: bool,
+) -> Result<Assembly, String> {
     let file_layer = read_settings_file(file)?;
     let mut fallback = None;
     let read = match read_userdata(paths, userdata).await {
@@ -79,7 +99,10 @@ pub async fn assemble(paths: &HostPaths, file: &SettingsInput, userdata: &Userda
         Some(Userdata::NoSettings(reason)) => (None, Some(format!("{reason}; no settings taken from userdata"))),
         None => (None, None),
     };
+    let host = super::host::HostFacts::read(paths);
     let layers = Layers {
+        host: Some(&host),
+        cluster_may_come_later,
         file: file_layer.as_ref().map(|(source, text)| (source.clone(), text.as_str())),
         userdata: userdata_toml.as_deref(),
     };

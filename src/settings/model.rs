@@ -44,6 +44,8 @@ impl Settings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EcsSettings {
     pub cluster: ClusterName,
+    /// Where `cluster` came from: it decides whether nodewarden writes ECS_CLUSTER.
+    pub cluster_source: ClusterSource,
     /// Who runs the ECS agent: nodewarden, or ecs-init's `ecs.service` (the ECS-optimized AMI).
     pub agent: AgentOwner,
     pub agent_image: ImageReference,
@@ -64,6 +66,22 @@ pub struct EcsSettings {
 pub struct EngineAuth {
     pub kind: EngineAuthType,
     pub data: Secret,
+}
+
+/// Where `[ecs] cluster` came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterSource {
+    /// The settings (defaults, file, userdata): nodewarden writes ECS_CLUSTER.
+    Settings,
+    /// Another writer's ECS_CLUSTER line in ecs.config (classic ECS userdata): kept as it is,
+    /// never claimed as nodewarden's.
+    EcsConfig,
+    /// Not known yet, only for `setup` with ecs-init running the agent: userdata's script
+    /// appends ECS_CLUSTER to ecs.config later in the boot (cloud-init runs scripts after
+    /// setup), and ecs-init reads it then. nodewarden writes no ECS_CLUSTER; `cluster` holds
+    /// the agent's own fallback, `default`. The daemon, ordered after ecs.service, reads the
+    /// line when it starts.
+    Later,
 }
 
 keyword_enum! {

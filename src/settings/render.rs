@@ -11,7 +11,7 @@ use super::source::Origin;
 use super::values::Secret;
 
 pub fn render(merged: &Merged) -> String {
-    let mut out = String::from("# nodewarden settings after merging defaults < file < userdata.\n");
+    let mut out = String::from("# nodewarden settings after merging defaults < host < file < userdata.\n");
     out.push_str("# The comment after each value names where it came from.\n");
     for section in schema::SECTIONS {
         let _ = write!(out, "\n[{section}]\n");
@@ -62,8 +62,10 @@ fn line(out: &mut String, key: &str, value: &str, entry: &RawEntry) {
 }
 
 fn describe(origin: &Origin) -> String {
-    match origin.source {
+    match &origin.source {
         super::Source::Default => "default".into(),
+        super::Source::Host(why) => format!("host: {why}"),
+        super::Source::EcsConfig(_) => format!("ecs.config {origin}"),
         super::Source::File(_) => format!("file {origin}"),
         super::Source::Userdata => origin.to_string(),
     }

@@ -3,11 +3,15 @@
 use std::fmt;
 use std::path::PathBuf;
 
-/// One layer of settings, lowest precedence first: defaults < file < userdata.
+/// One layer of settings, lowest precedence first: defaults < host < file < userdata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// nodewarden's built-in defaults.
     Default,
+    /// What this host shows (`settings::host`): ecs-init's unit, and why it decides the value.
+    Host(String),
+    /// An `ECS_CLUSTER` line another writer put in `/etc/ecs/ecs.config` (classic ECS userdata).
+    EcsConfig(PathBuf),
     /// A settings file on the host (normally `/etc/nodewarden/settings.toml`), or `-` for stdin.
     File(PathBuf),
     /// EC2 userdata fetched from IMDS (or given to `check --userdata`).
@@ -19,6 +23,8 @@ impl Source {
     pub fn kind(&self) -> &'static str {
         match self {
             Source::Default => "default",
+            Source::Host(_) => "host",
+            Source::EcsConfig(_) => "ecs.config",
             Source::File(_) => "file",
             Source::Userdata => "userdata",
         }
@@ -29,7 +35,8 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Default => f.write_str("default"),
-            Source::File(path) => write!(f, "{}", path.display()),
+            Source::Host(why) => write!(f, "this host ({why})"),
+            Source::EcsConfig(path) | Source::File(path) => write!(f, "{}", path.display()),
             Source::Userdata => f.write_str("userdata"),
         }
     }

@@ -13,7 +13,7 @@ fn file() -> Source {
 }
 
 fn load_file(text: &str) -> Result<Loaded, Vec<Problem>> {
-    load(&Layers { file: Some((file(), text)), userdata: None })
+    load(&Layers { file: Some((file(), text)), userdata: None, ..Layers::default() })
 }
 
 fn problems_of(text: &str) -> Vec<String> {
@@ -107,6 +107,7 @@ fn userdata_overrides_the_file_and_is_named_as_the_source() {
     let layers = Layers {
         file: Some((file(), "[ecs]\ncluster = \"from-file\"\n")),
         userdata: Some("[disk]\ngc-start = \"eighty\"\n"),
+        ..Layers::default()
     };
     let problems: Vec<String> = load(&layers).unwrap_err().iter().map(ToString::to_string).collect();
     assert_eq!(
@@ -116,6 +117,7 @@ fn userdata_overrides_the_file_and_is_named_as_the_source() {
     let layers = Layers {
         file: Some((file(), "[ecs]\ncluster = \"from-file\"\n")),
         userdata: Some("[ecs]\ncluster = \"from-userdata\"\n"),
+        ..Layers::default()
     };
     assert_eq!(load(&layers).unwrap().settings.ecs.cluster.as_str(), "from-userdata");
 }
@@ -170,8 +172,12 @@ fn engine_auth_is_checked_and_never_echoed() {
 
 #[test]
 fn rendering_redacts_secrets_names_sources_and_reparses_to_the_same_settings() {
-    let loaded =
-        load(&Layers { file: Some((file(), BRIEF_EXAMPLE)), userdata: Some("[disk]\ngc-start = \"86%\"\n") }).unwrap();
+    let loaded = load(&Layers {
+        file: Some((file(), BRIEF_EXAMPLE)),
+        userdata: Some("[disk]\ngc-start = \"86%\"\n"),
+        ..Layers::default()
+    })
+    .unwrap();
     let rendered = loaded.render();
     assert!(!rendered.contains("hunter2-secret"), "{rendered}");
     assert!(
@@ -286,4 +292,19 @@ fn other_containers_and_their_volumes_are_removed_only_when_opted_in_volumes_onl
         assert!(problems.iter().any(|p| p.contains(wanted)), "{text}: {problems:#?}");
         assert_eq!(problems.len(), 1, "{text}: {problems:#?}");
     }
+}
+
+#[test]
+fn agent_self_update_is_off_where_nodewarden_runs_the_agent() {
+    let with = |agent: &str, value: &str| {
+        load_file(&format!(
+            "[ecs]\ncluster = \"c\"\nagent = \"{agent}\"\n[ecs.config]\nECS_UPDATES_ENABLED = \"{value}\"\n"
+        ))
+    };
+    let problems = with("nodewarden", "true").unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].key.as_deref(), Some("ecs.config.ECS_UPDATES_ENABLED"));
+    assert!(problems[0].message.contains("agent-image"), "{}", problems[0]);
+    assert!(with("nodewarden", "false").is_ok());
+    assert!(with("ecs-init", "true").is_ok(), "ecs-init's to decide");
 }

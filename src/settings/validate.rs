@@ -14,8 +14,8 @@ use super::document::{RawEntry, RawValue, quote};
 use super::ecs_keys;
 use super::merge::Merged;
 use super::model::{
-    AgentOwner, DiskSettings, DockerSettings, DrainSettings, EcsSettings, EngineAuth, EngineAuthType, GcSettings,
-    HealthSettings, OffenderAction, OffenderSettings, Settings,
+    AgentOwner, ClusterSource, DiskSettings, DockerSettings, DrainSettings, EcsSettings, EngineAuth, EngineAuthType,
+    GcSettings, HealthSettings, OffenderAction, OffenderSettings, Settings,
 };
 use super::schema;
 use super::source::{Origin, Problem, Source};
@@ -28,8 +28,10 @@ const CHECK_INTERVAL_RANGE: (Duration, Duration) = (Duration::from_millis(100), 
 
 /// Adding a key: its line in `schema::KEYS` (with its default), its field in `model.rs`, and
 /// its line here.
-pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
+pub fn validate(merged: &Merged, cluster_may_come_later: bool) -> Result<Settings, Vec<Problem>> {
     let mut r = Reader::new(merged);
+    let agent = r.string("ecs.agent", AgentOwner::from_str);
+    let (cluster, cluster_source) = r.cluster(agent, cluster_may_come_later);
     let config_unchecked = r.list("ecs.config-unchecked", |key| {
         if ecs_keys::is_variable_name(key) {
             Ok(key.to_string())
@@ -39,8 +41,9 @@ pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
     });
     let settings = Settings {
         ecs: EcsSettings {
-            cluster: r.string("ecs.cluster", ClusterName::from_str),
-            agent: r.string("ecs.agent", AgentOwner::from_str),
+            cluster,
+            cluster_source,
+            agent,
             agent_image: r.string("ecs.agent-image", ImageReference::from_str),
             agent_tarball: r.string("ecs.agent-tarball", absolute_path),
             engine_auth: r.engine_auth(),
@@ -118,6 +121,18 @@ pub fn validate(merged: &Merged) -> Result<Settings, Vec<Problem>> {
             "expected false while [gc] remove-other-containers is false: the volumes go only with the containers \
              they belong to, so set remove-other-containers = true too, or leave both off"
                 .to_string(),
+        );
+    }
+    // The agent's self-update needs ecs-init: the agent downloads the new image and exits 42 for
+    // ecs-init to load it. nodewarden pins the image it runs, so with nodewarden running the
+    // agent self-update is off; a new agent comes through [ecs] agent-image.
+    let updates = settings.ecs.config.get("ECS_UPDATES_ENABLED").and_then(|v| ecs_keys::go_parse_bool(v));
+    if settings.ecs.agent == AgentOwner::Nodewarden && updates == Some(true) {
+        r.problem_at(
+            "ecs.config.ECS_UPDATES_ENABLED",
+            "expected false or unset with [ecs] agent = \"nodewarden\": the agent's self-update needs ecs-init, and \
+             nodewarden runs the image it pins; change [ecs] agent-image (and its tarball) to update the agent"
+                .into(),
         );
     }
     let health = &settings.health;
@@ -223,7 +238,9 @@ impl<'m> Reader<'m> {
 
     /// Where to point when a required key is missing: the highest layer that was given.
     fn missing_origin(&self) -> Origin {
-        let source = self.merged.sources.last().cloned().unwrap_or(Source::Default);
+        // The host's layer holds only what it found; a missing key is the operator's to give.
+        let given = self.merged.sources.iter().rev().find(|s| matches!(s, Source::File(_) | Source::Userdata));
+        let source = given.cloned().unwrap_or(Source::Default);
         Origin::new(source, None)
     }
 
@@ -239,11 +256,33 @@ impl<'m> Reader<'m> {
         T::standin()
     }
 
+    /// `[ecs] cluster`, and where it came from. Missing, it is an error, except for setup with
+    /// ecs-init running the agent (`may_come_later`): userdata's script may add ECS_CLUSTER to
+    /// ecs.config after setup ran, and ecs-init reads it then.
+    fn cluster(&mut self, agent: AgentOwner, may_come_later: bool) -> (ClusterName, ClusterSource) {
+        const PATH: &str = "ecs.cluster";
+        match self.merged.get(PATH) {
+            None if may_come_later && agent == AgentOwner::EcsInit => {
+                ("default".parse().expect("a literal valid cluster name"), ClusterSource::Later)
+            }
+            entry => {
+                let source = match entry.map(|e| &e.origin.source) {
+                    Some(Source::EcsConfig(_)) => ClusterSource::EcsConfig,
+                    _ => ClusterSource::Settings,
+                };
+                (self.string(PATH, ClusterName::from_str), source)
+            }
+        }
+    }
+
     fn entry(&mut self, path: &str) -> Option<&'m RawEntry> {
         let entry = self.merged.get(path);
         if entry.is_none() {
             let (section, key) = path.split_once('.').unwrap_or((path, ""));
-            let message = format!("missing; this setting is required: set {key} under [{section}]");
+            let mut message = format!("missing; this setting is required: set {key} under [{section}]");
+            if path == "ecs.cluster" {
+                message.push_str(" (or ECS_CLUSTER=NAME in /etc/ecs/ecs.config, as classic ECS userdata does)");
+            }
             self.problems.push(Problem::new(self.missing_origin(), Some(path.into()), message));
         }
         entry

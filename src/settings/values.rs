@@ -450,7 +450,17 @@ impl FromStr for DeviceSpec {
     }
 }
 
-impl DeviceSpec {}
+impl fmt::Display for DeviceSpec {
+    /// As the settings write it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::None => f.write_str("none"),
+            DeviceSpec::Path(path) => write!(f, "{}", path.display()),
+            DeviceSpec::Volume(id) => f.write_str(id.as_str()),
+            DeviceSpec::LaunchName(name) => f.write_str(name),
+        }
+    }
+}
 
 /// `xvdcz`, `sdf`, `xvdb` — the names a launch template's block device mapping uses.
 fn is_launch_name(text: &str) -> bool {

@@ -11,6 +11,7 @@ pub mod device;
 pub mod mountinfo;
 pub mod probe;
 pub mod quota;
+pub mod shared_disk;
 pub mod underneath;
 pub mod units;
 
@@ -147,6 +148,21 @@ pub fn prepare(paths: &HostPaths, settings: &Settings, device_wait: Duration) ->
     let grown_bytes = grow(&device, &mount_point, &fs_type)?;
     let warnings = write_units(paths, &uuid, &fs_type, unit_options(&fs_type, &mounted.super_options))?;
     Ok(Some(Prepared { device, formatted, fs_type, uuid, mount_point, quota_unavailable, grown_bytes, warnings }))
+}
+
+/// Docker's data already on the root disk, where a device is configured and nothing is mounted
+/// at the data root yet: what it holds ("2 images and 1 container"), which mounting would hide.
+/// Setup then keeps Docker where it is (`shared_disk`) instead of refusing.
+pub fn found_on_root_disk(paths: &HostPaths, settings: &Settings) -> Result<Option<String>, String> {
+    if settings.docker.data_device == DeviceSpec::None {
+        return Ok(None);
+    }
+    let mount_point = paths.docker_data_root();
+    if mountinfo::own_filesystem_at(&mountinfo::current()?, &mount_point) {
+        return Ok(None);
+    }
+    let found = underneath::survey(&mount_point)?;
+    Ok((!found.is_empty()).then(|| found.describe()))
 }
 
 /// Mounting over a data root that holds images, containers, volumes or someone else's files

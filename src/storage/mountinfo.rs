@@ -60,9 +60,38 @@ pub fn holding(mounts: &[Mount], path: &Path) -> Option<Mount> {
         .map(|(_, m)| m.clone())
 }
 
+/// Whether `dir` is the root of a filesystem of its own: a mount there of another device than
+/// its parent directory's. A running dockerd bind-mounts its data root onto itself (same
+/// device): that is still the parent's filesystem, the root disk.
+pub fn own_filesystem_at(mounts: &[Mount], dir: &Path) -> bool {
+    let here = holding(mounts, dir).filter(|m| m.mount_point == dir);
+    let parent = dir.parent().and_then(|parent| holding(mounts, parent));
+    match (here, parent) {
+        (Some(here), Some(parent)) => here.device_number != parent.device_number,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_self_bind_mount_is_not_a_filesystem_of_its_own() {
+        let mount = |device: &str, at: &str| Mount {
+            device_number: device.into(),
+            mount_point: at.into(),
+            mount_options: String::new(),
+            fs_type: "ext4".into(),
+            source: String::new(),
+            super_options: String::new(),
+        };
+        let dir = Path::new("/var/lib/docker");
+        assert!(!own_filesystem_at(&[mount("254:0", "/")], dir), "not a mount point");
+        assert!(!own_filesystem_at(&[mount("254:0", "/"), mount("254:0", "/var/lib/docker")], dir), "dockerd's bind");
+        assert!(own_filesystem_at(&[mount("254:0", "/"), mount("259:1", "/var/lib/docker")], dir), "a volume");
+    }
 
     const SAMPLE: &str = "\
 22 1 253:0 / / rw,relatime shared:1 - ext4 /dev/vda rw

@@ -1,11 +1,16 @@
 //! The boot test (`scripts/boot-test`): nodewarden installed through userdata on a VM booted
-//! as an EC2 instance boots, under QEMU. cloud-init reads the multipart userdata from the IMDS
-//! test server, installs the .deb built from this tree from bootcmd (fetched from a forwarded
-//! server standing in for S3, its sha256 checked), and nodewarden-setup prepares the NVMe
-//! volume named by its EBS id before docker.service starts. Three boots:
-//!   1. first boot: the volume formatted and mounted, Docker on it with the writable-layer
-//!      cap, the stand-in agent up, nodewarden READY; then a runaway container: GC, DRAINING
-//!      in moto with space left, the root filesystem untouched;
+//! as an EC2 instance of the ECS-optimized AMI boots, under QEMU. The userdata is the
+//! CloudFormation template's own (`cloud-init/cloudformation.yaml`, its parameters filled in as
+//! `Fn::Sub` does): cloud-init reads it from the IMDS test server, installs the .deb built from
+//! this tree from bootcmd (fetched from a forwarded server standing in for S3, its sha256
+//! checked), and runs its classic `echo ECS_CLUSTER=… >> /etc/ecs/ecs.config` script; no TOML
+//! anywhere. The image stands in for the AMI: an enabled ecs.service (ecs-init) that runs the
+//! stand-in agent, Amazon Linux's cloud-final ordering, and the EBS launch-name link (xvdcz).
+//! nodewarden-setup prepares the volume before docker.service starts. Three boots:
+//!   1. first boot: setup takes the ecs-init role by itself, the volume formatted and mounted,
+//!      Docker on it with the writable-layer cap, the agent up, nodewarden READY with the
+//!      cluster from ecs.config; then a runaway container: GC, DRAINING in moto with space
+//!      left, the root filesystem untouched;
 //!   2. the same disks again: the filesystem reused (same UUID and data), everything back;
 //!   3. a new instance whose volume holds someone's ext4 data: setup refuses, Docker stays
 //!      off, the reason is on the serial console, the data is untouched.
@@ -125,8 +130,10 @@ async fn scenario(report: &mut Report) {
         state.iam_role = Some("ecsInstanceRole".into());
     }
 
-    // The stand-in agent image the integration tests use, saved as the agent tarball.
+    // The stand-in agent image the integration tests use, saved as the tarball the stand-in
+    // ecs-init loads (from the share, as the AMI has it on disk).
     let started = Instant::now();
+    let agent_tarball = work.path().join("ecs-agent.tar");
     {
         let docker = TestDocker::start().await;
         harness::images::make_standin_agent(&docker.client, AGENT_IMAGE, 51678).await;
@@ -135,30 +142,24 @@ async fn scenario(report: &mut Report) {
         while let Some(chunk) = stream.next().await {
             tar.extend_from_slice(&chunk.expect("saving the stand-in agent image"));
         }
-        std::fs::write(artifacts.join("ecs-agent.tar"), tar).expect("writing the agent tarball");
+        std::fs::write(&agent_tarball, tar).expect("writing the agent tarball");
     }
     std::fs::copy(&deb, artifacts.join("nodewarden.deb")).expect("copying the .deb");
     let detail = format!("agent tarball and {} ready in {:.0} s", deb.display(), started.elapsed().as_secs_f64());
     report.host(true, "artifacts", &detail);
     let (artifacts_port, _server) = serve_dir(artifacts.clone()).await;
 
-    // The userdata: built by cloud-init/make-userdata, like the operators' example.
-    let cloud_config = std::fs::read_to_string(repo().join("tests/boot/cloud-config.yaml"))
-        .expect("reading tests/boot/cloud-config.yaml")
-        .replace("@MOTO_ADDRESS@", vm::MOTO_ADDRESS)
-        .replace("@ARTIFACTS_ADDRESS@", vm::ARTIFACTS_ADDRESS)
-        .replace("@CONTAINER_INSTANCE_ARN@", &arn)
-        .replace("@DEB_SHA256@", &sha256(&artifacts.join("nodewarden.deb")))
-        .replace("@AGENT_SHA256@", &sha256(&artifacts.join("ecs-agent.tar")));
-    let cloud_config_file = work.path().join("cloud-config.yaml");
-    std::fs::write(&cloud_config_file, cloud_config).expect("writing the cloud-config");
-    let userdata_file = work.path().join("userdata.mime");
-    run(Command::new(repo().join("cloud-init/make-userdata"))
-        .arg(&cloud_config_file)
-        .arg(repo().join("tests/boot/settings.toml"))
-        .arg(&userdata_file));
-    imds.set_user_data(std::fs::read(&userdata_file).expect("reading the userdata"));
-    std::fs::copy(&userdata_file, out.join("userdata.mime")).expect("keeping the userdata");
+    // The userdata: the CloudFormation template's, as CloudFormation fills it in.
+    let package_url = format!("http://{}/nodewarden.deb", vm::ARTIFACTS_ADDRESS);
+    let package_sha256 = sha256(&artifacts.join("nodewarden.deb"));
+    let userdata = harness::template::substitute(
+        &harness::template::userdata_source(),
+        &[("PackageUrl", &package_url), ("PackageSha256", &package_sha256), ("ClusterName", CLUSTER)],
+    );
+    imds.set_user_data(userdata.clone().into_bytes());
+    std::fs::write(out.join("userdata.mime"), &userdata).expect("keeping the userdata");
+    report.host(true, "the userdata is cloudformation.yaml's", &format!("{} bytes", userdata.len()));
+    let scaffolding = Scaffolding { agent_tarball: &agent_tarball, container_instance_arn: &arn };
 
     let ports = (imds.addr.port(), artifacts_port, moto.port);
     let volume = work.path().join("volume.img");
@@ -166,7 +167,7 @@ async fn scenario(report: &mut Report) {
     let instance = Instance::create(&image, work.path(), &instance_id);
 
     // 1. First boot.
-    let first = boot(report, &out, "first", &image, &instance, &volume, ports).await;
+    let first = boot(report, &out, "first", &image, &instance, &volume, ports, &scaffolding).await;
     if first {
         let status = moto.status(CLUSTER, &arn).await;
         report.host(status == "DRAINING", "moto: the container instance is DRAINING", &status);
@@ -188,7 +189,7 @@ async fn scenario(report: &mut Report) {
         let share = out.join("share-second");
         std::fs::create_dir_all(&share).expect("creating the second boot's share");
         std::fs::copy(&deb, share.join("nodewarden.deb")).expect("copying the .deb into the share");
-        boot(report, &out, "second", &image, &instance, &volume, ports).await;
+        boot(report, &out, "second", &image, &instance, &volume, ports, &scaffolding).await;
     } else {
         report.host(false, "second boot", "not run: the first boot did not get through its checks");
     }
@@ -202,7 +203,7 @@ async fn scenario(report: &mut Report) {
     let uuid_before = run(Command::new("blkid").args(["-s", "UUID", "-o", "value"]).arg(&held));
     let other = Instance::create(&image, work.path(), "i-0feedc0ffee000001");
     imds.state().instance_id = other.instance_id.clone();
-    if boot(report, &out, "refuse", &image, &other, &held, ports).await {
+    if boot(report, &out, "refuse", &image, &other, &held, ports, &scaffolding).await {
         let console = std::fs::read_to_string(out.join("console-refuse.log")).unwrap_or_default();
         let line = console.lines().find(|l| l.contains("formats only devices that hold nothing"));
         let detail = line.map_or_else(|| "no refusal on the serial console".to_string(), str::to_string);
@@ -216,8 +217,17 @@ async fn scenario(report: &mut Report) {
     }
 }
 
+/// What the image's stand-ins read from the share: the stand-in ecs-init's agent tarball, and
+/// the container instance ARN moto registered, which the stand-in agent reports as the real
+/// one would.
+struct Scaffolding<'a> {
+    agent_tarball: &'a Path,
+    container_instance_arn: &'a str,
+}
+
 /// Boots once, runs the guest's checks for `phase`, and reports them. True when the guest
 /// reached its end and powered off.
+#[allow(clippy::too_many_arguments)]
 async fn boot(
     report: &mut Report,
     out: &Path,
@@ -226,9 +236,12 @@ async fn boot(
     instance: &Instance,
     volume: &Path,
     (imds_port, artifacts_port, moto_port): (u16, u16, u16),
+    scaffolding: &Scaffolding<'_>,
 ) -> bool {
     let share = out.join(format!("share-{phase}"));
     std::fs::create_dir_all(&share).expect("creating the share");
+    std::fs::copy(scaffolding.agent_tarball, share.join("ecs-agent.tar")).expect("sharing the agent tarball");
+    std::fs::write(share.join("standin-arn"), scaffolding.container_instance_arn).expect("sharing the ARN");
     std::fs::write(share.join("phase"), phase).expect("writing the phase");
     if let Ok(uuid) = std::fs::read(out.join("share-first/uuid")) {
         std::fs::write(share.join("uuid"), uuid).expect("passing the first boot's UUID on");

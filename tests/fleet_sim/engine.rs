@@ -39,8 +39,9 @@ pub enum Scenario {
     ServiceWide,
     /// The same with `[offender] action = "stop-task"`: each node stops its own copy.
     ServiceWideStopTask,
-    /// 1% of the nodes (at least one) get a 200 MB/s runaway at a random moment; the others
-    /// fill slowly (50–500 KB/s), which GC keeps up with.
+    /// A few nodes (1% of the fleet, one at least and ten at most) get a 200 MB/s runaway at
+    /// random moments within a minute; the others fill slowly (50–500 KB/s), which GC keeps up
+    /// with.
     FewFast,
     /// A spot wave drains 10% of the fleet at once, while 15% have a 20 MB/s runaway.
     SpotWave,
@@ -54,7 +55,7 @@ impl Scenario {
         match self {
             Scenario::ServiceWide => "service-wide runaway, drain only",
             Scenario::ServiceWideStopTask => "service-wide runaway, stop-task",
-            Scenario::FewFast => "1% at 200 MB/s among slow fillers",
+            Scenario::FewFast => "a few (1%, ≤ 10) at 200 MB/s among slow fillers",
             Scenario::SpotWave => "spot wave (10%) + 15% runaways",
         }
     }
@@ -454,7 +455,7 @@ pub fn run(config: &Config) -> Outcome {
         if config.scenario == Scenario::ServiceWideStopTask { OffenderAction::StopTask } else { OffenderAction::None };
     let runaways: usize = match config.scenario {
         Scenario::ServiceWide | Scenario::ServiceWideStopTask => n,
-        Scenario::FewFast => (n / 100).max(1),
+        Scenario::FewFast => (n / 100).clamp(1, 10),
         Scenario::SpotWave => (n * 15 / 100).max(1),
     };
     let spots: usize = if config.scenario == Scenario::SpotWave { (n / 10).max(1) } else { 0 };
@@ -469,10 +470,9 @@ pub fn run(config: &Config) -> Outcome {
                 ec2_instance_id: format!("i-{i:05}"),
             };
             let mut machine = DrainMachine::new(identity, None, rng.next());
-            machine.assume(base, EcsStatus::Active, BTreeMap::new());
-            machine.know_registered(base, n);
+            machine.assume(base, EcsStatus::Active, BTreeMap::new(), n);
             let runaway = (i < runaways).then(|| match config.scenario {
-                Scenario::FewFast => (Duration::from_secs_f64(rng.between(10.0, 30.0)), 200.0 * MB),
+                Scenario::FewFast => (Duration::from_secs_f64(rng.between(10.0, 70.0)), 200.0 * MB),
                 _ => (Duration::from_secs_f64(rng.between(10.0, 11.0)), 20.0 * MB),
             });
             let used = match config.scenario {

@@ -52,7 +52,7 @@ fn a_few_fast_runaways_in_a_large_fleet_drain_in_round_trips_with_space_left() {
     for nodes in [10, 1000] {
         let o = run(Scenario::FewFast, nodes, 11);
         assert_eq!(o.full, 0, "{nodes} nodes: a disk filled");
-        assert_eq!(o.drained, (nodes / 100).max(1), "{nodes} nodes: every runaway drains");
+        assert_eq!(o.drained, (nodes / 100).clamp(1, 10), "{nodes} nodes: every runaway drains");
         let p99 = o.percentile(0.99).unwrap();
         assert!(p99.as_secs_f64() < 1.0, "{nodes} nodes: p99 must drain → DRAINING {p99:?}");
         assert!(o.least_free_at_drain >= 0.05, "{nodes} nodes: {:.1}% free", o.least_free_at_drain * 100.0);

@@ -439,7 +439,8 @@ fn install_ecs_service(root: &Path, enabled: bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_nodewarden_running_the_agent_an_enabled_ecs_init_is_refused() {
-    let b = bootstrap(&userdata("mine", "")).await;
+    // Chosen by the operator: with ecs.service enabled and no choice, ecs-init would keep it.
+    let b = bootstrap(&userdata("mine", "agent = \"nodewarden\"\n")).await;
     install_ecs_service(b.nodewarden.root.path(), true);
     let output = setup(&b.nodewarden, &[]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
@@ -476,15 +477,7 @@ async fn with_ecs_init_running_the_agent_ecs_config_is_shared_and_the_agent_is_w
 
     // The agent as ecs-init starts it; nodewarden watches it and never restarts it.
     let client = b.docker.client.clone();
-    let config = bollard::models::ContainerCreateBody {
-        image: Some(AGENT_IMAGE.to_string()),
-        env: Some(vec!["ECS_CLUSTER=shared".to_string()]),
-        host_config: Some(bollard::models::HostConfig { network_mode: Some("host".into()), ..Default::default() }),
-        ..Default::default()
-    };
-    let options = bollard::query_parameters::CreateContainerOptionsBuilder::default().name("ecs-agent").build();
-    let id = client.create_container(Some(options), config).await.unwrap().id;
-    client.start_container(&id, None).await.unwrap();
+    let id = start_ecs_init_agent(&client, "shared").await;
     b.nodewarden.start();
     let deadline = Instant::now() + Duration::from_secs(30);
     while b.nodewarden.status().await["agent"]["healthy"] != serde_json::Value::Bool(true) {
@@ -546,4 +539,84 @@ async fn a_trace_level_run_never_logs_the_registry_secret() {
             panic!("{what} holds the registry secret, on a line starting: {:.200}", line);
         }
     }
+}
+
+/// The agent container as ecs-init's `start` makes it (enough for nodewarden's watch).
+async fn start_ecs_init_agent(client: &Docker, cluster: &str) -> String {
+    let config = bollard::models::ContainerCreateBody {
+        image: Some(AGENT_IMAGE.to_string()),
+        env: Some(vec![format!("ECS_CLUSTER={cluster}")]),
+        host_config: Some(bollard::models::HostConfig { network_mode: Some("host".into()), ..Default::default() }),
+        ..Default::default()
+    };
+    let options = bollard::query_parameters::CreateContainerOptionsBuilder::default().name("ecs-agent").build();
+    let id = client.create_container(Some(options), config).await.unwrap().id;
+    client.start_container(&id, None).await.unwrap();
+    id
+}
+
+/// The stock ECS-optimized AMI with the least userdata: ecs.service enabled, no TOML anywhere
+/// (userdata is the classic script), the cluster only in ecs.config's ECS_CLUSTER, written by
+/// that script after setup ran (cloud-init runs scripts late). Setup takes the ecs-init role
+/// by itself and says so; the daemon, started after ecs.service, reads the cluster and is READY.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_stock_ecs_ami_ecs_init_keeps_the_agent_and_the_cluster_comes_from_ecs_config() {
+    let docker = TestDocker::start().await;
+    let port = free_port();
+    images::make_standin_agent(&docker.client, AGENT_IMAGE, port).await;
+    let imds = ImdsServer::start().await;
+    imds.set_user_data(b"#!/bin/bash\necho ECS_CLUSTER=classic >> /etc/ecs/ecs.config\n".to_vec());
+    let env = vec![
+        ("DOCKER_HOST".to_string(), docker.host()),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT".to_string(), imds.endpoint()),
+        ("NODEWARDEN_AGENT_INTROSPECTION".to_string(), format!("http://127.0.0.1:{port}")),
+        ("AWS_REGION".to_string(), "us-east-1".to_string()),
+    ];
+    // Test scaffolding only (no AWS, no volume, a free health port): nothing about the agent or cluster.
+    let mut n = Nodewarden::new("[docker]\ndata-device = \"none\"\n[drain]\nenabled = false\n", env);
+    let root = n.root.path().to_path_buf();
+    install_ecs_service(&root, true);
+
+    let output = setup(&n, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let said = text(&output);
+    assert!(said.contains("ECS agent: run by ecs.service (ecs-init), since it is enabled on this host"), "{said}");
+    assert!(said.contains("[ecs] cluster: not given yet"), "{said}");
+    let config_path = root.join("etc/ecs/ecs.config");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    assert!(!config.contains("ECS_CLUSTER="), "setup named a cluster nobody gave:\n{config}");
+    assert!(config.contains("ECS_RESERVED_PORTS="), "{config}");
+    assert!(root.join("run/nodewarden/docker-ready").exists(), "Docker may not start");
+
+    // Userdata's script, as cloud-final runs it after setup.
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().append(true).open(&config_path).unwrap();
+    file.write_all(b"ECS_CLUSTER=classic\n").unwrap();
+    drop(file);
+    let check = n.command(&["check"]).output().unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+    let merged = String::from_utf8_lossy(&check.stdout);
+    let line = |key: &str| merged.lines().find(|l| l.starts_with(&format!("{key} = "))).unwrap_or("").to_string();
+    assert!(line("agent").starts_with("agent = \"ecs-init\"  # host: ecs.service (ecs-init) is enabled"), "{merged}");
+    assert!(line("cluster").starts_with("cluster = \"classic\"  # ecs.config "), "{merged}");
+    let at = std::fs::read_to_string(&config_path).unwrap().lines().count();
+    assert!(line("cluster").ends_with(&format!("etc/ecs/ecs.config:{at}:13")), "{merged}");
+
+    // ecs-init starts the agent with that ecs.config; nodewarden comes up READY beside it.
+    let client = docker.client.clone();
+    start_ecs_init_agent(&client, "classic").await;
+    n.start();
+    n.wait_ready(Duration::from_secs(30)).await;
+    assert!(n.log().contains("ecs.service (ecs-init) runs the ECS agent"), "{}", n.log());
+    n.stop();
+
+    // The next boot's setup: the line stays another writer's, as it was; nothing is said twice.
+    let output = setup(&n, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let said = text(&output);
+    assert!(!said.contains("not given yet") && !said.contains("ecs.config: ECS_CLUSTER"), "{said}");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    assert_eq!(config.matches("ECS_CLUSTER=classic\n").count(), 1, "{config}");
+    let ours = config.lines().find(|l| l.starts_with("# nodewarden's keys:")).unwrap();
+    assert!(!ours.contains("ECS_CLUSTER"), "nodewarden claimed the operator's line: {config}");
 }

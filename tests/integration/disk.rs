@@ -296,7 +296,8 @@ fn a_data_root_holding_images_containers_or_volumes_is_not_mounted_over() {
     skeleton.unmount();
 
     // Images, a container and a volume (an AMI baked with pre-pulled images, a host that ran
-    // Docker before nodewarden): refused before the device is touched.
+    // Docker before nodewarden): kept where they are, loudly, the device never touched, and
+    // Docker may start (everything but the own-disk feature runs).
     let used = rig(320, "");
     let root = used.mount_point();
     for file in [
@@ -311,20 +312,84 @@ fn a_data_root_holding_images_containers_or_volumes_is_not_mounted_over() {
     let before = checksum(&used.disk.device);
     let output = used.setup();
     let message = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert_eq!(output.status.code(), Some(0), "{message}");
+    assert!(message.contains("WARNING: Docker's data stays on the root disk"), "{message}");
     assert!(message.contains("1 image, 1 container and 1 volume") && message.contains("data-device"), "{message}");
     assert!(used.mount().is_none(), "mounted over the data anyway");
     assert_eq!(checksum(&used.disk.device), before, "the device was touched");
     assert_eq!(std::fs::read(root.join("volumes/pgdata/_data/PG_VERSION")).unwrap(), b"precious");
-    assert!(!used.root.path().join("run/nodewarden/docker-ready").exists(), "Docker may start anyway");
+    assert!(used.root.path().join("run/nodewarden/docker-ready").exists(), "Docker could not start");
+    assert!(!used.root.path().join("etc/systemd/system/var-lib-docker.mount").exists(), "a mount unit would hide it");
+    let marker = used.root.path().join("var/lib/nodewarden/docker-on-root-disk.json");
+    let note = nodewarden::storage::shared_disk::shared_disk_note(std::fs::read_to_string(&marker).ok().as_deref());
+    assert!(note.is_some_and(|n| n.contains("1 image, 1 container and 1 volume")), "the marker for /status");
 
-    // Someone else's file there is named.
+    // Someone else's file there is named, and kept too.
     std::fs::remove_dir_all(&root).unwrap();
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("backup.tar"), b"x").unwrap();
     let output = used.setup();
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    assert!(text(&output).contains("holds backup.tar"), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(text(&output).contains("/var/lib/docker held backup.tar"), "{}", text(&output));
+    assert_eq!(std::fs::read(root.join("backup.tar")).unwrap(), b"x");
+
+    // Once it is gone, the next setup (the next boot) moves Docker onto its own disk.
+    std::fs::remove_file(root.join("backup.tar")).unwrap();
+    let output = used.setup();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(used.mount().is_some(), "{}", text(&output));
+    assert!(!marker.exists(), "the condition outlived its cause");
+    used.unmount();
+}
+
+/// A running instance whose Docker already holds images, containers and volumes on the root
+/// disk: setup keeps Docker there, never stops it (same dockerd, containers running), and a
+/// Docker restart afterwards comes back on the same data.
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_data_on_the_root_disk_keeps_its_data_and_docker_through_setup_and_a_restart() {
+    let rig = rig(320, "");
+    let data_root = rig.mount_point();
+    std::fs::create_dir_all(&data_root).unwrap();
+    let daemon_json = rig.root.path().join("etc/docker/daemon.json");
+    std::fs::create_dir_all(daemon_json.parent().unwrap()).unwrap();
+    std::fs::write(&daemon_json, format!("{{\"data-root\": \"{}\"}}", data_root.display())).unwrap();
+    let mut docker = TestDocker::start_on(&daemon_json, &data_root).await;
+    let base = images::base_image(&docker.client).await;
+    let sleeper = images::start_sleeper(&docker.client, base, "long-running-task").await;
+    let volume = bollard::models::VolumeCreateRequest { name: Some("pgdata".into()), ..Default::default() };
+    docker.client.create_volume(volume).await.unwrap();
+    let pid = docker.pid();
+    let before = checksum(&rig.disk.device);
+
+    let output = crate::harness::nodewarden()
+        .args(["setup", "--no-userdata", "--device-wait", "2s", "--root"])
+        .arg(rig.root.path())
+        .arg("--settings")
+        .arg(&rig.settings)
+        .env("DOCKER_HOST", docker.host())
+        .output()
+        .unwrap();
+    let message = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{message}");
+    assert!(message.contains("WARNING: Docker's data stays on the root disk"), "{message}");
+    assert_eq!(docker.pid(), pid, "setup stopped Docker");
+    let running = docker.client.inspect_container(&sleeper, None).await.unwrap().state.unwrap().running;
+    assert_eq!(running, Some(true), "the task's container stopped");
+    // (dockerd bind-mounts its data root onto itself: a mount there of the root disk, not ours.)
+    let mounts = mountinfo::current().unwrap();
+    assert!(!mountinfo::own_filesystem_at(&mounts, &data_root), "mounted over Docker's data: {:?}", rig.mount());
+    assert_eq!(checksum(&rig.disk.device), before, "the device was touched");
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&daemon_json).unwrap()).unwrap();
+    assert_eq!(written["data-root"], data_root.display().to_string(), "Docker's data root moved: {written}");
+    assert!(rig.root.path().join("run/nodewarden/docker-ready").exists(), "a Docker restart would be refused");
+
+    // Docker restarts (an upgrade of Docker, an operator) on the daemon.json setup wrote: all there.
+    docker.restart().await;
+    let info = docker.client.info().await.unwrap();
+    assert_eq!(info.docker_root_dir.map(PathBuf::from), Some(data_root.clone()));
+    assert!(docker.client.inspect_container(&sleeper, None).await.is_ok(), "the container is gone");
+    assert!(docker.client.inspect_volume("pgdata").await.is_ok(), "the volume is gone");
+    assert!(docker.client.inspect_image(base).await.is_ok(), "the image is gone");
 }
 
 #[test]

@@ -85,14 +85,8 @@ impl Incident {
         images::start_sleeper(&client, "run/u1:1", "service").await;
         nodewarden.set_env("DOCKER_HOST", &docker.host());
         nodewarden.start();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while nodewarden.get("/readyz").await.map(|(c, _)| c) != Some(200)
-            || !nodewarden.log().contains("found this container instance")
-        {
-            nodewarden.assert_running();
-            assert!(Instant::now() < deadline, "never ready; log:\n{}", nodewarden.log());
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        nodewarden.wait_ready(Duration::from_secs(30)).await;
+        nodewarden.wait_log(&["found this container instance"], Duration::from_secs(30)).await;
         Incident {
             nodewarden,
             docker,

@@ -116,6 +116,9 @@ fn packages_carry_the_binary_units_settings_and_docs_and_the_deb_installs() {
     // Docker's start asserts setup's marker of this boot, even for a job queued before install.
     let drop_in = std::fs::read_to_string("/lib/systemd/system/docker.service.d/nodewarden.conf").unwrap();
     assert!(drop_in.contains("AssertPathExists=/run/nodewarden/docker-ready"), "{drop_in}");
+    // Wanting setup, not requiring it: a failed or stopped setup never stops Docker; the marker decides.
+    let requires = drop_in.lines().any(|l| l.starts_with("Requires="));
+    assert!(drop_in.contains("\nWants=nodewarden-setup.service") && !requires, "{drop_in}");
     let verify = Command::new("systemd-analyze")
         .args(["verify", "/lib/systemd/system/nodewarden-setup.service", "/lib/systemd/system/nodewarden.service"])
         .output()
@@ -135,28 +138,60 @@ impl Drop for Purge {
     }
 }
 
-#[test]
-fn the_cloud_init_example_is_valid_for_cloud_init_and_for_nodewarden() {
-    let dir = repo().join("cloud-init");
-    let check =
-        crate::harness::run_nodewarden(&["check", "--userdata", dir.join("userdata.mime").to_str().unwrap()], None);
-    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
-    assert!(String::from_utf8_lossy(&check.stdout).contains("cluster = \"prod-web\"  # userdata:"));
-
-    // userdata.mime is exactly the three parts (rebuild it with cloud-init/make-userdata).
-    let mime = std::fs::read(dir.join("userdata.mime")).unwrap();
-    let message = mail_parser::MessageParser::default().parse(&mime).expect("userdata.mime is MIME");
-    let parts: Vec<String> = message
+/// The parts of a multipart userdata file, in order, each trimmed at its end.
+fn mime_parts(path: &Path) -> Vec<String> {
+    let mime = std::fs::read(path).unwrap();
+    let message = mail_parser::MessageParser::default().parse(&mime).expect("userdata is MIME");
+    message
         .parts
         .iter()
         .filter(|p| !matches!(p.body, mail_parser::PartType::Multipart(_)))
         .map(|p| String::from_utf8_lossy(p.contents()).trim_end().to_string())
-        .collect();
-    let expected: Vec<String> = ["cloud-config.yaml", "toml-part-handler.py", "settings.toml"]
+        .collect()
+}
+
+#[test]
+fn the_cloud_init_example_is_valid_for_cloud_init_and_for_nodewarden() {
+    let dir = repo().join("cloud-init");
+    // userdata.mime is exactly its two parts (rebuild it with cloud-init/make-userdata).
+    let expected: Vec<String> = ["cloud-config.yaml", "ecs-cluster.sh"]
         .iter()
         .map(|f| std::fs::read_to_string(dir.join(f)).unwrap().trim_end().to_string())
         .collect();
-    assert_eq!(parts, expected, "userdata.mime is stale: run cloud-init/make-userdata");
+    assert_eq!(
+        mime_parts(&dir.join("userdata.mime")),
+        expected,
+        "userdata.mime is stale: run cloud-init/make-userdata"
+    );
+
+    // On the stock ECS-optimized AMI it needs no settings: ecs.service is enabled, and the
+    // script's ECS_CLUSTER line (CloudFormation filled in the cluster) names the cluster.
+    let root = tempfile::tempdir().unwrap();
+    let unit = root.path().join("usr/lib/systemd/system/ecs.service");
+    std::fs::create_dir_all(unit.parent().unwrap()).unwrap();
+    std::fs::write(&unit, "[Unit]\nDescription=stand-in ecs-init\n[Service]\nExecStart=/bin/true\n").unwrap();
+    let wants = root.path().join("etc/systemd/system/multi-user.target.wants");
+    std::fs::create_dir_all(&wants).unwrap();
+    std::os::unix::fs::symlink("/usr/lib/systemd/system/ecs.service", wants.join("ecs.service")).unwrap();
+    std::fs::create_dir_all(root.path().join("etc/ecs")).unwrap();
+    std::fs::write(root.path().join("etc/ecs/ecs.config"), "ECS_CLUSTER=prod-web\n").unwrap();
+    let userdata = dir.join("userdata.mime");
+    let args = ["--root", root.path().to_str().unwrap(), "check", "--userdata", userdata.to_str().unwrap()];
+    let check = crate::harness::run_nodewarden(&args, None);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+    let merged = String::from_utf8_lossy(&check.stdout);
+    assert!(merged.contains("cluster = \"prod-web\"  # ecs.config "), "{merged}");
+    assert!(merged.contains("agent = \"ecs-init\"  # host: "), "{merged}");
+
+    // With settings of your own: make-userdata's three-part form, the TOML part in force.
+    let with_settings = tempfile::NamedTempFile::new().unwrap();
+    run(Command::new(dir.join("make-userdata"))
+        .arg(dir.join("cloud-config.yaml"))
+        .arg(dir.join("settings.toml"))
+        .arg(with_settings.path()));
+    let check = crate::harness::run_nodewarden(&["check", "--userdata", with_settings.path().to_str().unwrap()], None);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("cluster = \"prod-web\"  # userdata:"));
 
     require_tool("cloud-init", "cloud-init");
     let schema = Command::new("cloud-init")
@@ -165,6 +200,92 @@ fn the_cloud_init_example_is_valid_for_cloud_init_and_for_nodewarden() {
         .output()
         .unwrap();
     assert!(schema.status.success(), "cloud-init schema:\n{}", text(&schema));
+}
+
+/// A test tool scripts/install-test-deps puts at `default` (or `variable` names): fails naming it.
+fn installed_tool(variable: &str, default: &str, name: &str, how: &str) -> PathBuf {
+    let path = std::env::var_os(variable).map_or_else(|| PathBuf::from(default), PathBuf::from);
+    assert!(
+        path.exists(),
+        "{name} is missing at {} (scripts/install-test-deps {how}; or set {variable})",
+        path.display()
+    );
+    path
+}
+
+fn cfn_lint() -> PathBuf {
+    installed_tool("NODEWARDEN_CFN_LINT", DEFAULT_CFN_LINT, "cfn-lint", "installs it from PyPI")
+}
+
+const DEFAULT_CFN_LINT: &str = "/opt/nodewarden-test/venv/bin/cfn-lint";
+
+/// The policy statements of a JSON document, by Sid: (actions, resources) as sorted lists.
+fn statements(policy: &serde_json::Value) -> std::collections::BTreeMap<String, Vec<String>> {
+    let as_list = |v: &serde_json::Value| -> Vec<String> {
+        let mut items: Vec<String> = match v {
+            serde_json::Value::String(s) => vec![s.clone()],
+            serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            _ => Vec::new(),
+        };
+        items.sort();
+        items
+    };
+    policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["Sid"].as_str().unwrap_or_default().to_string(), as_list(&s["Action"])))
+        .collect()
+}
+
+#[test]
+fn the_cloudformation_template_passes_cfn_lint_and_embeds_the_example_userdata() {
+    let template = crate::harness::template::template_path();
+    let lint = Command::new(cfn_lint()).arg(&template).output().unwrap();
+    assert!(lint.status.success(), "cfn-lint {}:\n{}", template.display(), text(&lint));
+
+    // The launch template's userdata is userdata.mime, byte for byte (make-userdata writes both).
+    let embedded = crate::harness::template::userdata_source();
+    let example = std::fs::read_to_string(repo().join("cloud-init/userdata.mime")).unwrap();
+    assert!(embedded == example, "cloudformation.yaml's UserData is stale: run cloud-init/make-userdata");
+    let variables = crate::harness::template::variables(&embedded);
+    assert_eq!(variables, ["PackageUrl", "PackageSha256", "ClusterName"]);
+
+    // Through cfn-lint's own YAML reader (it knows !Sub and friends): what the brief asks of it.
+    let python = DEFAULT_CFN_LINT.replace("/cfn-lint", "/python");
+    let script = r#"
+import json, sys
+from cfnlint.decode import decode
+template, matches = decode(sys.argv[1])
+assert not matches, matches
+print(json.dumps(template, default=str))
+"#;
+    let decoded = run(Command::new(&python).args(["-c", script]).arg(&template));
+    let template: serde_json::Value = serde_json::from_str(&decoded).unwrap();
+    let resources = &template["Resources"];
+    for name in variables {
+        assert!(template["Parameters"].get(&name).is_some(), "the userdata uses {name}, not a parameter");
+    }
+    let data = &resources["LaunchTemplate"]["Properties"]["LaunchTemplateData"];
+    assert_eq!(data["MetadataOptions"]["HttpTokens"], "required");
+    assert_eq!(data["MetadataOptions"]["HttpPutResponseHopLimit"], 1);
+    assert_eq!(data["BlockDeviceMappings"][0]["DeviceName"], "/dev/xvdcz", "nodewarden's default data-device");
+    let hook = &resources["AutoScalingGroup"]["Properties"]["LifecycleHookSpecificationList"][0];
+    assert_eq!(hook["LifecycleHookName"], "nodewarden-drain", "[drain] lifecycle-hook's default");
+    assert_eq!(hook["LifecycleTransition"], "autoscaling:EC2_INSTANCE_TERMINATING");
+    assert!(hook["HeartbeatTimeout"].as_u64().unwrap() > 120, "above [drain] heartbeat-interval (2m)");
+    assert_eq!(resources["CapacityProvider"]["Type"], "AWS::ECS::CapacityProvider");
+
+    // The role's nodewarden policy is the README's scoped one, statement by statement.
+    let readme = std::fs::read_to_string(repo().join("cloud-init/README.md")).unwrap();
+    let scoped = readme.split("```json").nth(2).and_then(|b| b.split("```").next()).expect("the scoped policy");
+    let scoped: serde_json::Value = serde_json::from_str(scoped).unwrap();
+    let role = &resources["InstanceRole"]["Properties"]["Policies"][0]["PolicyDocument"];
+    assert_eq!(statements(role), statements(&scoped), "the template's policy differs from cloud-init/README.md's");
+    let granted: Vec<String> = statements(role).into_values().flatten().collect();
+    for action in ["ecs:ListTasks", "ecs:UpdateContainerInstancesState", "autoscaling:CompleteLifecycleAction"] {
+        assert!(granted.iter().any(|a| a == action), "{action} is not granted");
+    }
 }
 
 #[test]
@@ -189,7 +310,8 @@ fn the_packaged_default_settings_are_the_built_in_defaults() {
 /// Runs one maintainer script as dpkg or rpm would (`args`), with `systemctl`,
 /// `deb-systemd-helper` and `deb-systemd-invoke` replaced by recorders, on a host whose
 /// systemd is up (`/run/systemd/system` exists, in a private mount namespace) and says
-/// `system_state`; `disabled` units answer "was not enabled". Returns the calls it made.
+/// `system_state`; `disabled` units answer "was not enabled". Returns the calls it made, and
+/// `marker /run/nodewarden/docker-ready` last when the script left Docker's marker of this boot.
 fn maintainer_script_calls(script: &str, args: &[&str], system_state: &str, disabled: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
@@ -214,7 +336,9 @@ exit 0
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let output = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(r#"mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && exec sh "$0" "$@""#)
+        .arg(
+            r#"mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && sh "$0" "$@" && if [ -e /run/nodewarden/docker-ready ]; then echo "marker /run/nodewarden/docker-ready" >>"$CALLS"; fi"#,
+        )
         .arg(&script_file)
         .args(args)
         .env("PATH", path)
@@ -252,9 +376,13 @@ fn maintainer_scripts_enable_once_restart_only_the_daemon_and_never_stop_docker(
 
     let first = maintainer_script_calls(&post, &["1"], "running", "");
     assert!(has(&first, &format!("systemctl --no-reload preset {units}")), "first install: {first:?}");
+    // On a running host, a Docker restart before the next boot must not wait on setup.
+    const MARKER: &str = "marker /run/nodewarden/docker-ready";
+    assert!(has(&first, MARKER), "installed on a running host, Docker may not restart: {first:?}");
     assert!(!first.iter().any(|c| c.contains(" start ") || c.contains(" enable ")), "first install: {first:?}");
     let booting = maintainer_script_calls(&post, &["1"], "starting", "");
     assert!(has(&booting, &format!("systemctl start --no-block {units}")), "installed at boot: {booting:?}");
+    assert!(!has(&booting, MARKER), "installed while booting, setup must decide: {booting:?}");
     let upgrade = maintainer_script_calls(&post, &["2"], "running", "");
     assert!(
         !upgrade.iter().any(|c| c.contains("preset") || c.contains("enable") || c.contains(" start ")),
@@ -281,6 +409,9 @@ fn maintainer_scripts_enable_once_restart_only_the_daemon_and_never_stop_docker(
     let script = |name: &str| std::fs::read_to_string(scripts.path().join(name)).unwrap();
     let (postinst, prerm) = (script("postinst"), script("prerm"));
     let first = maintainer_script_calls(&postinst, &["configure", ""], "running", "");
+    assert!(has(&first, MARKER), "installed on a running host, Docker may not restart: {first:?}");
+    let booting = maintainer_script_calls(&postinst, &["configure", ""], "starting", "");
+    assert!(!has(&booting, MARKER), "installed while booting, setup must decide: {booting:?}");
     for unit in ["nodewarden-setup.service", "nodewarden.service"] {
         assert!(has(&first, &format!("deb-systemd-helper enable {unit}")), "first install: {first:?}");
     }
@@ -399,13 +530,7 @@ fn packages_name_the_target_architecture_and_a_binary_of_another_is_refused() {
 }
 
 fn promtool() -> PathBuf {
-    let path = std::env::var_os("NODEWARDEN_PROMTOOL").map_or_else(|| PathBuf::from(DEFAULT_PROMTOOL), PathBuf::from);
-    assert!(
-        path.exists(),
-        "promtool is missing at {} (scripts/install-test-deps fetches it; or set NODEWARDEN_PROMTOOL)",
-        path.display()
-    );
-    path
+    installed_tool("NODEWARDEN_PROMTOOL", DEFAULT_PROMTOOL, "promtool", "fetches it")
 }
 
 const DEFAULT_PROMTOOL: &str = "/opt/nodewarden-test/bin/promtool";
@@ -440,4 +565,139 @@ fn the_shipped_alert_rules_load_and_fire_as_tested_and_every_dashboard_query_par
     std::fs::write(file.path(), &rules).unwrap();
     let parsed = Command::new(promtool()).args(["check", "rules"]).arg(file.path()).output().unwrap();
     assert!(parsed.status.success(), "a dashboard query does not parse:\n{}\n{rules}", text(&parsed));
+}
+
+/// Builds a stand-in package `name` that provides `provides` (and ships `/bin/sh`, busybox, so
+/// rpm can run scriptlets in the root), into `dir`; returns its path.
+fn stub_rpm(dir: &Path, name: &str, provides: &[String], with_shell: bool) -> PathBuf {
+    let top = dir.join(format!("build-{name}"));
+    std::fs::create_dir_all(&top).unwrap();
+    let mut spec = format!("Name: {name}\nVersion: 1\nRelease: 1\nSummary: stand-in\nLicense: none\nAutoReqProv: no\n");
+    for provide in provides {
+        spec.push_str(&format!("Provides: {provide}\n"));
+    }
+    spec.push_str("%description\nA stand-in for what an Amazon Linux 2023 host has installed.\n");
+    if with_shell {
+        spec.push_str("%install\nmkdir -p %{buildroot}/bin\ncp /bin/busybox %{buildroot}/bin/sh\n%files\n/bin/sh\n");
+    } else {
+        spec.push_str("%files\n");
+    }
+    let spec_file = top.join(format!("{name}.spec"));
+    std::fs::write(&spec_file, spec).unwrap();
+    run(Command::new("rpmbuild")
+        .args(["-bb", "--quiet", "--define"])
+        .arg(format!("_topdir {}", top.display()))
+        .args(["--define", "_build_id_links none", "--define", "__os_install_post %{nil}"])
+        .arg(&spec_file));
+    let rpms = top.join("RPMS");
+    let arch_dir = std::fs::read_dir(&rpms).unwrap().next().unwrap().unwrap().path();
+    std::fs::read_dir(arch_dir).unwrap().next().unwrap().unwrap().path()
+}
+
+/// The .rpm installed for real with rpm into an rpm root (`rpm --root`, its own database):
+/// its dependencies checked, not forced: without Docker it is refused naming it, with Amazon
+/// Linux's `docker` (or Docker's `docker-ce`) it installs, its files and modes verify, its
+/// scriptlets run, removal keeps an edited settings file. No dnf root can be had here (no
+/// Amazon Linux repository is reachable), so what an AL2023 host provides is a stand-in
+/// package; glibc's symbol versions are checked against AL2023's (2.34).
+#[test]
+fn the_rpm_installs_into_an_rpm_root_with_its_dependencies_checked() {
+    require_root("rpm --root (it chroots into the root to run scriptlets)");
+    require_tool("rpm", "rpm");
+    require_tool("rpmbuild", "rpm");
+    require_tool("busybox", "busybox-static");
+    let (_, rpm) = build_packages();
+    let requires: Vec<String> = run(Command::new("rpm").arg("-qpR").arg(&rpm)).lines().map(str::to_string).collect();
+    let named: Vec<&str> = requires
+        .iter()
+        .map(String::as_str)
+        .filter(|r| !r.contains(".so") && !["rpmlib(", "rtld(", "config("].iter().any(|p| r.starts_with(p)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        named,
+        [
+            "(docker or docker-ce or moby-engine)",
+            "/bin/sh",
+            "e2fsprogs",
+            "iptables",
+            "systemd",
+            "util-linux",
+            "xfsprogs"
+        ],
+        "{requires:#?}"
+    );
+    // The binary runs on Amazon Linux 2023's glibc 2.34 (not on Amazon Linux 2's 2.26).
+    let newest = requires
+        .iter()
+        .filter_map(|r| r.strip_prefix("libc.so.6(GLIBC_")?.strip_suffix(")(64bit)"))
+        .filter_map(|v| {
+            let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+            Some((parts.next()?, parts.next().unwrap_or(0)))
+        })
+        .max()
+        .expect("glibc symbol versions");
+    assert!(newest <= (2, 34), "needs glibc {newest:?}, newer than Amazon Linux 2023's 2.34");
+
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    run(Command::new("rpm").arg("--root").arg(&root).arg("--initdb"));
+    // What an AL2023 host provides, Docker aside: every other requirement of the package.
+    let base: Vec<String> = requires
+        .iter()
+        .filter(|r| !r.contains("docker") && !r.starts_with("rpmlib(") && !r.starts_with("config("))
+        .cloned()
+        .collect();
+    let base_rpm = stub_rpm(work.path(), "al2023-base", &base, true);
+    let rpm_in = |args: &[&str], packages: &[&Path]| {
+        let mut command = Command::new("rpm");
+        command.arg("--root").arg(&root).args(args);
+        for package in packages {
+            command.arg(package);
+        }
+        command.output().unwrap()
+    };
+    let installed = rpm_in(&["-i"], &[&base_rpm]);
+    assert!(installed.status.success(), "{}", text(&installed));
+
+    let refused = rpm_in(&["-i", "--test"], &[&rpm]);
+    assert!(!refused.status.success(), "installed without Docker:\n{}", text(&refused));
+    assert!(
+        text(&refused).contains("(docker or docker-ce or moby-engine) is needed by nodewarden"),
+        "{}",
+        text(&refused)
+    );
+    for (provider, name) in [("docker-ce", "docker-ce-standin"), ("docker", "docker-standin")] {
+        let stub = stub_rpm(work.path(), name, &[provider.to_string()], false);
+        let test = rpm_in(&["-i", "--test"], &[&rpm, &stub]);
+        assert!(test.status.success(), "with {provider}: {}", text(&test));
+    }
+    // For real, with Amazon Linux's docker: files, modes, scriptlets (no systemctl in the root: a no-op).
+    let docker = stub_rpm(work.path(), "docker-standin", &["docker".to_string()], false);
+    let install = rpm_in(&["-i"], &[&docker, &rpm]);
+    assert!(install.status.success(), "rpm -i:\n{}", text(&install));
+    let verify = rpm_in(&["-V", "nodewarden"], &[]);
+    assert!(verify.status.success(), "rpm -V: {}", text(&verify));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &str| std::fs::metadata(root.join(path)).map(|m| m.permissions().mode() & 0o7777).ok();
+    assert_eq!(mode("usr/bin/nodewarden"), Some(0o755));
+    assert_eq!(mode("etc/nodewarden/settings.toml"), Some(0o600));
+    for unit in ["nodewarden-setup.service", "nodewarden.service", "docker.service.d/nodewarden.conf"] {
+        assert_eq!(mode(&format!("usr/lib/systemd/system/{unit}")), Some(0o644), "{unit}");
+    }
+    let drop_in =
+        std::fs::read_to_string(root.join("usr/lib/systemd/system/docker.service.d/nodewarden.conf")).unwrap();
+    assert!(drop_in.contains("AssertPathExists=/run/nodewarden/docker-ready"), "{drop_in}");
+    let version = Command::new(root.join("usr/bin/nodewarden")).arg("--version").output().unwrap();
+    assert!(text(&version).starts_with("nodewarden "), "{}", text(&version));
+
+    // An edited settings file survives removal (config(noreplace)); the rest goes.
+    std::fs::write(root.join("etc/nodewarden/settings.toml"), "[ecs]\ncluster = \"mine\"\n").unwrap();
+    let erase = rpm_in(&["-e", "nodewarden"], &[]);
+    assert!(erase.status.success(), "rpm -e:\n{}", text(&erase));
+    assert!(!root.join("usr/bin/nodewarden").exists());
+    let kept = std::fs::read_to_string(root.join("etc/nodewarden/settings.toml.rpmsave")).unwrap_or_default();
+    assert!(kept.contains("mine"), "the edited settings were lost: {}", text(&erase));
 }

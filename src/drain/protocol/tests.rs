@@ -106,7 +106,7 @@ impl Run {
     fn new(ecs: Ecs) -> Run {
         let start = Instant::now();
         let mut machine = DrainMachine::new(identity(), None, 7);
-        machine.assume(start, EcsStatus::Active, ecs.attributes.clone());
+        machine.assume(start, EcsStatus::Active, ecs.attributes.clone(), ecs.registered);
         Run {
             machine,
             ecs,

@@ -59,6 +59,16 @@ impl Nodewarden {
         serde_json::from_str(&body).unwrap_or_default()
     }
 
+    /// Waits until /readyz answers 200, failing after `timeout` with the log.
+    pub async fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.get("/readyz").await.map(|(code, _)| code) != Some(200) {
+            self.assert_running();
+            assert!(std::time::Instant::now() < deadline, "never ready; log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until /status says condition `kind` is True, failing after `timeout` with the log.
     pub async fn wait_condition(&mut self, kind: &str, timeout: Duration) {
         let deadline = std::time::Instant::now() + timeout;

@@ -13,6 +13,7 @@ pub mod loopdisk;
 pub mod moto;
 pub mod slots;
 pub mod system;
+pub mod template;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
