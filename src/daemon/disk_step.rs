@@ -398,7 +398,8 @@ impl DiskStep {
             None => reason.to_string(),
         };
         DiskOutlook {
-            must_drain: self.pressure.wants_drain() && !self.holds_drain(now),
+            must_drain: self.pressure.wants_drain(),
+            hold: self.holds_drain(now),
             trouble: self.pressure.trouble(),
             time_to_full: self.rate.time_to_full(),
             detail,

@@ -169,6 +169,7 @@ impl DrainLoop {
                 wall: SystemTime::now(),
                 wants,
                 trouble: disk.trouble,
+                hold: disk.hold,
                 time_to_full: disk.time_to_full,
                 detail: &detail,
                 max_fraction,

@@ -53,6 +53,9 @@ pub struct Inputs<'a> {
     pub wants: Wants,
     /// Trouble is coming (see `PressureMachine::trouble`): claim early, signal softly.
     pub trouble: bool,
+    /// Do not start a disk-pressure drain now (the offender's stop is awaited); one already
+    /// made stays.
+    pub hold: bool,
     /// Predicted time until the disk is full at the current rate.
     pub time_to_full: Option<Duration>,
     /// Why, for the drain's record and tags.
@@ -296,6 +299,7 @@ impl DrainMachine {
         let status = self.own_status();
         let decision = policy::decide(i.wants, self.record.as_ref().map(|r| r.reason), status);
         match decision {
+            Decision::Drain(DrainReason::DiskPressure) if i.hold => {}
             Decision::Drain(DrainReason::DiskPressure) => {
                 if let Some(next) = self.claim_and_drain(i) {
                     return next;

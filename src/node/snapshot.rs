@@ -50,8 +50,11 @@ impl DiskSnapshot {
 /// What the disk wants of the drain loop.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DiskOutlook {
-    /// Drain for disk pressure (GC cannot hold the disk, and no offender stop is awaited).
+    /// Drain for disk pressure: GC cannot hold the disk.
     pub must_drain: bool,
+    /// …but do not start that drain yet: the offender's stop is awaited and there is time for
+    /// it (a drain already made stays).
+    pub hold: bool,
     /// Trouble is coming: claim a place in the drain budget, and set the soft signal.
     pub trouble: bool,
     pub time_to_full: Option<Duration>,

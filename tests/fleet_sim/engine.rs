@@ -669,7 +669,7 @@ pub fn run(config: &Config) -> Outcome {
         }
         // What the node wants now, and the drain machine's next step.
         let outlook = node.step.outlook(at);
-        if outlook.must_drain && node.must_since.is_none() && node.drained_at.is_none() {
+        if outlook.must_drain && !outlook.hold && node.must_since.is_none() && node.drained_at.is_none() {
             node.must_since = Some(now);
         }
         let spot_due = node.spot_at.is_some_and(|t| now >= t);
@@ -760,6 +760,7 @@ fn inputs(outlook: &DiskOutlook, spot: bool, at: Instant, wall: SystemTime, max_
         wall,
         wants: Wants { disk_pressure: outlook.must_drain, spot_interruption: spot, ..Wants::default() },
         trouble: outlook.trouble,
+        hold: outlook.hold,
         time_to_full: outlook.time_to_full,
         detail: &outlook.detail,
         max_fraction,

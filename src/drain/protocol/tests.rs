@@ -90,6 +90,7 @@ struct Want {
     trouble: bool,
     spot: bool,
     ttf: Option<u64>,
+    hold: bool,
 }
 
 struct Run {
@@ -123,6 +124,7 @@ impl Run {
             wall: self.wall0 + self.now,
             wants: Wants { disk_pressure: want.disk, spot_interruption: want.spot, ..Wants::default() },
             trouble: want.trouble,
+            hold: want.hold,
             time_to_full: want.ttf.map(Duration::from_secs),
             detail: "disk 93.0% used",
             max_fraction: 0.2,
@@ -174,9 +176,9 @@ fn kind(request: &Request) -> String {
     }
 }
 
-const MUST: Want = Want { disk: true, trouble: true, spot: false, ttf: Some(20) };
-const TROUBLE: Want = Want { disk: false, trouble: true, spot: false, ttf: Some(120) };
-const CALM: Want = Want { disk: false, trouble: false, spot: false, ttf: None };
+const MUST: Want = Want { disk: true, trouble: true, spot: false, ttf: Some(20), hold: false };
+const TROUBLE: Want = Want { disk: false, trouble: true, spot: false, ttf: Some(120), hold: false };
+const CALM: Want = Want { disk: false, trouble: false, spot: false, ttf: None, hold: false };
 
 fn holder(instance: &str, full: u64, drained: u64) -> Claim {
     let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_764_000_000 + s);
@@ -394,4 +396,18 @@ fn a_read_that_lags_this_nodes_own_drain_is_not_taken_for_an_undrain() {
     run.machine.answer(&inputs, &Request::DescribeSelf, Ok(stale));
     assert!(run.machine.status().draining, "the drain is still nodewarden's");
     assert_eq!(run.machine.take_record_change().map(|r| r.is_some()), Some(true));
+}
+
+#[test]
+fn a_hold_for_the_offenders_stop_delays_a_new_drain_and_never_undoes_one() {
+    // Held: claimed (trouble), no drain.
+    let mut run = Run::new(Ecs::new(10));
+    run.run(Want { hold: true, ..MUST }, 5.0);
+    assert!(!run.kinds(0.0).contains(&"drain".to_string()), "{:?}", run.kinds(0.0));
+    run.run(MUST, 6.0);
+    assert!(run.kinds(5.0).contains(&"drain".to_string()), "{:?}", run.kinds(5.0));
+    // Drained, then a new stop is awaited: the drain stays.
+    run.run(Want { hold: true, ..MUST }, 60.0);
+    assert!(!run.kinds(6.0).contains(&"undrain".to_string()), "{:?}", run.kinds(6.0));
+    assert_eq!(run.ecs.status, Some(EcsStatus::Draining));
 }
