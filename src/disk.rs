@@ -101,22 +101,22 @@ impl FillRate {
         Some((last.used_bytes() as f64 - first.used_bytes() as f64) / elapsed)
     }
 
-    /// The faster of the window's rate and the last two seconds': a writer that just started
-    /// shows at once, a burst that ended still counts for the window. (Two seconds, not one
-    /// interval: xfs reserves blocks ahead of a growing file in jumps, which one interval
-    /// would read as a writer several times as fast.)
-    pub fn fastest_bytes_per_second(&self) -> Option<f64> {
-        let window = self.bytes_per_second();
+    /// The rate over the last two seconds (not one interval: xfs reserves a growing file's
+    /// blocks ahead in jumps, which one interval would read as a writer several times as fast):
+    /// what the next check will most likely see. A burst that ended is out of it soon.
+    pub fn recent_bytes_per_second(&self) -> Option<f64> {
         let last = self.samples.back()?;
-        let recent = self
-            .samples
-            .iter()
-            .rev()
-            .skip(1)
-            .find(|s| last.at.duration_since(s.at) >= RECENT)
-            .or_else(|| self.samples.front().filter(|s| last.at.duration_since(s.at) >= Duration::from_millis(100)))
-            .map(|s| (last.used_bytes() as f64 - s.used_bytes() as f64) / last.at.duration_since(s.at).as_secs_f64());
-        match (window, recent) {
+        let from =
+            self.samples.iter().rev().skip(1).find(|s| last.at.duration_since(s.at) >= RECENT).or_else(|| {
+                self.samples.front().filter(|s| last.at.duration_since(s.at) >= Duration::from_millis(100))
+            })?;
+        Some((last.used_bytes() as f64 - from.used_bytes() as f64) / last.at.duration_since(from.at).as_secs_f64())
+    }
+
+    /// The faster of the window's rate and the recent one: a writer that just started shows at
+    /// once, a burst that ended still counts for the window.
+    pub fn fastest_bytes_per_second(&self) -> Option<f64> {
+        match (self.bytes_per_second(), self.recent_bytes_per_second()) {
             (Some(w), Some(r)) => Some(w.max(r)),
             (w, r) => w.or(r),
         }

@@ -158,7 +158,9 @@ impl DiskStep {
         self.rate.push(sample);
         self.sample = Some(sample);
         self.gc_start = s.gc_start.fraction();
-        let rate = self.rate.fastest_bytes_per_second().unwrap_or(0.0).max(0.0);
+        // The next check is predicted from the recent rate: a burst that ended (an image pulled,
+        // a file written at once) does not keep moving thresholds a check ahead.
+        let rate = self.rate.recent_bytes_per_second().unwrap_or(0.0).max(0.0);
         let ahead_bytes = rate * s.check_interval.as_secs_f64();
         self.used_next =
             used(&sample) + if sample.total_bytes == 0 { 0.0 } else { ahead_bytes / sample.total_bytes as f64 };

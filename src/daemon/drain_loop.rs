@@ -256,7 +256,17 @@ impl DrainLoop {
         let http = HttpClient::new();
         let mut backoff = Backoff::new(Duration::from_secs(3), Duration::from_secs(120));
         loop {
-            match resolve_identity(&self.api, &self.cluster, &self.imds, &http, &self.introspection).await {
+            // Requests are answered "not yet" while the lookup runs too (IMDS may take seconds).
+            let lookup = resolve_identity(&self.api, &self.cluster, &self.imds, &http, &self.introspection);
+            tokio::pin!(lookup);
+            let found = loop {
+                tokio::select! {
+                    found = &mut lookup => break found,
+                    Some(request) = requests.recv() => not_yet(request),
+                    _ = shutdown.changed() => return None,
+                }
+            };
+            match found {
                 Ok(identity) => return Some(identity),
                 Err(error) => {
                     let text = error.to_string();
@@ -271,12 +281,7 @@ impl DrainLoop {
             loop {
                 tokio::select! {
                     _ = &mut wait => break,
-                    Some(request) = requests.recv() => match request {
-                        EcsRequest::TaskImages(reply) => drop(reply.send(TaskImages::Unknown)),
-                        EcsRequest::StopTask(_, reply) => {
-                            drop(reply.send(StopAnswer::Failed("this container instance is not known yet".into())))
-                        }
-                    },
+                    Some(request) = requests.recv() => not_yet(request),
                     _ = shutdown.changed() => return None,
                 }
             }
@@ -311,6 +316,16 @@ impl DrainLoop {
                     let _ = reply.send(answer);
                 });
             }
+        }
+    }
+}
+
+/// Answers a request that needs this instance's identity before it is known.
+fn not_yet(request: EcsRequest) {
+    match request {
+        EcsRequest::TaskImages(reply) => drop(reply.send(TaskImages::Unknown)),
+        EcsRequest::StopTask(_, reply) => {
+            drop(reply.send(StopAnswer::Failed("this container instance is not known yet".into())))
         }
     }
 }

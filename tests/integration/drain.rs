@@ -176,8 +176,14 @@ async fn an_unwritable_drain_record_never_holds_the_drain_and_a_crash_between_ke
     }
     assert!(nodewarden.log().contains("draining from memory"), "{}", nodewarden.log());
 
-    // Writable again: the record is written down, nodewarden's and no longer pending.
+    // Writable again: the record is written down (tried every few seconds), nodewarden's and
+    // no longer pending.
     std::fs::remove_dir_all(&record_path).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while drain_record(&nodewarden.state_dir())["reason"] != "disk-pressure" {
+        assert!(Instant::now() < deadline, "never written down; log:\n{}", nodewarden.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     w.wait_noted(&mut nodewarden).await;
     let mut record = drain_record(&nodewarden.state_dir());
     assert_eq!(record["reason"], "disk-pressure", "{record}");

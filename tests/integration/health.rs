@@ -120,7 +120,8 @@ async fn every_endpoint_answers_and_status_reads_well() {
             "AgentUnhealthy",
             "AgentTerminal",
             "Draining",
-            "ConfigInvalid"
+            "ConfigInvalid",
+            "DockerOnRootDisk",
         ]
     );
     for condition in doc["conditions"].as_array().unwrap() {

@@ -283,3 +283,29 @@ fn a_failed_stop_is_asked_for_again() {
     disk.step.on_stop_answer(&stop, StopAnswer::Failed("throttled".into()), SystemTime::now());
     assert_eq!(stops(&episode(&mut disk, 30.0 * MB, 10)).len(), 1, "asked again");
 }
+
+#[test]
+fn a_burst_that_ended_does_not_drain_a_disk_below_gc_start() {
+    // 36% at once (an image pulled, a file allocated) to just past gc-stop, then a slow writer
+    // (1 MB/s) on a small disk. The window's rate says "full in seconds" for ten seconds; the
+    // next check, predicted from the last two seconds, does not, once GC (slow here) is done.
+    let mut disk = Disk::new(OffenderAction::None, 0.45);
+    disk.total = GIB / 2;
+    disk.tick(1.0, 0.0);
+    assert!(has_gc(&disk.tick(1.0, 0.36 * (GIB / 2) as f64)), "reclaim starts a check ahead");
+    let burst = disk.now;
+    let mut gc_pending = true;
+    for _ in 0..40 {
+        let interval = disk.step.next_check_in(&settings()).as_secs_f64();
+        let commands = disk.tick(interval, 1.0 * MB);
+        if gc_pending && disk.now - burst >= Duration::from_millis(2500) {
+            disk.gc_done(disk.used, false);
+            gc_pending = false;
+        } else if has_gc(&commands) {
+            disk.gc_done(disk.used, false);
+        }
+        if disk.used < 0.85 {
+            assert!(!disk.outlook().must_drain, "drained at {:.1}%, below gc-start", disk.used * 100.0);
+        }
+    }
+}
