@@ -40,9 +40,12 @@ const RATE_WINDOW: Duration = Duration::from_secs(10);
 const FIRST_VERDICT_WAIT: Duration = Duration::from_secs(10);
 /// …and this long after asking for a stop, for the stop and GC to relieve the disk…
 const STOP_HOLD: Duration = Duration::from_secs(30);
-/// …but never while the disk would be full sooner than this: then it drains now, and the stop
-/// still goes out (the offender first; the drain in time if the stop is not enough).
-const URGENT_WITHIN: Duration = Duration::from_secs(60);
+/// …but never while the disk would be full sooner than this (a verdict takes about a second
+/// when sampling fast, a stop about as long): then it drains now, and the stop still goes out
+/// (the offender first; the drain in time if the stop is not enough).
+const URGENT_WITHIN: Duration = Duration::from_secs(5);
+/// Footprints are sampled fast while the disk would be full within this.
+const FAST_SAMPLING_WITHIN: Duration = Duration::from_secs(60);
 /// The container of a stopped task is removed whatever its age for this long after the stop.
 const REMOVE_STOPPED_FOR: Duration = Duration::from_secs(600);
 
@@ -254,7 +257,7 @@ impl DiskStep {
         if self.episode.sampling_since.is_some() {
             return None;
         }
-        let every = if self.urgent() {
+        let every = if self.rate.time_to_full().is_some_and(|t| t < FAST_SAMPLING_WITHIN) {
             SAMPLE_URGENT
         } else if now.duration_since(started) < SAMPLE_FAST_FOR {
             SAMPLE_EVERY.0
@@ -374,7 +377,7 @@ impl DiskStep {
         }
     }
 
-    /// The disk would be full within a minute, or past drain-at by the next check.
+    /// The disk would be full within a few seconds: no time to wait for a stop.
     fn urgent(&self) -> bool {
         self.rate.time_to_full().is_some_and(|t| t < URGENT_WITHIN)
     }

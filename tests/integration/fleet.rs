@@ -216,6 +216,9 @@ async fn a_runaway_on_every_node_is_stopped_at_its_source_on_each() {
         crate::harness::images::base_image(&node.docker.client).await;
         node.fill_to(0.40);
     }
+    // The fill above is one burst: let it leave the disks' fill-rate estimate (the runaway,
+    // not the test's setup, is what must bring the disks past gc-start).
+    tokio::time::sleep(Duration::from_secs(3)).await;
 
     // The runaway starts everywhere at once: 8 MiB every second.
     let script = "while true; do dd if=/dev/zero bs=1M count=8 2>/dev/null >> /fill; sleep 1; done";

@@ -222,7 +222,7 @@ async fn every_endpoint_answers_and_status_reads_well() {
     assert!(text.contains("! AgentUnhealthy") && text.contains("Drain        ACTIVE"), "{text}");
     let json = n.command(&["status", "--json"]).output().unwrap();
     let raw: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(raw["conditions"].as_array().unwrap().len(), 7);
+    assert_eq!(raw["conditions"].as_array().unwrap().len(), nodewarden::node::conditions::TYPES.len());
 
     n.stop();
     let stopped = n.command(&["status"]).output().unwrap();

@@ -196,9 +196,11 @@ async fn a_runaway_container_is_reclaimed_then_drained_before_the_disk_is_full_a
     );
 
     // The writer is removed (as ECS stops a drained task): space is back, ACTIVE after the hold.
+    // The hold is timed from before the removal: the space comes back while Docker is still
+    // removing, and a slow removal must not count against the hold.
+    let freed = Instant::now();
     let remove = RemoveContainerOptionsBuilder::default().force(true).build();
     incident.docker.client.remove_container(&writer, Some(remove)).await.unwrap();
-    let freed = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(60);
     while incident.moto.status(CLUSTER, &incident.own_arn).await != "ACTIVE" {
         incident.nodewarden.assert_running();
