@@ -34,6 +34,12 @@ pub fn decide(
     if f.ecs_agent {
         return Verdict::Leave("the ECS agent is never stopped".into());
     }
+    if f.cut_short {
+        return Verdict::Leave(format!(
+            "{} was measured only in part (too many files); not stopped on a guess",
+            f.describe()
+        ));
+    }
     let rate = offender.rate_bytes_per_second;
     let full_in = if rate > 0.0 { Duration::from_secs_f64(available_bytes as f64 / rate) } else { Duration::MAX };
     if full_in > within {
@@ -82,6 +88,7 @@ mod tests {
                 writable_bytes: 300 << 20,
                 volume_bytes: 0,
                 log_bytes: 0,
+                cut_short: false,
             },
             bytes: 300 << 20,
             rate_bytes_per_second: rate,
@@ -115,6 +122,9 @@ mod tests {
         assert!(matches!(decide(&offender(MIB, true, false), 1 << 30, WITHIN, &none, now), Verdict::Leave(_)));
         assert!(matches!(decide(&offender(100.0 * MIB, false, false), 1 << 30, WITHIN, &none, now), Verdict::Leave(_)));
         assert!(matches!(decide(&offender(100.0 * MIB, true, true), 1 << 30, WITHIN, &none, now), Verdict::Leave(_)));
+        let mut partly = offender(100.0 * MIB, true, false);
+        partly.footprint.cut_short = true;
+        assert!(matches!(decide(&partly, 1 << 30, WITHIN, &none, now), Verdict::Leave(why) if why.contains("in part")));
     }
 
     #[test]

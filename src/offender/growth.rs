@@ -7,14 +7,16 @@ use super::{Footprint, Offender};
 /// The containers that grew, fastest first (ties: the larger first). `samples` are oldest
 /// first; each container's growth runs from the oldest sample that has it to the newest, so a
 /// container that appeared meanwhile is measured from when it was first seen, and one seen in
-/// the newest sample only has no rate yet.
+/// the newest sample only has no rate yet. A measurement cut short (a floor, not a figure) is
+/// no end of a growth: a container counted partly, then fully, did not grow by the difference.
 pub fn rank(samples: &[(Instant, Vec<Footprint>)]) -> Vec<Offender> {
     let Some((newest_at, newest)) = samples.last() else { return Vec::new() };
     let mut grown: Vec<Offender> = newest
         .iter()
+        .filter(|now| !now.cut_short)
         .filter_map(|now| {
             let (then_at, then) = samples.iter().find_map(|(at, footprints)| {
-                footprints.iter().find(|f| f.container_id == now.container_id).map(|f| (*at, f))
+                footprints.iter().find(|f| f.container_id == now.container_id && !f.cut_short).map(|f| (*at, f))
             })?;
             let seconds = newest_at.duration_since(then_at).as_secs_f64();
             let delta = now.bytes() as f64 - then.bytes() as f64;
@@ -54,6 +56,7 @@ mod tests {
             writable_bytes: writable,
             volume_bytes: volumes,
             log_bytes: logs,
+            cut_short: false,
         }
     }
 
@@ -90,6 +93,29 @@ mod tests {
         assert_eq!(ranked[0].rate_bytes_per_second, 1000.0);
         assert!(rank(&samples[..1]).is_empty() && rank(&[]).is_empty());
     }
+
+    #[test]
+    fn a_measurement_cut_short_is_never_an_end_of_a_growth() {
+        let cut = |f: Footprint| Footprint { cut_short: true, ..f };
+        // Counted partly, then fully: not a writer of the difference.
+        let ranked = two(&[cut(footprint("many-files", 10, 0, 0))], &[footprint("many-files", 5000, 0, 0)], SECOND);
+        assert!(ranked.is_empty(), "{ranked:?}");
+        // Cut short now: no figure to rank, however large.
+        let ranked = two(&[footprint("many-files", 10, 0, 0)], &[cut(footprint("many-files", 5000, 0, 0))], SECOND);
+        assert!(ranked.is_empty(), "{ranked:?}");
+        // A full count older than the cut-short one still makes a growth with the newest full one.
+        let start = Instant::now();
+        let samples = [
+            (start, vec![footprint("w", 100, 0, 0), footprint("other", 0, 0, 0)]),
+            (start + SECOND, vec![cut(footprint("w", 50, 0, 0)), cut(footprint("other", 9000, 0, 0))]),
+            (start + 2 * SECOND, vec![footprint("w", 300, 0, 0), cut(footprint("other", 9000, 0, 0))]),
+        ];
+        let ranked = rank(&samples);
+        assert_eq!(ranked.len(), 1, "{ranked:?}");
+        assert_eq!((ranked[0].footprint.container_id.as_str(), ranked[0].rate_bytes_per_second), ("w", 100.0));
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
 
     #[test]
     fn equal_rates_rank_the_larger_first() {

@@ -30,6 +30,10 @@ pub struct Footprint {
     pub writable_bytes: u64,
     pub volume_bytes: u64,
     pub log_bytes: u64,
+    /// A walk ran out of its bound before the end: the figure is a floor, and the next full
+    /// count would look like sudden growth. Never ranked or stopped on.
+    #[serde(default)]
+    pub cut_short: bool,
 }
 
 impl Footprint {

@@ -1,8 +1,9 @@
 //! The edge of attribution: each running container's footprint on Docker's filesystem. What
 //! Docker says of a container (name, labels, writable-layer directory, log file, volumes) is
 //! inspected once and kept; each sample then walks those directories in a blocking task,
-//! counting allocated blocks (what fills the disk, sparse or not), with a budget of entries so
-//! a container with millions of files cannot make a sample expensive.
+//! counting allocated blocks (what fills the disk, sparse or not), with a bound of entries per
+//! container so one with millions of files cannot make a sample expensive, nor leave the
+//! others uncounted; a measurement the bound cut short says so (and is never ranked).
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -13,8 +14,8 @@ use bollard::query_parameters::ListContainersOptionsBuilder;
 
 use super::{Footprint, LABEL_CONTAINER_NAME, LABEL_TASK_ARN, LABEL_TASK_FAMILY};
 
-/// Directory entries walked per sample, across all containers, at most.
-const WALK_BUDGET: u64 = 200_000;
+/// Directory entries walked per container and sample, at most.
+pub const WALK_BOUND: u64 = 50_000;
 
 #[derive(Debug, Clone)]
 struct Known {
@@ -59,8 +60,7 @@ impl Sampler {
         }
         let known: Vec<(String, Known)> = self.known.iter().map(|(id, k)| (id.clone(), k.clone())).collect();
         let measured = tokio::task::spawn_blocking(move || {
-            let mut budget = WALK_BUDGET;
-            known.into_iter().map(|(id, k)| measure(id, k, &mut budget)).collect::<Vec<Footprint>>()
+            known.into_iter().map(|(id, k)| measure(id, k, WALK_BOUND)).collect::<Vec<Footprint>>()
         })
         .await
         .unwrap_or_default();
@@ -98,10 +98,18 @@ fn known_from(inspected: &bollard::models::ContainerInspectResponse, data_root: 
     }
 }
 
-fn measure(container_id: String, known: Known, budget: &mut u64) -> Footprint {
-    let writable_bytes = known.upper_dir.as_deref().map_or(0, |dir| allocated(dir, budget));
-    let volume_bytes = known.volumes.iter().map(|dir| allocated(dir, budget)).sum();
-    let log_bytes = known.log_path.as_deref().map_or(0, |path| allocated(path, budget));
+/// One container's footprint, walking at most `bound` entries for it.
+fn measure(container_id: String, known: Known, bound: u64) -> Footprint {
+    let mut budget = bound;
+    let mut cut_short = false;
+    let mut walk = |path: &Path| {
+        let (bytes, complete) = allocated(path, &mut budget);
+        cut_short |= !complete;
+        bytes
+    };
+    let writable_bytes = known.upper_dir.as_deref().map_or(0, &mut walk);
+    let volume_bytes = known.volumes.iter().map(|dir| walk(dir)).sum();
+    let log_bytes = known.log_path.as_deref().map_or(0, &mut walk);
     Footprint {
         container_id,
         name: known.name,
@@ -112,15 +120,17 @@ fn measure(container_id: String, known: Known, budget: &mut u64) -> Footprint {
         writable_bytes,
         volume_bytes,
         log_bytes,
+        cut_short,
     }
 }
 
 /// Bytes allocated under `path` (a file or a directory tree, not following links), walking at
-/// most `budget` entries; what is left unwalked is not counted.
-pub fn allocated(path: &Path, budget: &mut u64) -> u64 {
-    let Ok(metadata) = std::fs::symlink_metadata(path) else { return 0 };
+/// most `budget` entries, and whether the walk reached the end (what is left unwalked is not
+/// counted). A path that is gone holds nothing.
+pub fn allocated(path: &Path, budget: &mut u64) -> (u64, bool) {
+    let Ok(metadata) = std::fs::symlink_metadata(path) else { return (0, true) };
     if *budget == 0 {
-        return 0;
+        return (0, false);
     }
     *budget -= 1;
     let blocks = metadata.blocks() * 512;
@@ -128,11 +138,19 @@ pub fn allocated(path: &Path, budget: &mut u64) -> u64 {
         // The smaller of length and allocation: a sparse file holds only its blocks, and an
         // appended one may hold blocks reserved ahead of its end (xfs's speculative
         // preallocation), which come and go in jumps that would hide who really writes.
-        return blocks.min(metadata.len());
+        return (blocks.min(metadata.len()), true);
     }
-    let own = blocks;
-    let Ok(entries) = std::fs::read_dir(path) else { return own };
-    own + entries.flatten().map(|entry| allocated(&entry.path(), budget)).sum::<u64>()
+    let Ok(entries) = std::fs::read_dir(path) else { return (blocks, true) };
+    let (mut total, mut complete) = (blocks, true);
+    for entry in entries.flatten() {
+        let (bytes, whole) = allocated(&entry.path(), budget);
+        total += bytes;
+        complete &= whole;
+        if !complete {
+            break;
+        }
+    }
+    (total, complete)
 }
 
 #[cfg(test)]
@@ -146,10 +164,46 @@ mod tests {
         std::fs::write(dir.path().join("sub/a"), vec![1u8; 64 * 1024]).unwrap();
         std::fs::File::create(dir.path().join("sparse")).unwrap().set_len(1 << 30).unwrap();
         let mut budget = 100;
-        let total = allocated(dir.path(), &mut budget);
+        let (total, complete) = allocated(dir.path(), &mut budget);
         assert!((64 * 1024..1 << 20).contains(&total), "a sparse GiB is not counted, real 64 KiB is: {total}");
+        assert!(complete);
         assert_eq!(budget, 100 - 4);
         let mut none = 0;
-        assert_eq!(allocated(dir.path(), &mut none), 0);
+        assert_eq!(allocated(dir.path(), &mut none), (0, false));
+        let mut three = 3;
+        assert!(!allocated(dir.path(), &mut three).1, "four entries do not fit in three");
+        let mut any = 0;
+        assert_eq!(allocated(&dir.path().join("gone"), &mut any), (0, true), "nothing there: nothing cut short");
+    }
+
+    #[test]
+    fn each_container_has_its_own_bound_and_a_cut_short_one_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let many = dir.path().join("many");
+        std::fs::create_dir(&many).unwrap();
+        for i in 0..20 {
+            std::fs::write(many.join(i.to_string()), vec![1u8; 4096]).unwrap();
+        }
+        let few = dir.path().join("few");
+        std::fs::create_dir(&few).unwrap();
+        std::fs::write(few.join("a"), vec![1u8; 4096]).unwrap();
+        let known = |dir: &Path| Known {
+            name: "c".into(),
+            image: "app:1".into(),
+            task_arn: None,
+            task_family: None,
+            ecs_agent: false,
+            upper_dir: Some(dir.to_path_buf()),
+            log_path: None,
+            volumes: Vec::new(),
+        };
+        // Measured one after the other with a bound of 10 each: the first's many files do not
+        // leave the second uncounted.
+        let first = measure("many".into(), known(&many), 10);
+        let second = measure("few".into(), known(&few), 10);
+        assert!(first.cut_short, "{first:?}");
+        assert!(!second.cut_short && second.writable_bytes >= 4096, "{second:?}");
+        let whole = measure("many".into(), known(&many), 100);
+        assert!(!whole.cut_short && whole.writable_bytes >= 20 * 4096, "{whole:?}");
     }
 }

@@ -778,6 +778,7 @@ fn footprint(name: &str, bytes: u64, task: bool) -> Footprint {
         writable_bytes: bytes,
         volume_bytes: 0,
         log_bytes: 0,
+        cut_short: false,
     }
 }
 

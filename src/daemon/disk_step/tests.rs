@@ -99,6 +99,7 @@ fn footprint(id: &str, writable: u64) -> Footprint {
         writable_bytes: writable,
         volume_bytes: 0,
         log_bytes: 0,
+        cut_short: false,
     }
 }
 
@@ -308,4 +309,28 @@ fn a_burst_that_ended_does_not_drain_a_disk_below_gc_start() {
             assert!(!disk.outlook().must_drain, "drained at {:.1}%, below gc-start", disk.used * 100.0);
         }
     }
+}
+
+#[test]
+fn a_container_measured_only_in_part_is_never_named_nor_stopped_and_the_drain_still_comes() {
+    // Counted partly, then fully, in turn: each full count looks like gigabytes of growth.
+    let mut disk = big_disk_behind(OffenderAction::StopTask);
+    let (mut named, mut stopped, mut drained) = (false, false, false);
+    for i in 0..60 {
+        let mut commands = disk.tick(0.5, 30.0 * MB);
+        if has_gc(&commands) {
+            disk.gc_done(disk.used, false);
+        }
+        if commands.contains(&DiskCommand::SampleFootprints) {
+            let partly = i % 2 == 0;
+            let many_files =
+                Footprint { cut_short: partly, ..footprint("many-files", if partly { 1 << 20 } else { 8 * GIB }) };
+            commands.extend(disk.step.on_footprints(Ok(vec![many_files]), &settings(), disk.at()));
+        }
+        named |= disk.step.top_writer().is_some();
+        stopped |= commands.iter().any(|c| matches!(c, DiskCommand::StopTask(_)));
+        drained |= disk.outlook().must_drain && !disk.outlook().hold;
+    }
+    assert!(!named && !stopped, "named {named}, stopped {stopped}");
+    assert!(drained, "the drain is not held for a verdict that cannot come");
 }
