@@ -253,14 +253,7 @@ async fn reclaim(report: &mut Report) {
     let left_ours = count_images(&docker).await;
 
     make_tiny_images(&docker, count).await;
-    let started = Instant::now();
-    let prune = Command::new("/usr/bin/docker")
-        .args(["image", "prune", "-a", "-f"])
-        .env("DOCKER_HOST", docker.host())
-        .output()
-        .unwrap();
-    let prune_time = started.elapsed();
-    assert!(prune.status.success());
+    let prune_time = prune(&docker);
     let left_prune = count_images(&docker).await;
 
     make_tiny_images(&docker, count).await;
@@ -293,6 +286,15 @@ async fn reclaim(report: &mut Report) {
         ratio: format!("prune takes {prune_ratio:.2}x, docuum {docuum_ratio:.1}x nodewarden's time"),
         target: format!("prune takes at least 1.5x: {}", met(prune_ratio >= 1.5)),
     });
+}
+
+/// How long `docker image prune -a -f` (the peer for GC) takes on this daemon.
+fn prune(docker: &TestDocker) -> Duration {
+    let started = Instant::now();
+    let output =
+        Command::new("/usr/bin/docker").args(["image", "prune", "-a", "-f"]).env("DOCKER_HOST", docker.host()).output();
+    assert!(output.unwrap().status.success(), "docker image prune -a -f failed");
+    started.elapsed()
 }
 
 /// `pid` and every process below it (docuum's `docker events` child is most of its memory).

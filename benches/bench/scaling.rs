@@ -6,7 +6,6 @@
 //! bounded walk (each container's measurement cut short past its bound, and marked so).
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::daemon::Nodewarden;
@@ -143,14 +142,7 @@ async fn gc_at(count: usize) -> (Duration, Duration, Duration) {
     for index in 0..count {
         images::import_tiny(&docker.client, &format!("bulk/image{index:04}:1")).await;
     }
-    let started = Instant::now();
-    let prune = Command::new("/usr/bin/docker")
-        .args(["image", "prune", "-a", "-f"])
-        .env("DOCKER_HOST", docker.host())
-        .output()
-        .unwrap();
-    assert!(prune.status.success());
-    (plan, run, started.elapsed())
+    (plan, run, crate::prune(&docker))
 }
 
 pub async fn scaling(report: &mut Report) {
