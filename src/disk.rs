@@ -68,21 +68,30 @@ pub fn probe(path: &Path) -> Result<DiskSample, ProbeError> {
 const RECENT: Duration = Duration::from_secs(2);
 
 /// Bytes per second written to the filesystem over a sliding window, from the oldest and
-/// newest samples in it; frees show as a negative rate.
+/// newest samples in it; frees show as a negative rate, except what nodewarden reclaimed
+/// itself (`reclaimed`): a runaway's rate is what it writes, and GC removing the last junk
+/// images must not read as the disk filling slower (nothing is left to remove next time).
 #[derive(Debug, Clone)]
 pub struct FillRate {
     window: Duration,
-    samples: VecDeque<DiskSample>,
+    /// Each sample with the bytes reclaimed by nodewarden before it was taken.
+    samples: VecDeque<(DiskSample, u64)>,
+    reclaimed: u64,
 }
 
 impl FillRate {
     pub fn new(window: Duration) -> Self {
-        FillRate { window, samples: VecDeque::new() }
+        FillRate { window, samples: VecDeque::new(), reclaimed: 0 }
+    }
+
+    /// Nodewarden freed `bytes` (a GC run): later samples count them as still written.
+    pub fn reclaimed(&mut self, bytes: u64) {
+        self.reclaimed = self.reclaimed.saturating_add(bytes);
     }
 
     pub fn push(&mut self, sample: DiskSample) {
-        self.samples.push_back(sample);
-        while let Some(front) = self.samples.front() {
+        self.samples.push_back((sample, self.reclaimed));
+        while let Some((front, _)) = self.samples.front() {
             if sample.at.duration_since(front.at) > self.window && self.samples.len() > 2 {
                 self.samples.pop_front();
             } else {
@@ -94,11 +103,17 @@ impl FillRate {
     /// Bytes per second, once two samples at least 500 ms apart exist.
     pub fn bytes_per_second(&self) -> Option<f64> {
         let (first, last) = (self.samples.front()?, self.samples.back()?);
-        let elapsed = last.at.duration_since(first.at).as_secs_f64();
+        let elapsed = last.0.at.duration_since(first.0.at).as_secs_f64();
         if elapsed < 0.5 {
             return None;
         }
-        Some((last.used_bytes() as f64 - first.used_bytes() as f64) / elapsed)
+        Some(Self::written_between(first, last) / elapsed)
+    }
+
+    /// Bytes written from one sample to another: the change in use plus what nodewarden
+    /// reclaimed in between.
+    fn written_between(from: &(DiskSample, u64), to: &(DiskSample, u64)) -> f64 {
+        (to.0.used_bytes() as f64 + to.1 as f64) - (from.0.used_bytes() as f64 + from.1 as f64)
     }
 
     /// The rate over the last two seconds (not one interval: xfs reserves a growing file's
@@ -107,10 +122,10 @@ impl FillRate {
     pub fn recent_bytes_per_second(&self) -> Option<f64> {
         let last = self.samples.back()?;
         let from =
-            self.samples.iter().rev().skip(1).find(|s| last.at.duration_since(s.at) >= RECENT).or_else(|| {
-                self.samples.front().filter(|s| last.at.duration_since(s.at) >= Duration::from_millis(100))
+            self.samples.iter().rev().skip(1).find(|s| last.0.at.duration_since(s.0.at) >= RECENT).or_else(|| {
+                self.samples.front().filter(|s| last.0.at.duration_since(s.0.at) >= Duration::from_millis(100))
             })?;
-        Some((last.used_bytes() as f64 - from.used_bytes() as f64) / last.at.duration_since(from.at).as_secs_f64())
+        Some(Self::written_between(from, last) / last.0.at.duration_since(from.0.at).as_secs_f64())
     }
 
     /// The faster of the window's rate and the recent one: a writer that just started shows at
@@ -126,11 +141,7 @@ impl FillRate {
     pub fn time_to_full(&self) -> Option<Duration> {
         let rate = self.fastest_bytes_per_second()?;
         let last = self.samples.back()?;
-        (rate > 0.0).then(|| Duration::from_secs_f64(last.available_bytes as f64 / rate))
-    }
-
-    pub fn latest(&self) -> Option<&DiskSample> {
-        self.samples.back()
+        (rate > 0.0).then(|| Duration::from_secs_f64(last.0.available_bytes as f64 / rate))
     }
 }
 
@@ -190,6 +201,24 @@ mod tests {
         rate.push(sample(start + Duration::from_secs(23), 300));
         assert_eq!(rate.fastest_bytes_per_second(), Some((100 << 20) as f64));
         assert_eq!(rate.time_to_full().unwrap().as_secs(), 3);
+    }
+
+    #[test]
+    fn what_nodewarden_reclaimed_does_not_slow_the_rate() {
+        // A writer at 50 MiB/s; GC frees 150 MiB of junk between the second and third sample.
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut rate = FillRate::new(Duration::from_secs(10));
+        rate.push(sample(at(0), 500));
+        rate.push(sample(at(1), 450));
+        rate.reclaimed(150 << 20);
+        rate.push(sample(at(2), 550));
+        assert_eq!(rate.recent_bytes_per_second(), Some((50 << 20) as f64));
+        assert_eq!(rate.bytes_per_second(), Some((50 << 20) as f64));
+        assert_eq!(rate.time_to_full().unwrap().as_secs(), 11, "550 MiB left at 50 MiB/s");
+        // Space that came back by other hands (a container removed) still reads as a free.
+        rate.push(sample(at(3), 900));
+        assert_eq!(rate.recent_bytes_per_second(), Some(-((150 << 20) as f64)));
     }
 
     #[test]

@@ -99,7 +99,8 @@ impl DiskLoop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             let settings = self.disk_settings();
-            next_check = Instant::now() + step.next_check_in(&settings);
+            let checked = Instant::now();
+            next_check = checked + settings.check_interval;
             let sample = match disk::probe(&data_root) {
                 Ok(sample) => {
                     if probe_failing {
@@ -118,6 +119,10 @@ impl DiskLoop {
                 }
             };
             let commands = step.on_sample(sample, &settings, Instant::now().into_std());
+            // From this sample's rate, not the one before: a runaway that shows in this sample
+            // gets the fast checks from the next one on (judged a check late, a writer at
+            // 50 MB/s went 6% further on a 1 GiB disk before the checks came faster).
+            next_check = checked + step.next_check_in(&settings);
             self.execute(commands, &docker, &data_root, &mut sampler, &done_tx);
             self.publish(&step);
         }

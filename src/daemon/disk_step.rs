@@ -215,6 +215,7 @@ impl DiskStep {
         self.gc_runs += 1;
         match result {
             Ok(report) => {
+                self.rate.reclaimed(report.bytes_freed.max(0) as u64);
                 let line = format!(
                     "freed {} ({} images, {} containers) in {:.1}s; used {:.1}% → {:.1}%",
                     human_bytes(report.bytes_freed.max(0) as u64),

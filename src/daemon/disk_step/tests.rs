@@ -67,13 +67,14 @@ impl Disk {
     }
 
     fn gc_done(&mut self, freed_to: f64, reached: bool) {
+        let used_before = self.used;
         self.used = freed_to;
         let report = GcReport {
             started: SystemTime::now(),
             duration_seconds: 0.5,
-            used_before: self.used,
+            used_before,
             used_after: freed_to,
-            bytes_freed: 0,
+            bytes_freed: ((used_before - freed_to) * self.total as f64) as i64,
             containers_removed: 0,
             images_removed: 1,
             reached_target: reached,
@@ -141,6 +142,36 @@ fn a_200_mb_a_second_writer_on_1_gib_asks_for_the_drain_with_more_than_a_tenth_f
     assert!(used < 0.90, "must drain at {:.1}% used", used * 100.0);
     let detail = disk.outlook().detail;
     assert!(detail.contains("filling") || detail.contains("by the next check"), "{detail}");
+}
+
+#[test]
+fn gc_removing_the_last_junk_does_not_hide_a_runaway_and_the_drain_comes_with_a_tenth_free() {
+    // CI's incident: 45 MiB/s on 1 GiB from 70%, three 30 MiB junk images. Each GC run removes
+    // junk down to gc-stop's side (one image, then the last two), then finds nothing. The disk
+    // moving backwards under GC must not read as a writer slowing down: nothing is left to free.
+    let mut disk = Disk::new(OffenderAction::None, 0.70);
+    disk.tick(1.0, 0.0);
+    let mut junk = 90u64 << 20;
+    let mut drained_at = None;
+    for _ in 0..200 {
+        let interval = disk.step.next_check_in(&settings()).as_secs_f64();
+        let commands = disk.tick(interval, 45.0 * (1 << 20) as f64);
+        if has_gc(&commands) {
+            let above = ((disk.used - 0.78).max(0.0) * GIB as f64) as u64;
+            let freed = above.min(junk).div_ceil(30 << 20) * (30 << 20);
+            let freed = freed.min(junk);
+            junk -= freed;
+            let to = disk.used - freed as f64 / GIB as f64;
+            disk.gc_done(to, to < 0.80);
+        }
+        if disk.outlook().must_drain {
+            drained_at = Some(disk.used);
+            break;
+        }
+    }
+    let used = drained_at.expect("the drain is asked for");
+    assert_eq!(junk, 0, "GC went first and removed all the junk");
+    assert!(used <= 0.90, "drained at {:.1}% used", used * 100.0);
 }
 
 #[test]
