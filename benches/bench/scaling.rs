@@ -3,7 +3,10 @@
 //! volumes; the time from a runaway crossing gc-start to being named offender among them; and
 //! GC's plan (`nodewarden gc --dry-run`) and run against the number of images, with
 //! `docker image prune -a -f` as the peer. This kernel has no XFS quota: the sample here is the
-//! bounded walk (each container's measurement cut short past its bound, and marked so).
+//! bounded walk (each container's measurement cut short past its bound, and marked so). Where
+//! dockerd set `overlay2.size` on a prjquota mount, the sampler reads each writable layer's
+//! project block count instead (the boot test's VM checks that path); volumes and logs are
+//! walked either way.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -90,6 +93,7 @@ async fn time_to_named(docker: &TestDocker) -> f64 {
         start - 2.0
     );
     let mut nodewarden = Nodewarden::new(&settings, vec![("DOCKER_HOST".into(), docker.host())]);
+    nodewarden.setup();
     nodewarden.start();
     nodewarden.wait_ready(Duration::from_secs(30)).await;
     let script = "while true; do dd if=/dev/zero bs=1M count=5 2>/dev/null >> /fill; sleep 0.1; done";

@@ -89,6 +89,7 @@ mod tests {
                 volume_bytes: 0,
                 log_bytes: 0,
                 cut_short: false,
+                writable_from_quota: false,
             },
             bytes: 300 << 20,
             rate_bytes_per_second: rate,

@@ -57,6 +57,7 @@ mod tests {
             volume_bytes: volumes,
             log_bytes: logs,
             cut_short: false,
+            writable_from_quota: false,
         }
     }
 

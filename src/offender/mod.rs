@@ -34,6 +34,10 @@ pub struct Footprint {
     /// count would look like sudden growth. Never ranked or stopped on.
     #[serde(default)]
     pub cut_short: bool,
+    /// `writable_bytes` is the writable layer's XFS project quota block count (exact, read
+    /// without walking); otherwise the layer was walked.
+    #[serde(default)]
+    pub writable_from_quota: bool,
 }
 
 impl Footprint {

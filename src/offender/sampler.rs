@@ -1,9 +1,11 @@
 //! The edge of attribution: each running container's footprint on Docker's filesystem. What
 //! Docker says of a container (name, labels, writable-layer directory, log file, volumes) is
-//! inspected once and kept; each sample then walks those directories in a blocking task,
-//! counting allocated blocks (what fills the disk, sparse or not), with a bound of entries per
-//! container so one with millions of files cannot make a sample expensive, nor leave the
-//! others uncounted; a measurement the bound cut short says so (and is never ranked).
+//! inspected once and kept. Each sample, in a blocking task, reads a writable layer's size from
+//! its XFS project quota where dockerd gave it one (`overlay2.size`: a few syscalls, however
+//! many files), and otherwise walks the directories counting allocated blocks (what fills the
+//! disk, sparse or not), with a bound of entries per container so one with millions of files
+//! cannot make a sample expensive, nor leave the others uncounted; a measurement the bound cut
+//! short says so (and is never ranked). Volumes and logs are always walked: no quota covers them.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -60,7 +62,10 @@ impl Sampler {
         }
         let known: Vec<(String, Known)> = self.known.iter().map(|(id, k)| (id.clone(), k.clone())).collect();
         let measured = tokio::task::spawn_blocking(move || {
-            known.into_iter().map(|(id, k)| measure(id, k, WALK_BOUND)).collect::<Vec<Footprint>>()
+            known
+                .into_iter()
+                .map(|(id, k)| measure(id, k, WALK_BOUND, crate::storage::quota::writable_layer_bytes))
+                .collect::<Vec<Footprint>>()
         })
         .await
         .unwrap_or_default();
@@ -98,8 +103,9 @@ fn known_from(inspected: &bollard::models::ContainerInspectResponse, data_root: 
     }
 }
 
-/// One container's footprint, walking at most `bound` entries for it.
-fn measure(container_id: String, known: Known, bound: u64) -> Footprint {
+/// One container's footprint: its writable layer from `layer_quota` where that answers,
+/// everything else walked, at most `bound` entries for the container.
+fn measure(container_id: String, known: Known, bound: u64, layer_quota: impl Fn(&Path) -> Option<u64>) -> Footprint {
     let mut budget = bound;
     let mut cut_short = false;
     let mut walk = |path: &Path| {
@@ -107,7 +113,9 @@ fn measure(container_id: String, known: Known, bound: u64) -> Footprint {
         cut_short |= !complete;
         bytes
     };
-    let writable_bytes = known.upper_dir.as_deref().map_or(0, &mut walk);
+    let quota = known.upper_dir.as_deref().and_then(&layer_quota);
+    let writable_from_quota = quota.is_some();
+    let writable_bytes = quota.unwrap_or_else(|| known.upper_dir.as_deref().map_or(0, &mut walk));
     let volume_bytes = known.volumes.iter().map(|dir| walk(dir)).sum();
     let log_bytes = known.log_path.as_deref().map_or(0, &mut walk);
     Footprint {
@@ -121,6 +129,7 @@ fn measure(container_id: String, known: Known, bound: u64) -> Footprint {
         volume_bytes,
         log_bytes,
         cut_short,
+        writable_from_quota,
     }
 }
 
@@ -199,11 +208,16 @@ mod tests {
         };
         // Measured one after the other with a bound of 10 each: the first's many files do not
         // leave the second uncounted.
-        let first = measure("many".into(), known(&many), 10);
-        let second = measure("few".into(), known(&few), 10);
-        assert!(first.cut_short, "{first:?}");
+        let no_quota = |_: &Path| None;
+        let first = measure("many".into(), known(&many), 10, no_quota);
+        let second = measure("few".into(), known(&few), 10, no_quota);
+        assert!(first.cut_short && !first.writable_from_quota, "{first:?}");
         assert!(!second.cut_short && second.writable_bytes >= 4096, "{second:?}");
-        let whole = measure("many".into(), known(&many), 100);
+        let whole = measure("many".into(), known(&many), 100, no_quota);
         assert!(!whole.cut_short && whole.writable_bytes >= 20 * 4096, "{whole:?}");
+        // Where the layer's project quota answers, its figure is taken and nothing is walked:
+        // not cut short even with no bound left for the walk.
+        let quota = measure("many".into(), known(&many), 0, |_: &Path| Some(7 << 20));
+        assert!(quota.writable_from_quota && !quota.cut_short && quota.writable_bytes == 7 << 20, "{quota:?}");
     }
 }

@@ -779,6 +779,7 @@ fn footprint(name: &str, bytes: u64, task: bool) -> Footprint {
         volume_bytes: 0,
         log_bytes: 0,
         cut_short: false,
+        writable_from_quota: false,
     }
 }
 

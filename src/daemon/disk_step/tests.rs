@@ -101,6 +101,7 @@ fn footprint(id: &str, writable: u64) -> Footprint {
         volume_bytes: 0,
         log_bytes: 0,
         cut_short: false,
+        writable_from_quota: false,
     }
 }
 
