@@ -111,7 +111,7 @@ pub fn machine() -> String {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let docker = Command::new("/usr/bin/dockerd")
+    let docker = Command::new(crate::harness::system::require_tool("dockerd", "docker.io"))
         .arg("--version")
         .output()
         .ok()

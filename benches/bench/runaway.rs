@@ -33,6 +33,7 @@ async fn once(mib_per_tenth: u32) -> (f64, f64) {
          [drain]\nmax-draining-fraction = \"20%\"\n"
     );
     let mut nodewarden = Nodewarden::new(&settings, moto.node_env(docker.host(), imds.endpoint(), "runaway"));
+    nodewarden.setup();
     nodewarden.start();
     nodewarden.wait_ready(Duration::from_secs(30)).await;
     nodewarden.wait_log(&["found this container instance"], Duration::from_secs(30)).await;

@@ -96,8 +96,7 @@ async fn every_endpoint_answers_and_status_reads_well() {
     n.start();
     assert_eq!(wait_get(n, "/healthz", 200).await, "ok\n");
     assert_eq!(n.get("/readyz").await.map(|(c, _)| c), Some(503), "not ready before setup ran");
-    let setup = n.command(&["setup", "--no-userdata"]).output().unwrap();
-    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    n.setup();
     wait_get(n, "/readyz", 200).await;
 
     // Give the drain loop a moment to ask ECS for this instance's status.
@@ -428,8 +427,7 @@ async fn without_docker_the_daemon_is_ready_says_why_and_takes_docker_when_it_an
     env.push(("NODEWARDEN_AGENT_INTROSPECTION".into(), "http://127.0.0.1:9".into()));
     let settings = "[ecs]\ncluster = \"web\"\n[docker]\ndata-device = \"none\"\n";
     let mut n = Nodewarden::new(settings, env);
-    let setup = n.command(&["setup", "--no-userdata"]).output().unwrap();
-    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    n.setup();
     let notify = UnixDatagram::bind(dir.path().join("notify.sock")).unwrap();
     notify.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     n.start_with(&[("NOTIFY_SOCKET", dir.path().join("notify.sock").to_str().unwrap())]);

@@ -120,6 +120,18 @@ impl Nodewarden {
         self.start_with(&[]);
     }
 
+    /// `nodewarden setup --no-userdata` (Docker's disk as the settings say), asserted to
+    /// succeed: the daemon is ready only once setup has run, as on a host.
+    pub fn setup(&self) {
+        let setup = self.command(&["setup", "--no-userdata"]).output().expect("running nodewarden setup");
+        assert!(
+            setup.status.success(),
+            "nodewarden setup failed: {}{}",
+            String::from_utf8_lossy(&setup.stdout),
+            String::from_utf8_lossy(&setup.stderr)
+        );
+    }
+
     /// Starts with extra environment variables (NOTIFY_SOCKET, WATCHDOG_USEC…).
     pub fn start_with(&mut self, extra_env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "already running");
