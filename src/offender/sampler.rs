@@ -35,11 +35,13 @@ pub struct Sampler {
     docker: Docker,
     data_root: PathBuf,
     known: HashMap<String, Known>,
+    /// Said once in the journal: writable layers are read from their project quotas.
+    said_quota: bool,
 }
 
 impl Sampler {
     pub fn new(docker: Docker, data_root: PathBuf) -> Self {
-        Sampler { docker, data_root, known: HashMap::new() }
+        Sampler { docker, data_root, known: HashMap::new(), said_quota: false }
     }
 
     /// Every running container's footprint now. One list call, an inspect per container not
@@ -69,6 +71,10 @@ impl Sampler {
         })
         .await
         .unwrap_or_default();
+        if !self.said_quota && measured.iter().any(|f| f.writable_from_quota) {
+            self.said_quota = true;
+            tracing::info!("writable layers measured from their XFS project quotas (overlay2.size), not walked");
+        }
         Ok(measured)
     }
 }
