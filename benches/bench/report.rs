@@ -63,6 +63,13 @@ impl Report {
              (its data-root on a loop-mounted xfs), one after the other. The machine is shared and noisy: \
              the ratios are what matter, absolute times are context.\n\n",
         );
+        out.push_str(
+            "Figures from elsewhere, each with its own command: the drain on a booted EC2-like host and the \
+             offender read from its writable layer's XFS project quota (`scripts/boot-test`, which prints them); \
+             the incident on one node (`cargo test --test integration -- incident --nocapture`); the fleet \
+             simulation at 10 to 10,000 nodes (`cargo bench --bench fleet_sim -- --nodes 10,100,1000,10000`; \
+             `scripts/bench --markdown` appends that run's table below).\n\n",
+        );
         out.push_str("| benchmark | nodewarden | peer | ratio | target |\n| --- | --- | --- | --- | --- |\n");
         for row in &self.rows {
             out.push_str(&format!(
