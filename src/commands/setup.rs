@@ -35,7 +35,7 @@ pub fn run(context: &Context, args: SetupArgs) -> u8 {
                 println!("removed {removed} iptables rules and restored route_localnet");
                 exit::OK
             }
-            Err(message) => super::fail(&message),
+            Err(error) => super::fail(&error.to_string()),
         };
     }
     let userdata = match userdata_source(&args) {
@@ -108,7 +108,7 @@ fn apply(
     let agent_notes = check_agent_owner(paths, settings.ecs.agent)?;
     // Docker's data already on the root disk (a running instance, an AMI with images baked in):
     // kept where it is, loudly, rather than hidden under a new mount or refused.
-    let kept_on_root = storage::found_on_root_disk(paths, settings)?;
+    let kept_on_root = storage::found_on_root_disk(paths, settings).map_err(|e| e.to_string())?;
     let (stopped_docker, prepared) = match &kept_on_root {
         Some(holds) => {
             let found = storage::shared_disk::SharedDisk {
@@ -117,7 +117,7 @@ fn apply(
                 device: settings.docker.data_device.to_string(),
                 since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             };
-            storage::shared_disk::write_marker(paths, &found)?;
+            storage::shared_disk::write_marker(paths, &found).map_err(|e| e.to_string())?;
             let note = storage::shared_disk::shared_disk_note(Some(&serde_json::to_string(&found).unwrap_or_default()))
                 .unwrap_or_default();
             tracing::warn!("{note}");
@@ -125,9 +125,9 @@ fn apply(
             (false, None)
         }
         None => {
-            storage::shared_disk::remove_marker(paths)?;
+            storage::shared_disk::remove_marker(paths).map_err(|e| e.to_string())?;
             let stopped = stop_docker_on_root_disk(context, settings)?;
-            (stopped, storage::prepare(paths, settings, device_wait)?)
+            (stopped, storage::prepare(paths, settings, device_wait).map_err(|e| e.to_string())?)
         }
     };
     for warning in prepared.iter().flat_map(|p| &p.warnings) {
@@ -149,7 +149,7 @@ fn apply(
             }
         );
     }
-    for note in storage::write_daemon_json(paths, settings, prepared.as_ref())? {
+    for note in storage::write_daemon_json(paths, settings, prepared.as_ref()).map_err(|e| e.to_string())? {
         match note {
             storage::Note::Warning(note) => {
                 tracing::warn!("{note}");
@@ -197,7 +197,7 @@ fn apply(
     if settings.ecs.agent == AgentOwner::EcsInit {
         // ecs-init's own pre-start prepares the agent's directories and the host network.
     } else if host_net {
-        let added = host_network::apply()?;
+        let added = host_network::apply().map_err(|e| e.to_string())?;
         println!("host network: route_localnet=1, {added} iptables rules added");
     } else {
         println!(
@@ -319,7 +319,7 @@ fn stop_docker_on_root_disk(context: &Context, settings: &settings::Settings) ->
         super::runtime().block_on(async { tokio::time::timeout(Duration::from_secs(5), probe).await.ok().flatten() });
     let Some((root_dir, running)) = answer else { return Ok(false) };
     let on_root_disk = std::path::Path::new(&root_dir) == data_root
-        && storage::mountinfo::holding(&storage::mountinfo::current()?, &data_root)
+        && storage::mountinfo::holding(&storage::mountinfo::current().map_err(|e| e.to_string())?, &data_root)
             .is_some_and(|m| m.mount_point != data_root);
     if !on_root_disk {
         return Ok(false);
