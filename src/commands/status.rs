@@ -30,11 +30,11 @@ pub mod check_exit {
 pub fn run(context: &Context, mode: Mode) -> u8 {
     let loaded = match inputs::load_settings(context) {
         Ok(loaded) => loaded,
-        Err(message) if mode == Mode::Check => {
-            println!("NODEWARDEN UNKNOWN - {message}");
+        Err(error) if mode == Mode::Check => {
+            println!("NODEWARDEN UNKNOWN - {}", crate::error::chain(&error));
             return check_exit::UNKNOWN;
         }
-        Err(message) => return super::fail(&message),
+        Err(error) => return super::fail_on(&error),
     };
     let listen = loaded.settings.health.listen;
     match mode {

@@ -263,6 +263,7 @@ async fn wait_for_signals(
             _ = hup.recv() => {
                 crate::systemd::reloading();
                 let assembled = crate::settings::assemble(paths, settings_file, &UserdataSource::Saved).await;
+                let assembled = assembled.map_err(|error| crate::error::chain(&error));
                 match assembled.and_then(|assembly| assembly.result.map_err(|invalid| invalid.to_string())) {
                     Ok(new) => {
                         tracing::info!("settings reloaded ([disk], [gc] and [drain] max-draining-fraction apply now; agent changes at the next start)");
