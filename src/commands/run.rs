@@ -10,6 +10,6 @@ pub fn run(context: &Context) -> u8 {
     let daemon = crate::daemon::run(context.paths.clone(), context.settings.clone(), loaded.settings, environment);
     match super::runtime().block_on(daemon) {
         Ok(()) => exit::OK,
-        Err(message) => super::fail(&message),
+        Err(error) => super::fail_on(&error),
     }
 }
