@@ -66,7 +66,8 @@ impl HttpClient {
             detail: e.to_string(),
         })?;
         let exchange = async {
-            let response = self.inner.request(request).await.map_err(|e| describe(&e))?;
+            // hyper-util's own text is terse ("client error (Connect)"): include the causes.
+            let response = self.inner.request(request).await.map_err(|e| crate::error::chain(&e))?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
                 .collect()
@@ -85,18 +86,6 @@ impl HttpClient {
     pub async fn get(&self, uri: Uri, headers: &[(&str, &str)], timeout: Duration) -> Result<HttpResponse, HttpError> {
         self.send(Method::GET, uri, headers, timeout).await
     }
-}
-
-/// hyper-util's error text is terse ("client error (Connect)"); include the causes.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Joins `base` (scheme and authority, maybe a path prefix) with an absolute `path`.

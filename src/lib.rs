@@ -24,6 +24,8 @@ pub mod docker;
 pub mod drain;
 /// The standard environment variables, parsed in one place.
 pub mod environment;
+/// The one printer for an error's cause chain.
+pub mod error;
 /// Atomic file writes.
 pub mod fsutil;
 /// Garbage collection: inventory, planner, last-use tracking, executor.

@@ -10,7 +10,13 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 
+use super::AgentError;
 use super::spec::{AgentSpec, CONTAINER_NAME, FINGERPRINT_LABEL};
+
+/// `source` as an [`AgentError`] saying what the call was doing.
+fn doing(doing: impl Into<String>) -> impl FnOnce(DockerError) -> AgentError {
+    move |source| AgentError::Docker { doing: doing.into(), source }
+}
 
 fn is_not_found(error: &DockerError) -> bool {
     matches!(error, DockerError::DockerResponseServerError { status_code: 404, .. })
@@ -18,26 +24,25 @@ fn is_not_found(error: &DockerError) -> bool {
 
 /// Makes sure `image` is present: loads `tarball` when it is absent. Never pulls: the image is
 /// pinned, and a full disk or no network must not leave the node without an agent.
-pub async fn ensure_image(docker: &Docker, image: &str, tarball: &Path) -> Result<(), String> {
+pub async fn ensure_image(docker: &Docker, image: &str, tarball: &Path) -> Result<(), AgentError> {
     match docker.inspect_image(image).await {
         Ok(_) => return Ok(()),
         Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(format!("inspecting image {image}: {e}")),
+        Err(e) => return Err(doing(format!("inspecting image {image}"))(e)),
     }
     load_tarball(docker, tarball).await?;
-    docker.inspect_image(image).await.map(drop).map_err(|_| {
-        format!(
-            "{} was loaded but does not contain {image}: set [ecs] agent-image to the image it holds",
-            tarball.display()
-        )
-    })
+    docker
+        .inspect_image(image)
+        .await
+        .map(drop)
+        .map_err(|_| AgentError::NotInTarball { tarball: tarball.to_path_buf(), image: image.to_string() })
 }
 
 /// `docker load` of a tarball, streamed from disk.
-pub async fn load_tarball(docker: &Docker, tarball: &Path) -> Result<(), String> {
+pub async fn load_tarball(docker: &Docker, tarball: &Path) -> Result<(), AgentError> {
     let file = tokio::fs::File::open(tarball)
         .await
-        .map_err(|e| format!("the agent image is absent and its tarball {} cannot be read: {e}", tarball.display()))?;
+        .map_err(|source| AgentError::Tarball { tarball: tarball.to_path_buf(), source })?;
     let chunks = futures_util::stream::unfold(file, |mut file| async move {
         let mut buffer = vec![0u8; 1 << 20];
         match file.read(&mut buffer).await {
@@ -52,9 +57,9 @@ pub async fn load_tarball(docker: &Docker, tarball: &Path) -> Result<(), String>
     let options = ImportImageOptionsBuilder::default().quiet(true).build();
     let mut progress = docker.import_image_stream(options, chunks, None);
     while let Some(item) = progress.next().await {
-        let info = item.map_err(|e| format!("loading {}: {e}", tarball.display()))?;
-        if let Some(error) = info.error_detail.and_then(|d| d.message) {
-            return Err(format!("loading {}: {error}", tarball.display()));
+        let info = item.map_err(doing(format!("loading {}", tarball.display())))?;
+        if let Some(message) = info.error_detail.and_then(|d| d.message) {
+            return Err(AgentError::Load { tarball: tarball.to_path_buf(), message });
         }
     }
     tracing::info!(tarball = %tarball.display(), "loaded the agent image");
@@ -84,11 +89,11 @@ impl Ensured {
 }
 
 /// Keeps a matching `ecs-agent` container, replaces one whose spec differs, creates one if none.
-pub async fn ensure_container(docker: &Docker, spec: &AgentSpec) -> Result<Ensured, String> {
+pub async fn ensure_container(docker: &Docker, spec: &AgentSpec) -> Result<Ensured, AgentError> {
     let existing = match docker.inspect_container(CONTAINER_NAME, None).await {
         Ok(inspect) => Some(inspect),
         Err(e) if is_not_found(&e) => None,
-        Err(e) => return Err(format!("inspecting container {CONTAINER_NAME}: {e}")),
+        Err(e) => return Err(doing(format!("inspecting container {CONTAINER_NAME}"))(e)),
     };
     let mut replaced = false;
     if let Some(inspect) = existing {
@@ -99,28 +104,28 @@ pub async fn ensure_container(docker: &Docker, spec: &AgentSpec) -> Result<Ensur
         }
         tracing::info!(container = %id, "the ecs-agent container's spec changed; replacing it");
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
-        docker.remove_container(&id, Some(options)).await.map_err(|e| format!("removing the old ecs-agent: {e}"))?;
+        docker.remove_container(&id, Some(options)).await.map_err(doing("removing the old ecs-agent"))?;
         replaced = true;
     }
     let options = CreateContainerOptionsBuilder::default().name(CONTAINER_NAME).build();
     let created = docker
         .create_container(Some(options), spec.create_body())
         .await
-        .map_err(|e| format!("creating the ecs-agent container from {}: {e}", spec.image))?;
+        .map_err(doing(format!("creating the ecs-agent container from {}", spec.image)))?;
     Ok(if replaced { Ensured::Replaced(created.id) } else { Ensured::Created(created.id) })
 }
 
 /// Starts the container unless it runs already.
-pub async fn ensure_running(docker: &Docker, id: &str) -> Result<(), String> {
+pub async fn ensure_running(docker: &Docker, id: &str) -> Result<(), AgentError> {
     let running = docker
         .inspect_container(id, None)
         .await
-        .map_err(|e| format!("inspecting ecs-agent: {e}"))?
+        .map_err(doing("inspecting ecs-agent"))?
         .state
         .and_then(|s| s.running)
         .unwrap_or(false);
     if !running {
-        docker.start_container(id, None).await.map_err(|e| format!("starting ecs-agent: {e}"))?;
+        docker.start_container(id, None).await.map_err(doing("starting ecs-agent"))?;
     }
     Ok(())
 }

@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use super::AgentError;
+
 const COMMENT: &str = "nodewarden";
 const ROUTE_LOCALNET: &str = "/proc/sys/net/ipv4/conf/all/route_localnet";
 const ROUTE_LOCALNET_DEFAULT: &str = "/proc/sys/net/ipv4/conf/default/route_localnet";
@@ -57,36 +59,35 @@ fn rules() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
     ]
 }
 
-fn iptables() -> Result<&'static str, String> {
+fn iptables() -> Result<&'static str, AgentError> {
     ["/usr/sbin/iptables", "/sbin/iptables", "/usr/bin/iptables"]
         .into_iter()
         .find(|p| Path::new(p).exists())
-        .ok_or_else(|| "iptables not found: install Debian's iptables package (or your distribution's)".into())
+        .ok_or(AgentError::NoIptables)
 }
 
-fn run(binary: &str, table: &str, op: &str, chain: &str, rule: &[&str]) -> Result<bool, String> {
+fn run(binary: &'static str, table: &str, op: &str, chain: &str, rule: &[&str]) -> Result<bool, AgentError> {
     let output = Command::new(binary)
         .args(["-w", "-t", table, op, chain])
         .args(rule)
         .args(["-m", "comment", "--comment", COMMENT])
         .output()
-        .map_err(|e| format!("running {binary}: {e}"))?;
+        .map_err(|source| AgentError::Iptables { binary, source })?;
     if op == "-C" {
         return Ok(output.status.success());
     }
     if output.status.success() {
         Ok(true)
     } else {
-        Err(format!(
-            "{binary} -t {table} {op} {chain} {}: {}",
-            rule.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
+        Err(AgentError::Rule {
+            command: format!("{binary} -t {table} {op} {chain} {}", rule.join(" ")),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
     }
 }
 
-fn write_sysctl(path: &str, value: &str) -> Result<(), String> {
-    std::fs::write(path, value).map_err(|e| format!("setting {path} to {value}: {e}"))
+fn write_sysctl(path: &'static str, value: &str) -> Result<(), AgentError> {
+    std::fs::write(path, value).map_err(|source| AgentError::Sysctl { path, value: value.to_string(), source })
 }
 
 /// Applies the settings; returns how many rules were added (0 when all were there). The filter
@@ -94,7 +95,7 @@ fn write_sysctl(path: &str, value: &str) -> Result<(), String> {
 /// loopback service (the health endpoint, 51678/51679, a dockerd on tcp://127.0.0.1) reachable
 /// from the subnet (the CVE-2020-8558 pattern). Any failure removes what this call added and
 /// leaves route_localnet as it was.
-pub fn apply() -> Result<usize, String> {
+pub fn apply() -> Result<usize, AgentError> {
     let binary = iptables()?;
     let mut ordered = rules();
     ordered.sort_by_key(|(table, _, _)| *table != "filter");
@@ -118,13 +119,13 @@ pub fn apply() -> Result<usize, String> {
                     tracing::error!(%undo, "rolling back a host network rule failed");
                 }
             }
-            Err(format!("{error}; the rules this run added were removed and route_localnet was left as it was"))
+            Err(AgentError::RolledBack(Box::new(error)))
         }
     }
 }
 
 /// Removes what `apply` added and restores route_localnet to the namespace's default.
-pub fn undo() -> Result<usize, String> {
+pub fn undo() -> Result<usize, AgentError> {
     let binary = iptables()?;
     let mut removed = 0;
     for (table, chain, rule) in rules() {

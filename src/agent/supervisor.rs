@@ -106,7 +106,7 @@ impl Supervisor {
                 Ok(id) => id,
                 Err(error) => {
                     tracing::error!(%error, "cannot start the ECS agent; retrying");
-                    self.state.update(|s| s.last_error = Some(error));
+                    self.state.update(|s| s.last_error = Some(error.to_string()));
                     if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
                         return;
                     }
@@ -207,7 +207,7 @@ impl Supervisor {
         self.state.update(|s| s.restarts += 1);
     }
 
-    async fn bring_up(&self) -> Result<String, String> {
+    async fn bring_up(&self) -> Result<String, super::AgentError> {
         docker_side::ensure_image(&self.docker, &self.spec.image, &self.tarball).await?;
         let ensured = docker_side::ensure_container(&self.docker, &self.spec).await?;
         match &ensured {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{Context, exit, fail};
+use super::{Context, exit, fail_on};
 use crate::settings::{self, SettingsInput, UserdataSource};
 
 pub fn run(context: &Context, file: Option<&str>, userdata: Option<&Path>) -> u8 {
@@ -15,7 +15,7 @@ pub fn run(context: &Context, file: Option<&str>, userdata: Option<&Path>) -> u8
     let userdata = userdata.map_or(UserdataSource::None, |path| UserdataSource::File(path.into()));
     let assembly = match super::runtime().block_on(settings::assemble(&context.paths, &input, &userdata)) {
         Ok(assembly) => assembly,
-        Err(message) => return fail(&message),
+        Err(error) => return fail_on(&error),
     };
     if let Some(note) = &assembly.userdata_note {
         eprintln!("note: {note}");

@@ -11,10 +11,12 @@ use crate::drain::record::{self, DrainRecord};
 pub fn run(context: &Context, draining: bool) -> u8 {
     let (loaded, environment) = match inputs::settings_and_environment(context) {
         Ok(both) => both,
-        Err(message) => return super::fail(&message),
+        Err(error) => return super::fail_on(&error),
     };
     let result = super::runtime().block_on(async {
-        let (api, identity) = inputs::ecs_identity(&loaded.settings, &environment, Duration::from_secs(20)).await?;
+        let (api, identity) = inputs::ecs_identity(&loaded.settings, &environment, Duration::from_secs(20))
+            .await
+            .map_err(|e| crate::error::chain(&e))?;
         api.set_status(&identity, draining).await.map_err(|e| e.to_string())?;
         if !draining {
             // A disk-pressure drain held a slot in the cluster's budget: give it back.

@@ -19,7 +19,7 @@ const ECS_WAIT: Duration = Duration::from_secs(10);
 pub fn run(context: &Context, dry_run: bool) -> u8 {
     let (loaded, environment) = match inputs::settings_and_environment(context) {
         Ok(both) => both,
-        Err(message) => return super::fail(&message),
+        Err(error) => return super::fail_on(&error),
     };
     let settings = loaded.settings;
     super::runtime().block_on(async {
@@ -56,7 +56,8 @@ pub fn run(context: &Context, dry_run: bool) -> u8 {
 /// What ECS says this instance's tasks want, or Unknown (said on stderr) when it cannot say.
 async fn task_images(settings: &Settings, environment: &Environment) -> TaskImages {
     let ask = async {
-        let (api, identity) = inputs::ecs_identity(settings, environment, ECS_WAIT / 2).await?;
+        let (api, identity) =
+            inputs::ecs_identity(settings, environment, ECS_WAIT / 2).await.map_err(|e| crate::error::chain(&e))?;
         api.task_images(&identity).await.map_err(|e| e.to_string())
     };
     let why = match tokio::time::timeout(ECS_WAIT, ask).await {

@@ -70,6 +70,44 @@ fn fail(message: &str) -> u8 {
     exit::FAILED
 }
 
+/// [`fail`] with an error and its causes ([`crate::error::chain`]).
+fn fail_on(error: &(dyn std::error::Error + 'static)) -> u8 {
+    fail(&crate::error::chain(error))
+}
+
+/// Why a command could not do its work, naming what it concerns; commands print it with
+/// [`fail_on`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CommandError {
+    #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
+    /// Every problem in the settings, one per line.
+    #[error("{0}")]
+    Invalid(crate::settings::Invalid),
+    #[error(transparent)]
+    Environment(#[from] crate::environment::EnvironmentError),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    #[error(transparent)]
+    Agent(#[from] crate::agent::AgentError),
+    #[error(transparent)]
+    Write(#[from] crate::fsutil::WriteError),
+    #[error(transparent)]
+    Identity(#[from] crate::drain::IdentityError),
+    /// Neither `AWS_REGION` nor IMDS gave the Region: why.
+    #[error("{0}")]
+    Region(String),
+    #[error("{doing} {}: {source}", path.display())]
+    Io { doing: &'static str, path: std::path::PathBuf, source: std::io::Error },
+    #[error("running systemctl {args}: {source}")]
+    SystemctlSpawn { args: String, source: std::io::Error },
+    #[error("systemctl {args} failed ({status})")]
+    Systemctl { args: String, status: std::process::ExitStatus },
+    /// The host is not in a state this command may act on: what to do about it.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// The async runtime for commands that do I/O. Two worker threads: the machine has two cores
 /// and nodewarden should stay small next to the workloads.
 fn runtime() -> tokio::runtime::Runtime {

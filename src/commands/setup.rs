@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Context, exit};
+use super::{CommandError, Context, exit};
 use crate::agent::{ecs_config, host_network, spec};
 use crate::environment::Environment;
 use crate::fsutil::{Written, remove_if_present, write_atomic};
@@ -35,17 +35,17 @@ pub fn run(context: &Context, args: SetupArgs) -> u8 {
                 println!("removed {removed} iptables rules and restored route_localnet");
                 exit::OK
             }
-            Err(message) => super::fail(&message),
+            Err(error) => super::fail_on(&error),
         };
     }
     let userdata = match userdata_source(&args) {
         Ok(source) => source,
-        Err(message) => return super::fail(&message),
+        Err(error) => return super::fail_on(&error),
     };
     let assembly =
         match super::runtime().block_on(settings::assemble_for_setup(&context.paths, &context.settings, &userdata)) {
             Ok(assembly) => assembly,
-            Err(message) => return super::fail(&message),
+            Err(error) => return super::fail_on(&error),
         };
     if let Some(note) = &assembly.userdata_note {
         tracing::info!("{note}");
@@ -65,18 +65,18 @@ pub fn run(context: &Context, args: SetupArgs) -> u8 {
     println!("{}", agent_line(loaded.settings.ecs.agent, &agent_source));
     match apply(context, &loaded.settings, userdata_text, touches_host_network, args.device_wait) {
         Ok(()) => exit::OK,
-        Err(message) => super::fail(&message),
+        Err(error) => super::fail_on(&error),
     }
 }
 
-fn userdata_source(args: &SetupArgs) -> Result<UserdataSource, String> {
+fn userdata_source(args: &SetupArgs) -> Result<UserdataSource, CommandError> {
     if args.no_userdata {
         return Ok(UserdataSource::None);
     }
     if let Some(path) = &args.userdata {
         return Ok(UserdataSource::File(path.clone()));
     }
-    let environment = Environment::from_process().map_err(|e| e.to_string())?;
+    let environment = Environment::from_process()?;
     Ok(UserdataSource::Imds { endpoint: environment.imds_endpoint, deadline: args.imds_deadline })
 }
 
@@ -86,7 +86,7 @@ fn apply(
     userdata: Option<&str>,
     host_net: bool,
     device_wait: Duration,
-) -> Result<(), String> {
+) -> Result<(), CommandError> {
     let paths = &context.paths;
     // The last good userdata settings, for `run` and the other commands: saved first, since
     // they are valid whatever happens to the disk, and the daemon should run (and say why
@@ -97,7 +97,7 @@ fn apply(
             let written = write_atomic(&saved, text.as_bytes(), 0o600);
             warn_unless_written(written, "the daemon and the other commands read the userdata saved before")?
         }
-        None => remove_if_present(&saved).map_err(|e| e.to_string())?,
+        None => remove_if_present(&saved)?,
     }
     // Docker may start in this boot once its disk and daemon.json are ready: the package's
     // drop-in asserts the marker. Never removed here: a marker of this boot means Docker's disk
@@ -159,7 +159,7 @@ fn apply(
         }
     }
     let stamp = format!("{}\n", humantime::format_rfc3339_seconds(std::time::SystemTime::now()));
-    write_atomic(&ready_marker, stamp.as_bytes(), 0o644).map_err(|e| e.to_string())?;
+    write_atomic(&ready_marker, stamp.as_bytes(), 0o644)?;
     if stopped_docker {
         // --no-block: under nodewarden-setup.service, Docker's start waits for this very unit.
         systemctl(&["start", "--no-block", "docker.service"])?;
@@ -169,10 +169,10 @@ fn apply(
     let existing = match std::fs::read_to_string(&ecs_config) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("reading {}: {e}", ecs_config.display())),
+        Err(source) => return Err(CommandError::Io { doing: "reading", path: ecs_config, source }),
     };
     let rendered = ecs_config::render(settings, existing.as_deref());
-    let written = write_atomic(&ecs_config, rendered.text.as_bytes(), 0o600).map_err(|e| e.to_string())?;
+    let written = write_atomic(&ecs_config, rendered.text.as_bytes(), 0o600)?;
     println!("{}: {}", ecs_config.display(), if written == Written::Changed { "written" } else { "unchanged" });
     for note in rendered.notes.iter().chain(&agent_notes) {
         tracing::warn!("{note}");
@@ -182,7 +182,11 @@ fn apply(
     let marker = paths.setup_marker();
     if settings.ecs.agent == AgentOwner::Nodewarden {
         for dir in spec::host_dirs(paths) {
-            std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(&dir).map_err(|source| CommandError::Io {
+                doing: "creating",
+                path: dir.clone(),
+                source,
+            })?;
         }
     }
     if settings.ecs.cluster_source == ClusterSource::Later {
@@ -213,8 +217,11 @@ fn apply(
 
 /// A write on the root disk that setup can do without: when that disk is full it is a loud
 /// warning, since failing would keep Docker off (docker.service requires setup).
-fn warn_unless_written(result: Result<Written, crate::fsutil::WriteError>, consequence: &str) -> Result<(), String> {
-    if let Some(warning) = crate::fsutil::unless_out_of_space(result, consequence).map_err(|e| e.to_string())? {
+fn warn_unless_written(
+    result: Result<Written, crate::fsutil::WriteError>,
+    consequence: &str,
+) -> Result<(), CommandError> {
+    if let Some(warning) = crate::fsutil::unless_out_of_space(result, consequence)? {
         tracing::warn!("{warning}");
         eprintln!("warning: {warning}");
     }
@@ -241,20 +248,20 @@ fn agent_line(owner: AgentOwner, source: &Source) -> String {
 
 /// Refuses a host where two programs would run the ECS agent, or none: which one owns it is
 /// `[ecs] agent`. Returns what is worth saying.
-fn check_agent_owner(paths: &crate::host_paths::HostPaths, owner: AgentOwner) -> Result<Vec<String>, String> {
+fn check_agent_owner(paths: &crate::host_paths::HostPaths, owner: AgentOwner) -> Result<Vec<String>, CommandError> {
     let service = settings::host::EcsService::read(paths);
     match owner {
-        AgentOwner::Nodewarden if service.enabled => {
-            Err("ecs.service (ecs-init) is enabled on this host and would run a second ECS agent beside nodewarden's: \
-             disable it (systemctl disable --now ecs.service), or set [ecs] agent = \"ecs-init\" to leave the agent \
-             to ecs-init (the ECS-optimized AMI's way)"
-                .into())
-        }
-        AgentOwner::EcsInit if !service.installed => Err(
+        AgentOwner::Nodewarden if service.enabled => Err(CommandError::Refused(
+            "ecs.service (ecs-init) is enabled on this host and would run a second ECS agent beside nodewarden's: \
+                 disable it (systemctl disable --now ecs.service), or set [ecs] agent = \"ecs-init\" to leave the \
+                 agent to ecs-init (the ECS-optimized AMI's way)"
+                .into(),
+        )),
+        AgentOwner::EcsInit if !service.installed => Err(CommandError::Refused(
             "[ecs] agent = \"ecs-init\", but this host has no ecs.service: install ecs-init (the ECS-optimized AMI \
              has it), or set [ecs] agent = \"nodewarden\" to let nodewarden run the agent"
                 .into(),
-        ),
+        )),
         AgentOwner::EcsInit if !service.enabled => Ok(vec![
             "[ecs] agent = \"ecs-init\", but ecs.service is not enabled: nothing will start the ECS agent at boot \
              (systemctl enable ecs.service)"
@@ -267,7 +274,7 @@ fn check_agent_owner(paths: &crate::host_paths::HostPaths, owner: AgentOwner) ->
 /// The relation between nodewarden.service and ecs.service, as a drop-in (from the next boot
 /// on; in this one, `check_agent_owner` guards): they conflict when nodewarden runs the agent,
 /// and nodewarden comes after ecs-init when ecs-init does.
-fn write_owner_drop_in(paths: &crate::host_paths::HostPaths, owner: AgentOwner) -> Result<(), String> {
+fn write_owner_drop_in(paths: &crate::host_paths::HostPaths, owner: AgentOwner) -> Result<(), CommandError> {
     let text = match owner {
         AgentOwner::Nodewarden => {
             "# Written by nodewarden setup: [ecs] agent = \"nodewarden\" runs the ECS agent; never ecs-init too.\n\
@@ -288,19 +295,19 @@ fn write_owner_drop_in(paths: &crate::host_paths::HostPaths, owner: AgentOwner) 
 
 pub const OWNER_DROP_IN: &str = "20-agent-owner.conf";
 
-fn systemctl(args: &[&str]) -> Result<(), String> {
+fn systemctl(args: &[&str]) -> Result<(), CommandError> {
     let status = std::process::Command::new("systemctl")
         .args(args)
         .status()
-        .map_err(|e| format!("running systemctl {}: {e}", args.join(" ")))?;
-    if status.success() { Ok(()) } else { Err(format!("systemctl {} failed ({status})", args.join(" "))) }
+        .map_err(|source| CommandError::SystemctlSpawn { args: args.join(" "), source })?;
+    if status.success() { Ok(()) } else { Err(CommandError::Systemctl { args: args.join(" "), status }) }
 }
 
 /// Userdata that ran late finds Docker already running on the root disk. With no running
 /// containers, stop it (and containerd) so its data root can move to the dedicated disk, and
 /// start it again afterwards; with running containers, refuse rather than pull the disk from
 /// under them. Returns whether Docker was stopped.
-fn stop_docker_on_root_disk(context: &Context, settings: &settings::Settings) -> Result<bool, String> {
+fn stop_docker_on_root_disk(context: &Context, settings: &settings::Settings) -> Result<bool, CommandError> {
     if settings.docker.data_device == DeviceSpec::None {
         return Ok(false);
     }
@@ -325,13 +332,15 @@ fn stop_docker_on_root_disk(context: &Context, settings: &settings::Settings) ->
         return Ok(false);
     }
     if running > 0 {
-        return Err(format!(
+        return Err(CommandError::Refused(format!(
             "Docker is already running on the root disk with {running} running containers; moving its data root now \
              would pull the disk from under them. Drain and stop them (or reboot with this userdata) first"
-        ));
+        )));
     }
     if context.paths.root() != std::path::Path::new("/") {
-        return Err("Docker is running on the data root under --root; stop it before setup".into());
+        return Err(CommandError::Refused(
+            "Docker is running on the data root under --root; stop it before setup".into(),
+        ));
     }
     tracing::warn!("Docker is running on the root disk with no running containers; stopping it to move its data");
     systemctl(&["stop", "docker.socket", "docker.service", "containerd.service"])?;

@@ -1,6 +1,7 @@
 //! `nodewarden status [--json]`: the running daemon's /status, for a person (conditions first,
 //! True ones on top, then the figures) or raw.
 
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use super::{Context, exit, inputs};
@@ -30,11 +31,11 @@ pub mod check_exit {
 pub fn run(context: &Context, mode: Mode) -> u8 {
     let loaded = match inputs::load_settings(context) {
         Ok(loaded) => loaded,
-        Err(message) if mode == Mode::Check => {
-            println!("NODEWARDEN UNKNOWN - {message}");
+        Err(error) if mode == Mode::Check => {
+            println!("NODEWARDEN UNKNOWN - {}", crate::error::chain(&error));
             return check_exit::UNKNOWN;
         }
-        Err(message) => return super::fail(&message),
+        Err(error) => return super::fail_on(&error),
     };
     let listen = loaded.settings.health.listen;
     match mode {
@@ -43,14 +44,14 @@ pub fn run(context: &Context, mode: Mode) -> u8 {
                 println!("{}", String::from_utf8_lossy(&body));
                 exit::OK
             }
-            Err(message) => super::fail(&message),
+            Err(error) => super::fail_on(&error),
         },
         Mode::Summary => match fetch(listen).and_then(|body| parse(&body)) {
             Ok(doc) => {
                 print!("{}", summary(&doc));
                 exit::OK
             }
-            Err(message) => super::fail(&message),
+            Err(error) => super::fail_on(&error),
         },
         Mode::Check => {
             let (code, line) = match fetch(listen).and_then(|body| parse(&body)) {
@@ -73,21 +74,34 @@ pub fn run(context: &Context, mode: Mode) -> u8 {
     }
 }
 
-fn fetch(listen: std::net::SocketAddr) -> Result<Vec<u8>, String> {
-    let uri = format!("http://{listen}/status").parse().map_err(|e| format!("bad health address {listen}: {e}"))?;
+/// Why the daemon's /status could not be read, naming the address asked.
+#[derive(Debug, thiserror::Error)]
+enum StatusError {
+    #[error("bad health address {listen}: {source}")]
+    BadAddress { listen: SocketAddr, source: hyper::http::uri::InvalidUri },
+    #[error("the daemon on {listen} answered /status with HTTP {status}")]
+    Http { listen: SocketAddr, status: hyper::StatusCode },
+    #[error(
+        "nodewarden is not running: nothing answers on {listen} ([health] listen). \
+         Check `systemctl status nodewarden` and `journalctl -u nodewarden`"
+    )]
+    NotRunning { listen: SocketAddr },
+    #[error("the daemon's /status does not read as a status document: {source}")]
+    Parse { source: serde_json::Error },
+}
+
+fn fetch(listen: SocketAddr) -> Result<Vec<u8>, StatusError> {
+    let uri = format!("http://{listen}/status").parse().map_err(|source| StatusError::BadAddress { listen, source })?;
     let response = super::runtime().block_on(HttpClient::new().get(uri, &[], Duration::from_secs(5)));
     match response {
         Ok(r) if r.status.is_success() => Ok(r.body.to_vec()),
-        Ok(r) => Err(format!("the daemon on {listen} answered /status with HTTP {}", r.status)),
-        Err(_) => Err(format!(
-            "nodewarden is not running: nothing answers on {listen} ([health] listen). \
-             Check `systemctl status nodewarden` and `journalctl -u nodewarden`"
-        )),
+        Ok(r) => Err(StatusError::Http { listen, status: r.status }),
+        Err(_) => Err(StatusError::NotRunning { listen }),
     }
 }
 
-fn parse(body: &[u8]) -> Result<StatusDocument, String> {
-    serde_json::from_slice(body).map_err(|e| format!("the daemon's /status does not read as a status document: {e}"))
+fn parse(body: &[u8]) -> Result<StatusDocument, StatusError> {
+    serde_json::from_slice(body).map_err(|source| StatusError::Parse { source })
 }
 
 /// Conditions that mean the node cannot do its work: disk or inodes past the point GC can

@@ -45,12 +45,12 @@ pub async fn run(
     settings_file: SettingsInput,
     settings: Settings,
     environment: Environment,
-) -> Result<(), String> {
+) -> Result<(), DaemonError> {
     let signals = Signals::install()?;
     // Bind first: a taken or disallowed address is a configuration error to fail on.
-    let listener = tokio::net::TcpListener::bind(settings.health.listen)
-        .await
-        .map_err(|e| format!("binding the health endpoint on {}: {e}", settings.health.listen))?;
+    let listen = settings.health.listen;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|source| DaemonError::Bind { listen, source })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (settings_tx, settings_rx) = watch::channel(Arc::new(settings.reloadable()));
     let (config_tx, config_rx) = watch::channel(None::<String>);
@@ -229,6 +229,15 @@ impl DockerSide {
 /// The handlers for SIGTERM, SIGINT and SIGHUP, installed before anything else starts: a
 /// signal that came before them would take the process's default action (a SIGHUP sent as soon
 /// as /healthz answered would end the daemon).
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("installing the {name} handler: {source}")]
+    Signal { name: &'static str, source: std::io::Error },
+    #[error("binding the health endpoint on {listen}: {source}")]
+    Bind { listen: std::net::SocketAddr, source: std::io::Error },
+}
+
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
@@ -236,10 +245,10 @@ struct Signals {
 }
 
 impl Signals {
-    fn install() -> Result<Signals, String> {
+    fn install() -> Result<Signals, DaemonError> {
         use tokio::signal::unix::{SignalKind, signal};
         let install =
-            |kind: SignalKind, name: &str| signal(kind).map_err(|e| format!("installing the {name} handler: {e}"));
+            |kind: SignalKind, name: &'static str| signal(kind).map_err(|source| DaemonError::Signal { name, source });
         Ok(Signals {
             term: install(SignalKind::terminate(), "SIGTERM")?,
             int: install(SignalKind::interrupt(), "SIGINT")?,
@@ -263,6 +272,7 @@ async fn wait_for_signals(
             _ = hup.recv() => {
                 crate::systemd::reloading();
                 let assembled = crate::settings::assemble(paths, settings_file, &UserdataSource::Saved).await;
+                let assembled = assembled.map_err(|error| crate::error::chain(&error));
                 match assembled.and_then(|assembly| assembly.result.map_err(|invalid| invalid.to_string())) {
                     Ok(new) => {
                         tracing::info!("settings reloaded ([disk], [gc] and [drain] max-draining-fraction apply now; agent changes at the next start)");

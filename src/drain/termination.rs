@@ -8,7 +8,28 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::ecs_api::{EcsApi, Identity};
-use crate::imds::ImdsClient;
+use crate::imds::{ImdsClient, ImdsError};
+
+/// Why a spot notice, the lifecycle state or the lifecycle action could not be had, naming
+/// the instance or hook.
+#[derive(Debug, thiserror::Error)]
+pub enum TerminationError {
+    #[error(transparent)]
+    Imds(Box<ImdsError>),
+    #[error("unexpected spot/instance-action answer: {source}")]
+    SpotAnswer { source: serde_json::Error },
+    /// An Auto Scaling call failed: what it was doing, and the SDK's full error context.
+    #[error("{doing}: {detail}")]
+    AutoScaling { doing: String, detail: String },
+    #[error("{instance} is not in an Auto Scaling group")]
+    NotInGroup { instance: String },
+}
+
+impl From<ImdsError> for TerminationError {
+    fn from(error: ImdsError) -> Self {
+        TerminationError::Imds(Box::new(error))
+    }
+}
 
 pub const SPOT_ACTION_PATH: &str = "/latest/meta-data/spot/instance-action";
 pub const LIFECYCLE_STATE_PATH: &str = "/latest/meta-data/autoscaling/target-lifecycle-state";
@@ -22,16 +43,15 @@ pub struct SpotAction {
 
 /// A spot notice, if IMDS has one (404 means none). Only actions that take the instance away
 /// count: terminate, stop, hibernate.
-pub async fn spot_notice(imds: &ImdsClient) -> Result<Option<SpotAction>, String> {
-    let Some(body) = imds.get(SPOT_ACTION_PATH).await.map_err(|e| e.to_string())? else { return Ok(None) };
-    let action: SpotAction =
-        serde_json::from_slice(&body).map_err(|e| format!("unexpected spot/instance-action answer: {e}"))?;
+pub async fn spot_notice(imds: &ImdsClient) -> Result<Option<SpotAction>, TerminationError> {
+    let Some(body) = imds.get(SPOT_ACTION_PATH).await? else { return Ok(None) };
+    let action: SpotAction = serde_json::from_slice(&body).map_err(|source| TerminationError::SpotAnswer { source })?;
     Ok(matches!(action.action.as_str(), "terminate" | "stop" | "hibernate").then_some(action))
 }
 
 /// Whether Auto Scaling wants this instance gone (`Terminated`); `false` when not in a group.
-pub async fn termination_requested(imds: &ImdsClient) -> Result<bool, String> {
-    let state = imds.get(LIFECYCLE_STATE_PATH).await.map_err(|e| e.to_string())?;
+pub async fn termination_requested(imds: &ImdsClient) -> Result<bool, TerminationError> {
+    let state = imds.get(LIFECYCLE_STATE_PATH).await?;
     Ok(state.is_some_and(|s| s.as_ref() == b"Terminated"))
 }
 
@@ -49,8 +69,11 @@ pub enum LifecycleOutcome {
     TimedOut,
 }
 
-fn asg_error(context: &str, error: impl std::error::Error) -> String {
-    format!("{context}: {}", aws_sdk_autoscaling::error::DisplayErrorContext(error))
+fn asg_error(doing: &str, error: impl std::error::Error) -> TerminationError {
+    TerminationError::AutoScaling {
+        doing: doing.to_string(),
+        detail: aws_sdk_autoscaling::error::DisplayErrorContext(error).to_string(),
+    }
 }
 
 /// Waits until ECS lists no running task on this instance (or the timeout), heartbeating the
@@ -60,7 +83,7 @@ pub async fn complete_after_tasks_stop(
     api: &EcsApi,
     identity: &Identity,
     settings: &LifecycleSettings,
-) -> Result<LifecycleOutcome, String> {
+) -> Result<LifecycleOutcome, TerminationError> {
     let instance = identity.ec2_instance_id.as_str();
     let described = autoscaling
         .describe_auto_scaling_instances()
@@ -72,7 +95,7 @@ pub async fn complete_after_tasks_stop(
         .auto_scaling_instances()
         .first()
         .and_then(|i| i.auto_scaling_group_name())
-        .ok_or_else(|| format!("{instance} is not in an Auto Scaling group"))?
+        .ok_or_else(|| TerminationError::NotInGroup { instance: instance.to_string() })?
         .to_string();
     let started = Instant::now();
     let mut last_heartbeat = Instant::now();

@@ -39,6 +39,27 @@ pub enum UserdataSource {
     None,
 }
 
+/// A settings source that could not be read at all, naming it.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("reading settings from standard input: {source}")]
+    Stdin { source: std::io::Error },
+    #[error("reading settings file {}: {source}", path.display())]
+    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error("settings file {} is not UTF-8 text (byte {valid_up_to})", path.display())]
+    NotUtf8 { path: PathBuf, valid_up_to: usize },
+    #[error("reading userdata file {}: {source}", path.display())]
+    ReadUserdata { path: PathBuf, source: std::io::Error },
+    #[error("{}: {source}", path.display())]
+    DecodeUserdata { path: PathBuf, source: userdata::UserdataError },
+    #[error("reading saved userdata settings {}: {source}", path.display())]
+    ReadSaved { path: PathBuf, source: std::io::Error },
+    #[error("userdata from IMDS: {source}")]
+    DecodeImds { source: userdata::UserdataError },
+    #[error("reading userdata: {source}; is this an EC2 instance with IMDSv2 enabled?")]
+    Imds { source: Box<crate::imds::ImdsError> },
+}
+
 /// Settings assembled from their sources.
 #[derive(Debug)]
 pub struct Assembly {
@@ -55,7 +76,11 @@ pub struct Assembly {
 /// Reads the layers (the host's among them: `super::host`) and loads them. `Err` when a source
 /// could not be read at all (a missing required file, unreadable userdata, IMDS down): a
 /// message naming the source.
-pub async fn assemble(paths: &HostPaths, file: &SettingsInput, userdata: &UserdataSource) -> Result<Assembly, String> {
+pub async fn assemble(
+    paths: &HostPaths,
+    file: &SettingsInput,
+    userdata: &UserdataSource,
+) -> Result<Assembly, SettingsError> {
     assemble_with(paths, file, userdata, false).await
 }
 
@@ -65,7 +90,7 @@ pub async fn assemble_for_setup(
     paths: &HostPaths,
     file: &SettingsInput,
     userdata: &UserdataSource,
-) -> Result<Assembly, String> {
+) -> Result<Assembly, SettingsError> {
     assemble_with(paths, file, userdata, true).await
 }
 
@@ -74,7 +99,7 @@ async fn assemble_with(
     file: &SettingsInput,
     userdata: &UserdataSource,
     cluster_may_come_later: bool,
-) -> Result<Assembly, String> {
+) -> Result<Assembly, SettingsError> {
     let file_layer = read_settings_file(file)?;
     let mut fallback = None;
     let read = match read_userdata(paths, userdata).await {
@@ -192,13 +217,11 @@ impl fmt::Display for Invalid {
 }
 
 /// Reads the file layer. `Ok(None)` when an optional file is absent.
-fn read_settings_file(input: &SettingsInput) -> Result<Option<(Source, String)>, String> {
+fn read_settings_file(input: &SettingsInput) -> Result<Option<(Source, String)>, SettingsError> {
     match input {
         SettingsInput::Stdin => {
             let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| format!("reading settings from standard input: {e}"))?;
+            std::io::stdin().read_to_string(&mut text).map_err(|source| SettingsError::Stdin { source })?;
             Ok(Some((Source::File("-".into()), text)))
         }
         SettingsInput::Required(path) => read_text(path).map(|text| Some((Source::File(path.clone()), text))),
@@ -209,34 +232,38 @@ fn read_settings_file(input: &SettingsInput) -> Result<Option<(Source, String)>,
     }
 }
 
-fn read_text(path: &Path) -> Result<String, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("reading settings file {}: {e}", path.display()))?;
-    String::from_utf8(bytes).map_err(|e| {
-        format!("settings file {} is not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to())
-    })
+fn read_text(path: &Path) -> Result<String, SettingsError> {
+    let bytes = std::fs::read(path).map_err(|source| SettingsError::ReadFile { path: path.to_path_buf(), source })?;
+    String::from_utf8(bytes)
+        .map_err(|e| SettingsError::NotUtf8 { path: path.to_path_buf(), valid_up_to: e.utf8_error().valid_up_to() })
 }
 
-async fn read_userdata(paths: &HostPaths, source: &UserdataSource) -> Result<Option<Userdata>, String> {
+async fn read_userdata(paths: &HostPaths, source: &UserdataSource) -> Result<Option<Userdata>, SettingsError> {
     match source {
         UserdataSource::None => Ok(None),
         UserdataSource::File(path) => {
-            let bytes = std::fs::read(path).map_err(|e| format!("reading userdata file {}: {e}", path.display()))?;
-            userdata::decode(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display()))
+            let bytes =
+                std::fs::read(path).map_err(|source| SettingsError::ReadUserdata { path: path.clone(), source })?;
+            userdata::decode(&bytes)
+                .map(Some)
+                .map_err(|source| SettingsError::DecodeUserdata { path: path.clone(), source })
         }
         UserdataSource::Saved => {
             let saved = paths.saved_userdata();
             match std::fs::read_to_string(&saved) {
                 Ok(text) => Ok(Some(Userdata::Toml(text))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(format!("reading saved userdata settings {}: {e}", saved.display())),
+                Err(source) => Err(SettingsError::ReadSaved { path: saved, source }),
             }
         }
         UserdataSource::Imds { endpoint, deadline } => {
             let imds = ImdsClient::new(endpoint.clone(), ImdsConfig { deadline: *deadline, ..ImdsConfig::default() });
             match imds.user_data().await {
                 Ok(None) => Ok(Some(Userdata::NoSettings("the instance has no userdata"))),
-                Ok(Some(bytes)) => userdata::decode(&bytes).map(Some).map_err(|e| format!("userdata from IMDS: {e}")),
-                Err(e) => Err(format!("reading userdata: {e}; is this an EC2 instance with IMDSv2 enabled?")),
+                Ok(Some(bytes)) => {
+                    userdata::decode(&bytes).map(Some).map_err(|source| SettingsError::DecodeImds { source })
+                }
+                Err(source) => Err(SettingsError::Imds { source: Box::new(source) }),
             }
         }
     }

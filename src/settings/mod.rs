@@ -15,7 +15,7 @@ mod source;
 mod validate;
 pub mod values;
 
-pub use assemble::{Assembly, Invalid, SettingsInput, UserdataSource, assemble, assemble_for_setup};
+pub use assemble::{Assembly, Invalid, SettingsError, SettingsInput, UserdataSource, assemble, assemble_for_setup};
 pub use document::{RawEntry, RawValue};
 pub use ecs_keys::{go_parse_bool, may_show_value as ecs_key_may_show_value};
 pub use merge::Merged;

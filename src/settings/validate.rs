@@ -20,7 +20,7 @@ use super::model::{
 use super::schema;
 use super::source::{Origin, Problem, Source};
 use super::values::{
-    self, ByteSize, ClusterName, DeviceSpec, Filesystem, ImagePattern, ImageReference, Percent, Secret,
+    self, ByteSize, ClusterName, DeviceSpec, Filesystem, ImagePattern, ImageReference, Percent, Secret, ValueError,
 };
 
 /// Shortest and longest disk check interval: faster wastes CPU, slower misses a fast writer.
@@ -210,13 +210,13 @@ impl<T> Standin for Vec<T> {
     }
 }
 
-fn absolute_path(text: &str) -> Result<PathBuf, String> {
+fn absolute_path(text: &str) -> Result<PathBuf, ValueError> {
     let path = PathBuf::from(text);
     if path.is_absolute() { Ok(path) } else { Err("an absolute path".into()) }
 }
 
-fn at_least(size: ByteSize, min: ByteSize) -> Result<ByteSize, String> {
-    if size >= min { Ok(size) } else { Err(format!("a size of at least {min}")) }
+fn at_least(size: ByteSize, min: ByteSize) -> Result<ByteSize, ValueError> {
+    if size >= min { Ok(size) } else { Err(format!("a size of at least {min}").into()) }
 }
 
 struct Reader<'m> {
@@ -298,7 +298,7 @@ impl<'m> Reader<'m> {
     }
 
     /// Reads a string key through `parse` (a newtype's `from_str`, or a bounded parse).
-    fn string<T: Standin>(&mut self, path: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> T {
+    fn string<T: Standin>(&mut self, path: &str, parse: impl FnOnce(&str) -> Result<T, ValueError>) -> T {
         let Some(RawEntry { value: RawValue::String(text), origin }) = self.entry(path) else {
             return self.standin(path);
         };
@@ -333,7 +333,7 @@ impl<'m> Reader<'m> {
         }
     }
 
-    fn list<T>(&mut self, path: &str, parse: impl Fn(&str) -> Result<T, String>) -> Vec<T> {
+    fn list<T>(&mut self, path: &str, parse: impl Fn(&str) -> Result<T, ValueError>) -> Vec<T> {
         let Some(RawEntry { value: RawValue::StringList(items), origin }) = self.entry(path) else {
             return self.standin(path);
         };

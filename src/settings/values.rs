@@ -7,27 +7,54 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+/// What a settings value should have been, when the text an operator wrote is not one: the
+/// words after "expected" (the caller adds what was found and where).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueError {
+    pub expected: String,
+}
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.expected)
+    }
+}
+
+impl std::error::Error for ValueError {}
+
+impl From<String> for ValueError {
+    fn from(expected: String) -> Self {
+        ValueError { expected }
+    }
+}
+
+impl From<&str> for ValueError {
+    fn from(expected: &str) -> Self {
+        ValueError { expected: expected.to_string() }
+    }
+}
+
 /// A percentage of a filesystem, from `"85%"` or `"92.5%"`; 0 to 100.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
 pub struct Percent(f64);
 
 impl FromStr for Percent {
-    type Err = String;
+    type Err = ValueError;
 
-    fn from_str(text: &str) -> Result<Self, String> {
-        let number = text.strip_suffix('%').ok_or_else(|| Self::EXPECTED.to_string())?;
+    fn from_str(text: &str) -> Result<Self, ValueError> {
+        let number = text.strip_suffix('%').ok_or_else(|| ValueError::from(Self::EXPECTED))?;
         let valid = !number.is_empty()
             && number.chars().all(|c| c.is_ascii_digit() || c == '.')
             && number.matches('.').count() <= 1
             && !number.starts_with('.')
             && !number.ends_with('.');
         let value: f64 = if valid {
-            number.parse().map_err(|_| Self::EXPECTED.to_string())?
+            number.parse().map_err(|_| ValueError::from(Self::EXPECTED))?
         } else {
-            return Err(Self::EXPECTED.to_string());
+            return Err(ValueError::from(Self::EXPECTED));
         };
         if value > 100.0 {
-            return Err("a percentage from 0% to 100%".to_string());
+            return Err("a percentage from 0% to 100%".into());
         }
         Ok(Percent(value))
     }
@@ -70,9 +97,9 @@ const SIZE_UNITS: &[(&str, u64)] = &[
 ];
 
 impl FromStr for ByteSize {
-    type Err = String;
+    type Err = ValueError;
 
-    fn from_str(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, ValueError> {
         let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
         let (number, unit) = text.split_at(digits_end);
         let unit = unit.trim_start();
@@ -84,10 +111,10 @@ impl FromStr for ByteSize {
                 }
                 _ => String::new(),
             };
-            return Err(format!("{}{hint}", Self::EXPECTED));
+            return Err(format!("{}{hint}", Self::EXPECTED).into());
         };
-        let count: u64 = number.parse().map_err(|_| Self::EXPECTED.to_string())?;
-        count.checked_mul(multiplier).map(ByteSize).ok_or_else(|| "a size below 16 EiB".to_string())
+        let count: u64 = number.parse().map_err(|_| ValueError::from(Self::EXPECTED))?;
+        count.checked_mul(multiplier).map(ByteSize).ok_or_else(|| "a size below 16 EiB".into())
     }
 }
 
@@ -116,7 +143,7 @@ impl fmt::Display for ByteSize {
 }
 
 /// Parses a duration such as `"2m"`, `"1h30m"`, `"500ms"` (units ms, s, m, h, d).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
     const EXPECTED: &str = "a duration such as \"2m\", \"1h30m\" or \"500ms\" (units ms, s, m, h, d)";
     let mut rest = text;
     let mut total = Duration::ZERO;
@@ -128,7 +155,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits_end == 0 {
             return Err(EXPECTED.into());
         }
-        let count: u64 = rest[..digits_end].parse().map_err(|_| EXPECTED.to_string())?;
+        let count: u64 = rest[..digits_end].parse().map_err(|_| ValueError::from(EXPECTED))?;
         rest = &rest[digits_end..];
         let unit_end = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let millis_per_unit: u64 = match &rest[..unit_end] {
@@ -167,9 +194,9 @@ pub fn format_duration(duration: Duration) -> String {
 pub struct ClusterName(String);
 
 impl FromStr for ClusterName {
-    type Err = String;
+    type Err = ValueError;
 
-    fn from_str(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, ValueError> {
         const EXPECTED: &str = "an ECS cluster name (1 to 255 letters, digits, hyphens, underscores) or a cluster ARN";
         let name = match text.strip_prefix("arn:") {
             Some(arn) => {
@@ -209,16 +236,16 @@ pub struct ImageReference {
 }
 
 impl FromStr for ImageReference {
-    type Err = String;
+    type Err = ValueError;
 
-    fn from_str(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, ValueError> {
         const EXPECTED: &str =
             "a pinned image such as \"amazon/amazon-ecs-agent:v1.105.1\" or \"repo@sha256:<64 hex>\"";
         let (name, digest) = match text.split_once('@') {
             Some((name, digest)) => {
                 let hex = digest.strip_prefix("sha256:").ok_or(EXPECTED)?;
                 if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
-                    return Err(format!("{EXPECTED}; the digest must be sha256: and 64 lowercase hex digits"));
+                    return Err(format!("{EXPECTED}; the digest must be sha256: and 64 lowercase hex digits").into());
                 }
                 (name, Some(digest.to_string()))
             }
@@ -238,7 +265,7 @@ impl FromStr for ImageReference {
                 && !tag.starts_with(['.', '-'])
                 && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
             if !valid_tag {
-                return Err(format!("{EXPECTED}; {tag:?} is not a valid tag"));
+                return Err(format!("{EXPECTED}; {tag:?} is not a valid tag").into());
             }
             if tag.eq_ignore_ascii_case("latest") && digest.is_none() {
                 return Err(
@@ -321,9 +348,9 @@ fn valid_path_component(component: &str) -> bool {
 pub struct ImagePattern(String);
 
 impl FromStr for ImagePattern {
-    type Err = String;
+    type Err = ValueError;
 
-    fn from_str(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, ValueError> {
         let valid = !text.is_empty()
             && text.len() <= 512
             && text.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:@*".contains(c));
@@ -391,9 +418,9 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 pub struct VolumeId(String);
 
 impl FromStr for VolumeId {
-    type Err = String;
+    type Err = ValueError;
 
-    fn from_str(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, ValueError> {
         let hex = text.strip_prefix("vol-").or_else(|| text.strip_prefix("vol")).unwrap_or("");
         let valid = matches!(hex.len(), 8 | 17) && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
         if valid {
@@ -429,9 +456,9 @@ pub enum DeviceSpec {
 }
 
 impl FromStr for DeviceSpec {
-    type Err = String;
+    type Err = ValueError;
 
-    fn from_str(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, ValueError> {
         const EXPECTED: &str = "\"none\", a /dev path, an EBS volume id (vol-...), or a launch name such as \"xvdcz\"";
         if text == "none" {
             return Ok(DeviceSpec::None);
@@ -477,12 +504,12 @@ macro_rules! keyword_enum {
         pub enum $name { $($(#[$vmeta])* $variant,)+ }
 
         impl std::str::FromStr for $name {
-            type Err = String;
+            type Err = $crate::settings::values::ValueError;
 
-            fn from_str(text: &str) -> Result<Self, String> {
+            fn from_str(text: &str) -> Result<Self, $crate::settings::values::ValueError> {
                 match text {
                     $($word => Ok($name::$variant),)+
-                    _ => Err([$(concat!("\"", $word, "\"")),+].join(" or ")),
+                    _ => Err([$(concat!("\"", $word, "\"")),+].join(" or ").into()),
                 }
             }
         }
@@ -505,12 +532,12 @@ keyword_enum! {
 }
 
 /// An address to listen on, `host:port` with an IP host.
-pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
-    text.parse::<SocketAddr>().map_err(|_| "an IP address and port such as \"127.0.0.1:31690\"".to_string())
+pub fn parse_listen_address(text: &str) -> Result<SocketAddr, ValueError> {
+    text.parse::<SocketAddr>().map_err(|_| "an IP address and port such as \"127.0.0.1:31690\"".into())
 }
 
 /// An Auto Scaling lifecycle hook name: 1–255 of letters, digits, `-`, `_`, `/`.
-pub fn parse_lifecycle_hook(text: &str) -> Result<String, String> {
+pub fn parse_lifecycle_hook(text: &str) -> Result<String, ValueError> {
     let valid = (1..=255).contains(&text.len())
         && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'));
     if valid { Ok(text.to_string()) } else { Err("a lifecycle hook name (letters, digits, -, _, /)".into()) }
@@ -549,7 +576,7 @@ mod tests {
         for bad in ["sixteen", "16", "MiB", "16mib", "-1MiB", "1.5GiB", "99999999999TiB", ""] {
             assert!(ByteSize::from_str(bad).is_err(), "{bad} accepted");
         }
-        assert!(ByteSize::from_str("16m").unwrap_err().contains("did you mean \"16MiB\""));
+        assert!(ByteSize::from_str("16m").unwrap_err().expected.contains("did you mean \"16MiB\""));
         assert_eq!(ByteSize::from_str("16MiB").unwrap().to_string(), "16MiB");
         assert_eq!(ByteSize::from_bytes(1500).to_string(), "1500B");
     }
@@ -606,7 +633,7 @@ mod tests {
         ];
         for text in refused {
             let error = ImageReference::from_str(text).unwrap_err();
-            assert!(error.contains("pinned"), "{text}: {error}");
+            assert!(error.expected.contains("pinned"), "{text}: {error}");
         }
         for bad in ["Amazon/Agent:1", "agent:", "agent@sha256:abc", "/agent:1", "a//b:1", "agent:-x", "a b:1"] {
             assert!(ImageReference::from_str(bad).is_err(), "{bad} accepted");

@@ -4,24 +4,24 @@
 
 use serde_json::{Map, Value};
 
-use super::Note;
+use super::{Note, StorageError};
 
 use crate::settings::values::ByteSize;
 
-/// Whether `overlay2.size` can work: dockerd refuses to start with it unless the backing
-/// filesystem is xfs, mounted with project quota, and formatted with ftype=1.
-pub fn overlay_size_supported(fs_type: &str, super_options: &str, ftype: Option<u8>) -> Result<(), String> {
+/// Why `overlay2.size` cannot work, if it cannot: dockerd refuses to start with it unless the
+/// backing filesystem is xfs, mounted with project quota, and formatted with ftype=1.
+pub(crate) fn overlay_size_unsupported(fs_type: &str, super_options: &str, ftype: Option<u8>) -> Option<String> {
     if fs_type != "xfs" {
-        return Err(format!("the filesystem is {fs_type}; overlay2.size needs xfs"));
+        return Some(format!("the filesystem is {fs_type}; overlay2.size needs xfs"));
     }
     let options: Vec<&str> = super_options.split(',').collect();
     if !options.iter().any(|o| matches!(*o, "prjquota" | "pquota")) {
-        return Err("xfs is mounted without project quota (prjquota); this kernel may not support it".into());
+        return Some("xfs is mounted without project quota (prjquota); this kernel may not support it".into());
     }
     if ftype != Some(1) {
-        return Err("the xfs filesystem lacks ftype=1 (d_type), which overlay2 needs".into());
+        return Some("the xfs filesystem lacks ftype=1 (d_type), which overlay2 needs".into());
     }
-    Ok(())
+    None
 }
 
 /// Docker's size notation (`units.RAMInBytes`, 1024-based): `16m`, `10g`, or bytes.
@@ -51,11 +51,16 @@ const LOCAL_DRIVERS: &[&str] = &["json-file", "local"];
 
 /// Merges `wanted` into an existing daemon.json object. Returns the new document and notes
 /// for the operator.
-pub fn merge(existing: Value, wanted: &Wanted) -> Result<(Value, Vec<Note>), String> {
+pub fn merge(existing: Value, wanted: &Wanted) -> Result<(Value, Vec<Note>), StorageError> {
     let mut doc = match existing {
         Value::Object(map) => map,
         Value::Null => Map::new(),
-        other => return Err(format!("daemon.json must hold a JSON object, found {}", kind(&other))),
+        other => {
+            return Err(StorageError::DaemonJsonShape(format!(
+                "daemon.json must hold a JSON object, found {}",
+                kind(&other)
+            )));
+        }
     };
     let mut notes = Vec::new();
     if let Some(root) = &wanted.data_root {
@@ -77,7 +82,9 @@ pub fn merge(existing: Value, wanted: &Wanted) -> Result<(Value, Vec<Note>), Str
         ("cache-max-size", "cache-max-file")
     };
     let opts = doc.entry("log-opts").or_insert_with(|| Value::Object(Map::new()));
-    let Value::Object(opts) = opts else { return Err("daemon.json: log-opts must be an object".into()) };
+    let Value::Object(opts) = opts else {
+        return Err(StorageError::DaemonJsonShape("daemon.json: log-opts must be an object".into()));
+    };
     // The operator's own bounds win; Docker wants strings here.
     opts.entry(size_key).or_insert_with(|| Value::String(docker_size(wanted.log_max_size)));
     opts.entry(files_key).or_insert_with(|| Value::String(wanted.log_max_files.to_string()));
@@ -86,7 +93,9 @@ pub fn merge(existing: Value, wanted: &Wanted) -> Result<(Value, Vec<Note>), Str
     }
 
     let storage = doc.entry("storage-opts").or_insert_with(|| Value::Array(Vec::new()));
-    let Value::Array(storage) = storage else { return Err("daemon.json: storage-opts must be an array".into()) };
+    let Value::Array(storage) = storage else {
+        return Err(StorageError::DaemonJsonShape("daemon.json: storage-opts must be an array".into()));
+    };
     let before = storage.len();
     storage.retain(|o| !o.as_str().is_some_and(|s| s.starts_with("overlay2.size=")));
     match wanted.overlay_size {
@@ -178,14 +187,11 @@ mod tests {
 
     #[test]
     fn the_quota_decision() {
-        assert!(overlay_size_supported("xfs", "rw,noatime,attr2,inode64,prjquota", Some(1)).is_ok());
-        assert!(
-            overlay_size_supported("xfs", "rw,noatime,attr2,inode64,noquota", Some(1))
-                .unwrap_err()
-                .contains("project quota")
-        );
-        assert!(overlay_size_supported("xfs", "rw,prjquota", Some(0)).unwrap_err().contains("ftype=1"));
-        assert!(overlay_size_supported("ext4", "rw,prjquota", Some(1)).unwrap_err().contains("needs xfs"));
+        assert!(overlay_size_unsupported("xfs", "rw,noatime,attr2,inode64,prjquota", Some(1)).is_none());
+        let why = |fs_type, options, ftype| overlay_size_unsupported(fs_type, options, ftype).unwrap_or_default();
+        assert!(why("xfs", "rw,noatime,attr2,inode64,noquota", Some(1)).contains("project quota"));
+        assert!(why("xfs", "rw,prjquota", Some(0)).contains("ftype=1"));
+        assert!(why("ext4", "rw,prjquota", Some(1)).contains("needs xfs"));
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use crate::host_paths::HostPaths;
 use crate::settings::values::DeviceSpec;
 
+use super::StorageError;
+
 fn launch_name_twins(name: &str) -> Vec<String> {
     let bare = name.trim_start_matches("/dev/");
     let letters = bare.strip_prefix("xvd").or_else(|| bare.strip_prefix("sd")).unwrap_or(bare);
@@ -88,7 +90,7 @@ fn nvme_by_serial(serial: &str, paths: &HostPaths) -> Option<PathBuf> {
 }
 
 /// Resolves the device, waiting up to `wait` for it to appear (EBS attaches can lag at boot).
-pub fn resolve(spec: &DeviceSpec, paths: &HostPaths, wait: Duration) -> Result<PathBuf, String> {
+pub fn resolve(spec: &DeviceSpec, paths: &HostPaths, wait: Duration) -> Result<PathBuf, StorageError> {
     let candidates = candidates(spec, paths);
     let deadline = Instant::now() + wait;
     loop {
@@ -100,20 +102,15 @@ pub fn resolve(spec: &DeviceSpec, paths: &HostPaths, wait: Duration) -> Result<P
         };
         for candidate in candidates.iter().chain(&found) {
             if let Ok(real) = std::fs::canonicalize(candidate) {
-                let metadata = std::fs::metadata(&real).map_err(|e| format!("reading {}: {e}", real.display()))?;
+                let metadata = std::fs::metadata(&real).map_err(|source| StorageError::io("reading", &real, source))?;
                 if !metadata.file_type().is_block_device() {
-                    return Err(format!("{} ({}) is not a block device", candidate.display(), real.display()));
+                    return Err(StorageError::NotBlockDevice { device: candidate.clone(), real });
                 }
                 return Ok(real);
             }
         }
         if Instant::now() >= deadline {
-            let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
-            return Err(format!(
-                "no block device for [docker] data-device after {wait:?} (looked at {}); Docker stays off \
-                 rather than fall back to the root disk. Attach the volume, or set data-device = \"none\" on purpose",
-                looked.join(", ")
-            ));
+            return Err(StorageError::NoDevice { wait, looked: candidates });
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -140,11 +137,15 @@ mod tests {
     fn a_missing_device_is_an_error_naming_where_it_looked() {
         let root = tempfile::tempdir().unwrap();
         let paths = HostPaths::new(root.path());
-        let error = resolve(&DeviceSpec::LaunchName("xvdzz".into()), &paths, Duration::from_millis(100)).unwrap_err();
+        let error = resolve(&DeviceSpec::LaunchName("xvdzz".into()), &paths, Duration::from_millis(100))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("xvdzz") && error.contains("root disk"), "{error}");
         std::fs::create_dir_all(root.path().join("dev")).unwrap();
         std::fs::write(root.path().join("dev/sdzz"), b"").unwrap();
-        let error = resolve(&DeviceSpec::LaunchName("xvdzz".into()), &paths, Duration::from_millis(100)).unwrap_err();
+        let error = resolve(&DeviceSpec::LaunchName("xvdzz".into()), &paths, Duration::from_millis(100))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("not a block device"), "{error}");
     }
 
@@ -167,7 +168,7 @@ mod tests {
         }
         std::fs::create_dir_all(root.path().join("dev")).unwrap();
         std::fs::write(root.path().join("dev/nvme1n1"), b"").unwrap();
-        let error = resolve(&volume, &paths, Duration::from_millis(100)).unwrap_err();
+        let error = resolve(&volume, &paths, Duration::from_millis(100)).unwrap_err().to_string();
         assert!(error.contains("dev/nvme1n1") && error.contains("not a block device"), "{error}");
     }
 }

@@ -15,11 +15,13 @@ pub mod shared_disk;
 pub mod underneath;
 pub mod units;
 
+use std::ffi::OsString;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::fsutil::{Written, unless_out_of_space, write_atomic};
+use crate::fsutil::{WriteError, Written, unless_out_of_space, write_atomic};
 use crate::host_paths::HostPaths;
 use crate::settings::Settings;
 use crate::settings::values::{DeviceSpec, Filesystem};
@@ -31,6 +33,79 @@ const BASE_OPTIONS: &str = "noatime,nodev,nosuid";
 /// `nodev` mount, and dockerd then does not start at all with `overlay2.size`. Containers do
 /// not lose by it: their device nodes are governed by the overlay mounts and the device cgroup.
 const QUOTA_OPTIONS: &str = "noatime,nosuid,prjquota";
+
+/// Why preparing Docker's disk or writing daemon.json failed, naming the device or path.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A tool (mkfs, mount, xfs_growfs, ...) could not be started.
+    #[error("{what}: cannot run {program:?}: {source}")]
+    Spawn { what: String, program: OsString, source: io::Error },
+    /// A tool ran and failed: what it printed.
+    #[error("{what}: {output}")]
+    Tool { what: String, output: String },
+    /// Reading, creating or linking `path`.
+    #[error("{doing} {}: {source}", path.display())]
+    Io { doing: &'static str, path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Measure(#[from] crate::disk::ProbeError),
+    #[error("reading {}: {source}; is /proc mounted? refusing to guess which disks are in use", mountinfo::MOUNTINFO)]
+    Mountinfo { source: io::Error },
+    #[error("{} lists no mounts; refusing to guess which disks are in use", mountinfo::MOUNTINFO)]
+    NoMounts,
+    #[error("cannot tell what {} holds: {source}", dir.display())]
+    Survey { dir: PathBuf, source: io::Error },
+    #[error(
+        "{dir} on the root disk holds {what}; mounting Docker's device over it would hide them and keep their space \
+         used. Stop Docker and move them away (or remove them: `rm -rf {dir}/*` if they are not needed), or set \
+         [docker] data-device = \"none\" to keep Docker's data where it is",
+        dir = dir.display()
+    )]
+    WouldHide { dir: PathBuf, what: String },
+    #[error(
+        "no block device for [docker] data-device after {wait:?} (looked at {}); Docker stays off \
+         rather than fall back to the root disk. Attach the volume, or set data-device = \"none\" on purpose",
+        looked.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    NoDevice { wait: Duration, looked: Vec<PathBuf> },
+    #[error("{} ({}) is not a block device", device.display(), real.display())]
+    NotBlockDevice { device: PathBuf, real: PathBuf },
+    #[error("cannot stat {}", device.display())]
+    Stat { device: PathBuf },
+    #[error("{} is in use (mounted, or held by md, LVM or another program); refusing to touch it", device.display())]
+    InUse { device: PathBuf },
+    #[error("opening {} to probe it: {source}", device.display())]
+    Open { device: PathBuf, source: io::Error },
+    #[error("running blkid (util-linux) on {}: {source}", device.display())]
+    Blkid { device: PathBuf, source: io::Error },
+    /// What the device holds rules out using it (the reason names the device).
+    #[error("{reason}")]
+    Refused { device: PathBuf, reason: String },
+    #[error("{} is mounted at {}; refusing to use a device in use", device.display(), mount_point.display())]
+    MountedElsewhere { device: PathBuf, mount_point: PathBuf },
+    #[error("{} still looks empty after formatting", device.display())]
+    StillEmpty { device: PathBuf },
+    #[error("{} changed while nodewarden was about to format it; refusing", device.display())]
+    Changed { device: PathBuf },
+    #[error("{} is already a mount of {mounted}, not of {}; unmount it first", mount_point.display(), device.display())]
+    OtherMount { mount_point: PathBuf, mounted: String, device: PathBuf },
+    #[error("{} is not mounted at {} after mounting", device.display(), mount_point.display())]
+    NotMounted { device: PathBuf, mount_point: PathBuf },
+    #[error("{} is not valid JSON ({source}); fix or remove it: nodewarden will not overwrite it", path.display())]
+    InvalidJson { path: PathBuf, source: serde_json::Error },
+    /// daemon.json holds a JSON value of the wrong shape.
+    #[error("{0}")]
+    DaemonJsonShape(String),
+    #[error(transparent)]
+    Encode(serde_json::Error),
+}
+
+impl StorageError {
+    fn io(doing: &'static str, path: &Path, source: io::Error) -> Self {
+        StorageError::Io { doing, path: path.to_path_buf(), source }
+    }
+}
 
 /// What writing daemon.json has to tell the operator, by kind rather than by wording.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,16 +131,23 @@ pub struct Prepared {
     pub warnings: Vec<String>,
 }
 
-fn run(command: &mut Command, what: &str) -> Result<String, String> {
-    let output = command.output().map_err(|e| format!("{what}: cannot run {:?}: {e}", command.get_program()))?;
+fn run(command: &mut Command, what: &str) -> Result<String, StorageError> {
+    let output = command.output().map_err(|source| StorageError::Spawn {
+        what: what.to_string(),
+        program: command.get_program().to_os_string(),
+        source,
+    })?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
-        Err(format!(
-            "{what}: {}{}",
-            String::from_utf8_lossy(&output.stderr).trim(),
-            String::from_utf8_lossy(&output.stdout).trim()
-        ))
+        Err(StorageError::Tool {
+            what: what.to_string(),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stderr).trim(),
+                String::from_utf8_lossy(&output.stdout).trim()
+            ),
+        })
     }
 }
 
@@ -76,7 +158,11 @@ fn device_number(device: &Path) -> Option<String> {
 }
 
 /// Prepares the device; `Ok(None)` when `data-device = "none"`.
-pub fn prepare(paths: &HostPaths, settings: &Settings, device_wait: Duration) -> Result<Option<Prepared>, String> {
+pub fn prepare(
+    paths: &HostPaths,
+    settings: &Settings,
+    device_wait: Duration,
+) -> Result<Option<Prepared>, StorageError> {
     let spec = &settings.docker.data_device;
     if *spec == DeviceSpec::None {
         tracing::warn!(
@@ -86,24 +172,20 @@ pub fn prepare(paths: &HostPaths, settings: &Settings, device_wait: Duration) ->
     }
     let device = device::resolve(spec, paths, device_wait)?;
     let mount_point = paths.docker_data_root();
-    let number = device_number(&device).ok_or_else(|| format!("cannot stat {}", device.display()))?;
+    let number = device_number(&device).ok_or_else(|| StorageError::Stat { device: device.clone() })?;
     let mounts = mountinfo::current()?;
     // Mounted already: at our mount point (the reboot case) it is fine, anywhere else it is not ours.
     let at_target = mounts.iter().find(|m| m.mount_point == mount_point);
     let elsewhere = mounts.iter().find(|m| m.device_number == number && m.mount_point != mount_point);
     if let Some(other) = elsewhere {
-        return Err(format!(
-            "{} is mounted at {}; refusing to use a device in use",
-            device.display(),
-            other.mount_point.display()
-        ));
+        return Err(StorageError::MountedElsewhere { device, mount_point: other.mount_point.clone() });
     }
     if at_target.is_none() {
         refuse_to_hide(&mount_point)?;
     }
     let mounted_here = at_target.is_some_and(|m| m.device_number == number);
     let (formatted, fs_type, uuid) = match probe::decide(&device, &probe::probe(&device, mounted_here)?) {
-        Verdict::Refuse(reason) => return Err(reason),
+        Verdict::Refuse(reason) => return Err(StorageError::Refused { device, reason }),
         Verdict::Reuse { fs_type, uuid } => {
             tracing::info!(device = %device.display(), %fs_type, %uuid, "reusing nodewarden's filesystem");
             (false, fs_type, uuid)
@@ -111,7 +193,7 @@ pub fn prepare(paths: &HostPaths, settings: &Settings, device_wait: Duration) ->
         Verdict::Format => {
             format(&device, settings.docker.filesystem)?;
             let Contents::Found(tags) = probe::probe(&device, false)? else {
-                return Err(format!("{} still looks empty after formatting", device.display()));
+                return Err(StorageError::StillEmpty { device });
             };
             let fs_type = tags.get("TYPE").cloned().unwrap_or_default();
             let uuid = tags.get("UUID").cloned().unwrap_or_default();
@@ -119,18 +201,13 @@ pub fn prepare(paths: &HostPaths, settings: &Settings, device_wait: Duration) ->
             (true, fs_type, uuid)
         }
     };
-    std::fs::create_dir_all(&mount_point).map_err(|e| format!("creating {}: {e}", mount_point.display()))?;
+    std::fs::create_dir_all(&mount_point).map_err(|source| StorageError::io("creating", &mount_point, source))?;
     match at_target {
         Some(existing) if existing.device_number == number => {
             tracing::info!(mount_point = %mount_point.display(), "Docker's device is mounted already");
         }
         Some(existing) => {
-            return Err(format!(
-                "{} is already a mount of {}, not of {}; unmount it first",
-                mount_point.display(),
-                existing.source,
-                device.display()
-            ));
+            return Err(StorageError::OtherMount { mount_point, mounted: existing.source.clone(), device });
         }
         None => {
             let options = mount(&device, &mount_point, &fs_type)?;
@@ -140,11 +217,11 @@ pub fn prepare(paths: &HostPaths, settings: &Settings, device_wait: Duration) ->
     let mounted = || {
         mountinfo::holding(&mountinfo::current()?, &mount_point)
             .filter(|m| m.device_number == number)
-            .ok_or_else(|| format!("{} is not mounted at {} after mounting", device.display(), mount_point.display()))
+            .ok_or_else(|| StorageError::NotMounted { device: device.clone(), mount_point: mount_point.clone() })
     };
     allow_device_nodes(&mounted()?)?;
     let mounted = mounted()?;
-    let quota_unavailable = overlay_size_verdict(&mounted, &mount_point).err();
+    let quota_unavailable = overlay_size_unavailable(&mounted, &mount_point);
     let grown_bytes = grow(&device, &mount_point, &fs_type)?;
     let warnings = write_units(paths, &uuid, &fs_type, unit_options(&fs_type, &mounted.super_options))?;
     Ok(Some(Prepared { device, formatted, fs_type, uuid, mount_point, quota_unavailable, grown_bytes, warnings }))
@@ -153,7 +230,7 @@ pub fn prepare(paths: &HostPaths, settings: &Settings, device_wait: Duration) ->
 /// Docker's data already on the root disk, where a device is configured and nothing is mounted
 /// at the data root yet: what it holds ("2 images and 1 container"), which mounting would hide.
 /// Setup then keeps Docker where it is (`shared_disk`) instead of refusing.
-pub fn found_on_root_disk(paths: &HostPaths, settings: &Settings) -> Result<Option<String>, String> {
+pub fn found_on_root_disk(paths: &HostPaths, settings: &Settings) -> Result<Option<String>, StorageError> {
     if settings.docker.data_device == DeviceSpec::None {
         return Ok(None);
     }
@@ -167,25 +244,19 @@ pub fn found_on_root_disk(paths: &HostPaths, settings: &Settings) -> Result<Opti
 
 /// Mounting over a data root that holds images, containers, volumes or someone else's files
 /// would hide them and keep their space used on the root disk: refuse, before touching the device.
-fn refuse_to_hide(mount_point: &Path) -> Result<(), String> {
+fn refuse_to_hide(mount_point: &Path) -> Result<(), StorageError> {
     let found = underneath::survey(mount_point)?;
     if found.is_empty() {
         return Ok(());
     }
-    Err(format!(
-        "{dir} on the root disk holds {what}; mounting Docker's device over it would hide them and keep their space \
-         used. Stop Docker and move them away (or remove them: `rm -rf {dir}/*` if they are not needed), or set \
-         [docker] data-device = \"none\" to keep Docker's data where it is",
-        dir = mount_point.display(),
-        what = found.describe()
-    ))
+    Err(StorageError::WouldHide { dir: mount_point.to_path_buf(), what: found.describe() })
 }
 
-fn format(device: &Path, filesystem: Filesystem) -> Result<(), String> {
+fn format(device: &Path, filesystem: Filesystem) -> Result<(), StorageError> {
     // mkfs claims the device exclusively itself (so our hold cannot last through it): probe once
     // more right before it, so the window in which something else could write is a few ms.
     if probe::probe(device, false)? != Contents::Empty {
-        return Err(format!("{} changed while nodewarden was about to format it; refusing", device.display()));
+        return Err(StorageError::Changed { device: device.to_path_buf() });
     }
     // No force flags: mkfs.xfs refuses a device that holds something, one more guard after
     // blkid (mkfs.ext4 asks only on a terminal, so for ext4 the probe above is the guard).
@@ -199,7 +270,7 @@ fn format(device: &Path, filesystem: Filesystem) -> Result<(), String> {
 }
 
 /// Mounts with project quota on xfs when the kernel supports it, else without (and says so).
-fn mount(device: &Path, mount_point: &Path, fs_type: &str) -> Result<String, String> {
+fn mount(device: &Path, mount_point: &Path, fs_type: &str) -> Result<String, StorageError> {
     let attempt = |options: &str| {
         run(Command::new("mount").args(["-t", fs_type, "-o", options]).arg(device).arg(mount_point), "mount")
     };
@@ -225,7 +296,7 @@ fn unit_options(fs_type: &str, super_options: &str) -> &'static str {
 
 /// An xfs quota mount that an older nodewarden (or an operator) mounted `nodev` is remounted
 /// `dev`, so dockerd's quota check can pass; a per-mount flag, changed in place.
-fn allow_device_nodes(mounted: &mountinfo::Mount) -> Result<(), String> {
+fn allow_device_nodes(mounted: &mountinfo::Mount) -> Result<(), StorageError> {
     if mounted.fs_type != "xfs"
         || !has_project_quota(&mounted.super_options)
         || !mounted.mount_options.split(',').any(|o| o == "nodev")
@@ -237,12 +308,12 @@ fn allow_device_nodes(mounted: &mountinfo::Mount) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `overlay2.size` can be written for the filesystem `mount` holding `dir`: the
-/// filesystem's own properties first, then dockerd's project-quota check made for real in `dir`.
-fn overlay_size_verdict(mount: &mountinfo::Mount, dir: &Path) -> Result<(), String> {
+/// Why `overlay2.size` cannot be written for the filesystem `mount` holding `dir`, if it cannot:
+/// the filesystem's own properties first, then dockerd's project-quota check made for real in `dir`.
+fn overlay_size_unavailable(mount: &mountinfo::Mount, dir: &Path) -> Option<String> {
     let ftype = if mount.fs_type == "xfs" { xfs_ftype(&mount.mount_point) } else { None };
-    daemon_json::overlay_size_supported(&mount.fs_type, &mount.super_options, ftype)?;
-    quota::dockerd_accepts_overlay_size(dir)
+    daemon_json::overlay_size_unsupported(&mount.fs_type, &mount.super_options, ftype)
+        .or_else(|| quota::dockerd_accepts_overlay_size(dir).err())
 }
 
 fn xfs_ftype(mount_point: &Path) -> Option<u8> {
@@ -253,14 +324,14 @@ fn xfs_ftype(mount_point: &Path) -> Option<u8> {
 }
 
 /// Grows the filesystem to the device (a no-op when it already fills it); returns bytes gained.
-fn grow(device: &Path, mount_point: &Path, fs_type: &str) -> Result<u64, String> {
-    let before = crate::disk::probe(mount_point).map_err(|e| e.to_string())?.total_bytes;
+fn grow(device: &Path, mount_point: &Path, fs_type: &str) -> Result<u64, StorageError> {
+    let before = crate::disk::probe(mount_point)?.total_bytes;
     match fs_type {
         "xfs" => run(Command::new("xfs_growfs").arg(mount_point), "xfs_growfs")?,
         "ext4" => run(Command::new("resize2fs").arg(device), "resize2fs")?,
         _ => return Ok(0),
     };
-    let after = crate::disk::probe(mount_point).map_err(|e| e.to_string())?.total_bytes;
+    let after = crate::disk::probe(mount_point)?.total_bytes;
     if after > before {
         tracing::info!(before, after, "grew Docker's filesystem to its device");
     }
@@ -269,27 +340,27 @@ fn grow(device: &Path, mount_point: &Path, fs_type: &str) -> Result<u64, String>
 
 /// The mount unit and its drop-ins. Docker's disk is mounted already (by setup, in every
 /// boot), so a root disk too full for them is a warning, returned, and not a failure.
-fn write_units(paths: &HostPaths, uuid: &str, fs_type: &str, options: &str) -> Result<Vec<String>, String> {
+fn write_units(paths: &HostPaths, uuid: &str, fs_type: &str, options: &str) -> Result<Vec<String>, StorageError> {
     const CONSEQUENCE: &str = "the mount stays as setup made it in this boot (setup mounts it again at each boot)";
     let dir = paths.systemd_dir();
     let mut warnings = Vec::new();
     let unit = write_atomic(&dir.join(units::MOUNT_UNIT), units::mount_unit(uuid, fs_type, options).as_bytes(), 0o644);
-    warnings.extend(unless_out_of_space(unit, CONSEQUENCE).map_err(|e| e.to_string())?);
+    warnings.extend(unless_out_of_space(unit, CONSEQUENCE)?);
     for service in units::SERVICES {
         let drop_in = dir.join(format!("{service}.d")).join(units::DROP_IN);
         let written = write_atomic(&drop_in, units::drop_in().as_bytes(), 0o644);
-        warnings.extend(unless_out_of_space(written, CONSEQUENCE).map_err(|e| e.to_string())?);
+        warnings.extend(unless_out_of_space(written, CONSEQUENCE)?);
     }
     if !warnings.is_empty() {
         return Ok(warnings);
     }
     // Enabled as `systemctl enable` would: a link in local-fs.target.wants.
     let wants = dir.join("local-fs.target.wants");
-    std::fs::create_dir_all(&wants).map_err(|e| format!("creating {}: {e}", wants.display()))?;
+    std::fs::create_dir_all(&wants).map_err(|source| StorageError::io("creating", &wants, source))?;
     let link = wants.join(units::MOUNT_UNIT);
     if std::fs::symlink_metadata(&link).is_err() {
         std::os::unix::fs::symlink(format!("../{}", units::MOUNT_UNIT), &link)
-            .map_err(|e| format!("linking {}: {e}", link.display()))?;
+            .map_err(|source| StorageError::io("linking", &link, source))?;
     }
     Ok(warnings)
 }
@@ -300,15 +371,15 @@ pub fn write_daemon_json(
     paths: &HostPaths,
     settings: &Settings,
     prepared: Option<&Prepared>,
-) -> Result<Vec<Note>, String> {
+) -> Result<Vec<Note>, StorageError> {
     let path = paths.docker_daemon_json();
     let existing = match std::fs::read(&path) {
         Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => serde_json::Value::Null,
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            format!("{} is not valid JSON ({e}); fix or remove it: nodewarden will not overwrite it", path.display())
-        })?,
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|source| StorageError::InvalidJson { path: path.clone(), source })?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::Value::Null,
-        Err(e) => return Err(format!("reading {}: {e}", path.display())),
+        Err(source) => return Err(StorageError::io("reading", &path, source)),
     };
     let mut notes = Vec::new();
     // Without a device of its own, Docker's data stays where the operator put it.
@@ -316,22 +387,22 @@ pub fn write_daemon_json(
     let overlay_size = match settings.docker.container_disk_limit {
         None => None,
         Some(limit) => {
-            let verdict = match prepared {
-                Some(p) => p.quota_unavailable.clone().map_or(Ok(()), Err),
+            let unavailable = match prepared {
+                Some(p) => p.quota_unavailable.clone(),
                 None => {
                     let root = operator_root.clone().unwrap_or_else(|| paths.docker_data_root());
                     match mountinfo::holding(&mountinfo::current()?, &root) {
                         Some(m) => {
                             let dir = if root.is_dir() { root.clone() } else { m.mount_point.clone() };
-                            overlay_size_verdict(&m, &dir)
+                            overlay_size_unavailable(&m, &dir)
                         }
-                        None => Err(format!("cannot tell which filesystem holds {}", root.display())),
+                        None => Some(format!("cannot tell which filesystem holds {}", root.display())),
                     }
                 }
             };
-            match verdict {
-                Ok(()) => Some(limit),
-                Err(why) => {
+            match unavailable {
+                None => Some(limit),
+                Some(why) => {
                     notes.push(Note::Warning(format!("the per-container writable-layer cap ({limit}) is off: {why}")));
                     None
                 }
@@ -346,9 +417,9 @@ pub fn write_daemon_json(
     };
     let (merged, merge_notes) = daemon_json::merge(existing, &wanted)?;
     notes.extend(merge_notes);
-    let mut text = serde_json::to_string_pretty(&merged).map_err(|e| e.to_string())?;
+    let mut text = serde_json::to_string_pretty(&merged).map_err(StorageError::Encode)?;
     text.push('\n');
-    let written = write_atomic(&path, text.as_bytes(), 0o644).map_err(|e| e.to_string())?;
+    let written = write_atomic(&path, text.as_bytes(), 0o644)?;
     let what = if written == Written::Changed { "written" } else { "unchanged" };
     notes.push(Note::Info(format!("{}: {what}", path.display())));
     Ok(notes)

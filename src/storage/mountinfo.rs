@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::StorageError;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
     /// `major:minor` of the mounted device.
@@ -36,16 +38,15 @@ pub fn parse(text: &str) -> Vec<Mount> {
         .collect()
 }
 
-const MOUNTINFO: &str = "/proc/self/mountinfo";
+pub(crate) const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 /// The mounts now. Fails closed: without the list, nothing can tell whether a device is in use
 /// or a directory is a mount point, so nothing that depends on it may proceed.
-pub fn current() -> Result<Vec<Mount>, String> {
-    let text = std::fs::read_to_string(MOUNTINFO)
-        .map_err(|e| format!("reading {MOUNTINFO}: {e}; is /proc mounted? refusing to guess which disks are in use"))?;
+pub fn current() -> Result<Vec<Mount>, StorageError> {
+    let text = std::fs::read_to_string(MOUNTINFO).map_err(|source| StorageError::Mountinfo { source })?;
     let mounts = parse(&text);
     if mounts.is_empty() {
-        return Err(format!("{MOUNTINFO} lists no mounts; refusing to guess which disks are in use"));
+        return Err(StorageError::NoMounts);
     }
     Ok(mounts)
 }

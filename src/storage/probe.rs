@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+use super::StorageError;
+
 /// The filesystem label nodewarden gives the Docker device (xfs labels hold 12 characters).
 pub const LABEL: &str = "nodewarden";
 
@@ -39,31 +41,31 @@ pub fn parse_export(text: &str) -> BTreeMap<String, String> {
 const EDGE_BYTES: u64 = 1 << 20;
 
 /// What the probe saw, as plain data for [`classify`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Observation {
     /// blkid's exit code (`None`: killed by a signal).
     pub blkid_exit: Option<i32>,
     pub blkid_stdout: String,
     pub blkid_stderr: String,
     /// Whether the first and last [`EDGE_BYTES`] are all zeros (`Err`: they could not be read).
-    pub edges_zero: Result<bool, String>,
+    pub edges_zero: Result<bool, std::io::Error>,
 }
 
 /// Probes `device` while holding it open exclusively (`O_EXCL`: the kernel refuses while it is
 /// mounted or claimed by md, LVM or another mkfs), so nothing can take it during the probe;
 /// `mounted_by_us` (our filesystem at Docker's mount point, the reboot case) probes it shared.
-pub fn probe(device: &Path, mounted_by_us: bool) -> Result<Contents, String> {
+pub fn probe(device: &Path, mounted_by_us: bool) -> Result<Contents, StorageError> {
     let mut held = open_for_probe(device, !mounted_by_us)?;
     let output = Command::new("blkid")
         .args(["-p", "-o", "export"])
         .arg(device)
         .output()
-        .map_err(|e| format!("running blkid (util-linux) on {}: {e}", device.display()))?;
+        .map_err(|source| StorageError::Blkid { device: device.to_path_buf(), source })?;
     let observation = Observation {
         blkid_exit: output.status.code(),
         blkid_stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         blkid_stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        edges_zero: edges_are_zero(&mut held).map_err(|e| e.to_string()),
+        edges_zero: edges_are_zero(&mut held),
     };
     classify(device, &observation)
 }
@@ -72,40 +74,42 @@ pub fn probe(device: &Path, mounted_by_us: bool) -> Result<Contents, String> {
 /// read", so it counts as empty only with no error output and zeros at both ends (data blkid
 /// does not recognise, a raw database or a headerless cipher, is refused, not formatted). 4
 /// (usage) and 8 (ambivalent: several signatures) are errors, never "empty".
-pub fn classify(device: &Path, seen: &Observation) -> Result<Contents, String> {
+pub fn classify(device: &Path, seen: &Observation) -> Result<Contents, StorageError> {
+    let refused = |reason: String| StorageError::Refused { device: device.to_path_buf(), reason };
     let device = device.display();
     match seen.blkid_exit {
         Some(0) => Ok(Contents::Found(parse_export(&seen.blkid_stdout))),
-        Some(2) if !seen.blkid_stderr.is_empty() => {
-            Err(format!("blkid -p {device} could not read the device ({}); refusing to format it", seen.blkid_stderr))
-        }
+        Some(2) if !seen.blkid_stderr.is_empty() => Err(refused(format!(
+            "blkid -p {device} could not read the device ({}); refusing to format it",
+            seen.blkid_stderr
+        ))),
         Some(2) => match &seen.edges_zero {
             Ok(true) => Ok(Contents::Empty),
-            Ok(false) => Err(format!(
+            Ok(false) => Err(refused(format!(
                 "{device} has no signature blkid knows, but its first or last MiB holds data (something blkid does not \
                  recognise); nodewarden formats only devices that hold nothing. If its data is not needed, wipe it \
                  yourself (blkdiscard {device}), or point [docker] data-device at an empty device"
-            )),
+            ))),
             Err(error) => {
-                Err(format!("reading the ends of {device} to prove it empty: {error}; refusing to format it"))
+                Err(refused(format!("reading the ends of {device} to prove it empty: {error}; refusing to format it")))
             }
         },
-        Some(8) => Err(format!("{device} holds several conflicting signatures (blkid exit 8); refusing to touch it")),
-        code => Err(format!("blkid -p {device} failed ({code:?}): {}", seen.blkid_stderr)),
+        Some(8) => {
+            Err(refused(format!("{device} holds several conflicting signatures (blkid exit 8); refusing to touch it")))
+        }
+        code => Err(refused(format!("blkid -p {device} failed ({code:?}): {}", seen.blkid_stderr))),
     }
 }
 
-fn open_for_probe(device: &Path, exclusive: bool) -> Result<std::fs::File, String> {
+fn open_for_probe(device: &Path, exclusive: bool) -> Result<std::fs::File, StorageError> {
     use std::os::unix::fs::OpenOptionsExt;
     let flags = if exclusive { rustix::fs::OFlags::EXCL.bits() as i32 } else { 0 };
-    std::fs::OpenOptions::new().read(true).custom_flags(flags).open(device).map_err(|e| {
-        if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) {
-            format!(
-                "{} is in use (mounted, or held by md, LVM or another program); refusing to touch it",
-                device.display()
-            )
+    std::fs::OpenOptions::new().read(true).custom_flags(flags).open(device).map_err(|source| {
+        let device = device.to_path_buf();
+        if source.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) {
+            StorageError::InUse { device }
         } else {
-            format!("opening {} to probe it: {e}", device.display())
+            StorageError::Open { device, source }
         }
     })
 }
@@ -188,25 +192,28 @@ mod tests {
     #[test]
     fn no_signature_is_empty_only_when_blkid_said_nothing_else_and_the_ends_are_zeros() {
         let dev = Path::new("/dev/nvme1n1");
-        let seen = |exit: Option<i32>, stderr: &str, edges: Result<bool, String>| Observation {
+        let seen = |exit: Option<i32>, stderr: &str, edges: Result<bool, std::io::Error>| Observation {
             blkid_exit: exit,
             blkid_stdout: if exit == Some(0) { "TYPE=xfs\n".into() } else { String::new() },
             blkid_stderr: stderr.into(),
             edges_zero: edges,
         };
-        assert_eq!(classify(dev, &seen(Some(2), "", Ok(true))), Ok(Contents::Empty));
+        assert!(matches!(classify(dev, &seen(Some(2), "", Ok(true))), Ok(Contents::Empty)));
         assert!(matches!(classify(dev, &seen(Some(0), "", Ok(false))), Ok(Contents::Found(t)) if t["TYPE"] == "xfs"));
         let refusals = [
             (seen(Some(2), "", Ok(false)), "holds data"),
             (seen(Some(2), "error: /dev/nvme1n1: Input/output error", Ok(true)), "could not read"),
-            (seen(Some(2), "", Err("Input/output error".into())), "reading the ends"),
+            (seen(Some(2), "", Err(std::io::Error::other("Input/output error"))), "reading the ends"),
             (seen(Some(8), "", Ok(true)), "several conflicting"),
             (seen(Some(4), "usage", Ok(true)), "failed"),
             (seen(None, "", Ok(true)), "failed"),
         ];
         for (observation, expected) in refusals {
             match classify(dev, &observation) {
-                Err(message) => assert!(message.contains(expected) && message.contains("/dev/nvme1n1"), "{message}"),
+                Err(error) => {
+                    let message = error.to_string();
+                    assert!(message.contains(expected) && message.contains("/dev/nvme1n1"), "{message}")
+                }
                 other => panic!("{observation:?} gave {other:?}"),
             }
         }

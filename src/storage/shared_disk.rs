@@ -8,6 +8,8 @@
 use crate::fsutil::{remove_if_present, write_atomic};
 use crate::host_paths::HostPaths;
 
+use super::StorageError;
+
 /// What setup found, as the marker holds it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SharedDisk {
@@ -42,14 +44,14 @@ pub fn read_marker(paths: &HostPaths) -> Option<String> {
     std::fs::read_to_string(paths.shared_disk_marker()).ok()
 }
 
-pub fn write_marker(paths: &HostPaths, found: &SharedDisk) -> Result<(), String> {
-    let mut text = serde_json::to_string_pretty(found).map_err(|e| e.to_string())?;
+pub fn write_marker(paths: &HostPaths, found: &SharedDisk) -> Result<(), StorageError> {
+    let mut text = serde_json::to_string_pretty(found).map_err(StorageError::Encode)?;
     text.push('\n');
-    write_atomic(&paths.shared_disk_marker(), text.as_bytes(), 0o644).map(drop).map_err(|e| e.to_string())
+    Ok(write_atomic(&paths.shared_disk_marker(), text.as_bytes(), 0o644).map(drop)?)
 }
 
-pub fn remove_marker(paths: &HostPaths) -> Result<(), String> {
-    remove_if_present(&paths.shared_disk_marker()).map_err(|e| e.to_string())
+pub fn remove_marker(paths: &HostPaths) -> Result<(), StorageError> {
+    Ok(remove_if_present(&paths.shared_disk_marker())?)
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+use super::StorageError;
+
 /// Entries dockerd makes in its data root; anything else there is someone else's.
 const DOCKER_ENTRIES: &[&str] = &[
     "buildkit",
@@ -64,7 +66,7 @@ impl Underneath {
 }
 
 /// Looks at `dir` as Docker lays it out; a directory that cannot be read fails closed.
-pub fn survey(dir: &Path) -> Result<Underneath, String> {
+pub fn survey(dir: &Path) -> Result<Underneath, StorageError> {
     let top = entries(dir)?;
     let mut found = Underneath {
         containers: entries(&dir.join("containers"))?.len(),
@@ -82,16 +84,16 @@ pub fn survey(dir: &Path) -> Result<Underneath, String> {
 }
 
 /// Names in `dir`, sorted; none when it does not exist.
-fn entries(dir: &Path) -> Result<Vec<String>, String> {
+fn entries(dir: &Path) -> Result<Vec<String>, StorageError> {
     let read = match std::fs::read_dir(dir) {
         Ok(read) => read,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot tell what {} holds: {e}", dir.display())),
+        Err(source) => return Err(StorageError::Survey { dir: dir.to_path_buf(), source }),
     };
     let mut names = Vec::new();
     for entry in read {
-        let entry = entry.map_err(|e| format!("cannot tell what {} holds: {e}", dir.display()))?;
+        let entry = entry.map_err(|source| StorageError::Survey { dir: dir.to_path_buf(), source })?;
         names.push(entry.file_name().to_string_lossy().into_owned());
     }
     names.sort();
