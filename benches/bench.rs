@@ -251,6 +251,9 @@ async fn reclaim(report: &mut Report) {
     let ours = started.elapsed();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let left_ours = count_images(&docker).await;
+    // Its own report of the removals alone (the rest is process start, the survey and ECS).
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let removal = stdout.lines().find(|l| l.starts_with("freed ")).unwrap_or("no report").to_string();
 
     make_tiny_images(&docker, count).await;
     let prune_time = prune(&docker);
@@ -274,6 +277,7 @@ async fn reclaim(report: &mut Report) {
     );
     let (prune_ratio, docuum_ratio) =
         (prune_time.as_secs_f64() / ours.as_secs_f64(), docuum_time.as_secs_f64() / ours.as_secs_f64());
+    println!("   nodewarden gc's own report: {removal}");
     println!("   ratio: prune takes {prune_ratio:.2}x nodewarden's time; docuum {docuum_ratio:.2}x");
     report.row(Row {
         benchmark: format!("reclaim: remove {count} unused images"),
@@ -323,15 +327,20 @@ fn footprint(pid: u32) -> (u64, f64) {
     process_tree(pid).into_iter().map(footprint_of).fold((0, 0.0), |(r, c), (r2, c2)| (r + r2, c + c2))
 }
 
-/// (RSS in bytes, user+system CPU seconds) of one process.
-fn footprint_of(pid: u32) -> (u64, f64) {
+/// A `/proc/PID/status` field in kB (VmRSS, RssAnon, RssFile), as bytes; 0 when absent.
+fn status_bytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
+    status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .unwrap_or(0)
-        * 1024;
+        * 1024
+}
+
+/// (RSS in bytes, user+system CPU seconds) of one process.
+fn footprint_of(pid: u32) -> (u64, f64) {
+    let rss = status_bytes(pid, "VmRSS");
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> =
         stat.rsplit_once(") ").map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
@@ -362,7 +371,12 @@ async fn idle(report: &mut Report) {
         Nodewarden::new(&settings("[disk]\ncheck-interval = \"1s\"\n"), vec![("DOCKER_HOST".into(), docker.host())]);
     nodewarden.start();
     nodewarden.wait_for_state_file("image-usage.json", Duration::from_secs(30)).await;
-    let (our_rss, our_cpu) = measure_idle(nodewarden.pid().unwrap(), seconds).await;
+    let pid = nodewarden.pid().unwrap();
+    let (our_rss, our_cpu) = measure_idle(pid, seconds).await;
+    // What holds it: anonymous memory (heap, stacks) against pages mapped from the binary and
+    // libc (clean, shared with the page cache, dropped by the kernel under memory pressure).
+    let (anon, file) = (status_bytes(pid, "RssAnon"), status_bytes(pid, "RssFile"));
+    let binary = std::fs::metadata(env!("CARGO_BIN_EXE_nodewarden")).map_or(0, |m| m.len());
     drop(nodewarden);
     let peer = start_docuum(&docker, &["--threshold", "10 GB"]);
     let (their_rss, their_cpu) = measure_idle(peer.id(), seconds).await;
@@ -374,6 +388,13 @@ async fn idle(report: &mut Report) {
         their_rss as f64 / MIB as f64,
         their_cpu
     );
+    let held = format!(
+        "anonymous (heap, stacks) {:.1} MiB, mapped from files {:.1} MiB (code of a {:.1} MB binary, and libc)",
+        anon as f64 / MIB as f64,
+        file as f64 / MIB as f64,
+        binary as f64 / 1e6
+    );
+    println!("   where nodewarden's RSS is: {held}");
     let rss_ratio = our_rss as f64 / their_rss.max(1) as f64;
     println!(
         "   ratio: RSS {rss_ratio:.2}x docuum's, CPU {:.2}x docuum's (nodewarden also supervises, drains and serves health)",
@@ -381,7 +402,7 @@ async fn idle(report: &mut Report) {
     );
     report.row(Row {
         benchmark: format!("idle footprint over {seconds} s, 1 s check interval, each program's whole process tree"),
-        ours: format!("RSS {:.1} MiB, CPU {our_cpu:.3} % of a core", our_rss as f64 / MIB as f64),
+        ours: format!("RSS {:.1} MiB ({held}), CPU {our_cpu:.3} % of a core", our_rss as f64 / MIB as f64),
         peer: format!(
             "docuum (and its `docker events` child): RSS {:.1} MiB, CPU {their_cpu:.3} % of a core",
             their_rss as f64 / MIB as f64

@@ -114,7 +114,7 @@ fn print_report(report: &GcReport) {
         println!("  {}. {}: {outcome}", index + 1, step.action);
     }
     println!(
-        "freed {} in {:.1}s: {:.1}% → {:.1}% used{}",
+        "freed {} in {:.2}s: {:.1}% → {:.1}% used{}",
         human_bytes(report.bytes_freed.max(0) as u64),
         report.duration_seconds,
         report.used_before * 100.0,
