@@ -253,7 +253,11 @@ async fn reclaim(report: &mut Report) {
     let left_ours = count_images(&docker).await;
     // Its own report of the removals alone (the rest is process start, the survey and ECS).
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let removal = stdout.lines().find(|l| l.starts_with("freed ")).unwrap_or("no report").to_string();
+    let removal = stdout
+        .lines()
+        .find(|l| l.starts_with("freed "))
+        .expect("`nodewarden gc` printed no \"freed …\" line")
+        .to_string();
 
     make_tiny_images(&docker, count).await;
     let prune_time = prune(&docker);
