@@ -36,6 +36,10 @@ const LAG_ALLOWANCE: Duration = Duration::from_secs(10);
 const REGISTERED_FRESH: Duration = Duration::from_secs(600);
 /// An admission read's verdict is acted on within this, or read again.
 const ADMISSION_FRESH: Duration = Duration::from_secs(5);
+/// How long a waiting claim stays after trouble passed before it is withdrawn.
+const CLAIM_LINGER: Duration = Duration::from_secs(10);
+/// The shortest ceiling of a throttled retry's jitter, however close to full the disk is.
+const URGENT_RETRY_FLOOR: Duration = Duration::from_millis(500);
 /// The soft signal and early claims wait this long after AWS last throttled this node.
 const THROTTLE_QUIET: Duration = Duration::from_secs(30);
 /// Withheld waiters this close to the front keep their claims (and look again soon), so a freed
@@ -178,6 +182,8 @@ pub struct DrainMachine {
     /// Trouble only: when the last look found room to claim early, and when to look again.
     early_room: Option<Instant>,
     early_next: Option<Instant>,
+    /// Since when neither trouble nor a drain is wanted.
+    calm_since: Option<Instant>,
     registered: Option<(usize, Instant)>,
     view_calls: u32,
     settle: Option<Settle>,
@@ -212,6 +218,7 @@ impl DrainMachine {
             admitted: None,
             early_room: None,
             early_next: None,
+            calm_since: None,
             registered: None,
             view_calls: 1,
             settle: None,
@@ -306,7 +313,12 @@ impl DrainMachine {
                 }
             }
             Decision::Drain(reason) => {
-                if !self.own_fresh(i.now) {
+                // The instance goes away either way, and DRAINING twice is harmless: a spot
+                // wave or a scale-in drains on the status it knows, without a read of its own
+                // that would take the cluster's read budget from nodes about to fill. A spot
+                // stop is undone later, so it drains only on a fresh status.
+                let goes_away = matches!(reason, DrainReason::SpotInterruption | DrainReason::Termination);
+                if !self.own_fresh(i.now) && (!goes_away || self.own_status() != EcsStatus::Active) {
                     return self.call(Request::DescribeSelf);
                 }
                 self.intend(reason, i.detail, i.wall);
@@ -512,7 +524,17 @@ impl DrainMachine {
         let early = i.trouble && status == EcsStatus::Active && ours.is_none() && !self.recently_throttled(i.now);
         let wanted = holder || ((must || early) && keep);
         let put = |claim: Claim| Request::PutAttribute { name: claims::CLAIM_ATTRIBUTE, value: claim.value() };
+        let calm = !i.trouble && !i.wants.disk_pressure;
+        self.calm_since = if calm { Some(self.calm_since.unwrap_or(i.now)) } else { None };
+        // A waiting claim outlives a moment's calm (GC's frees read as a writer slowing): a
+        // claim withdrawn and put again costs two writes where AWS throttles hardest, and
+        // the node its place in the order.
+        let lingers = calm
+            && !holder
+            && self.calm_since.is_some_and(|since| i.now.duration_since(since) < CLAIM_LINGER)
+            && self.claim.as_ref().is_some_and(|c| c.claim.drained.is_none());
         match &self.claim {
+            Some(_) if !wanted && lingers => None,
             Some(own) if !wanted => {
                 Some(Request::DeleteAttribute { name: claims::CLAIM_ATTRIBUTE, value: own.claim.value() })
             }
@@ -600,6 +622,10 @@ impl DrainMachine {
         }
         if let Some(early) = self.early_next.filter(|_| i.trouble && self.claim.is_none()) {
             at = at.min(early);
+        }
+        if let Some(since) = self.calm_since.filter(|_| self.claim.as_ref().is_some_and(|c| c.claim.drained.is_none()))
+        {
+            at = at.min(since + CLAIM_LINGER);
         }
         if let Some(own) = &self.claim {
             let every = if own.claim.drained.is_some() { claims::HOLDER_REFRESH } else { claims::WAITER_REFRESH };
@@ -786,7 +812,12 @@ impl DrainMachine {
             self.throttles = (self.throttles + 1).min(16);
             // Full jitter, its ceiling doubling up to a bound sized by the fleet: the nodes that
             // AWS turned away spread over the bucket's refill instead of coming back together.
-            let cap = throttle_cap(self.registered.map(|(n, _)| n), self.view_calls);
+            // A node that must drain retries within a fraction of its time to full: the nodes
+            // closest to full come back most often and take the tokens first.
+            let mut cap = throttle_cap(self.registered.map(|(n, _)| n), self.view_calls);
+            if let Some(ttf) = i.time_to_full.filter(|_| self.drain_pending(i)) {
+                cap = cap.min((ttf / 4).max(URGENT_RETRY_FLOOR));
+            }
             let ceiling = (Duration::from_secs(1) * 2u32.pow(self.throttles - 1)).min(cap);
             Duration::from_millis(100) + ceiling.mul_f64(self.random())
         } else {
@@ -802,6 +833,15 @@ impl DrainMachine {
         }
         self.retry = Some(Retry { at: i.now + delay, wants: (i.wants, i.trouble) });
         self.refresh_status();
+    }
+
+    /// A disk-pressure drain this node must make and has not made (nor been withheld from).
+    fn drain_pending(&self, i: &Inputs<'_>) -> bool {
+        i.wants.disk_pressure
+            && !i.hold
+            && self.record.is_none()
+            && self.own_status() == EcsStatus::Active
+            && self.withheld.is_none()
     }
 
     fn withhold(&mut self, i: &Inputs<'_>, ahead: usize, allowed: usize, keep: bool, registered: usize) {
