@@ -285,30 +285,8 @@ impl Ecs {
                     .collect();
                 Ok(Answer::SelfState { status, attributes })
             }
-            Request::ReadView { registered } => {
-                // A call per page, counted on the lists as they stand; AWS turns the read away
-                // before it reads anything.
-                let pages = |n: usize| n.div_ceil(100).max(1) as u32;
-                let calls = u32::from(*registered) + pages(self.draining_now) + pages(self.claims_now);
-                if !self.cluster.take(now, calls) {
-                    return Err(Self::throttled("ListAttributes"));
-                }
-                self.reads += 1;
-                let read = self.reads;
-                let mut view = View { registered: if *registered { self.registered } else { 0 }, ..View::default() };
-                for &i in &self.touched {
-                    let lag = lag(self.seed, read, i);
-                    if self.status[i].seen(now, lag) == Some(EcsStatus::Draining) {
-                        view.draining.insert(instance(i));
-                    }
-                    if let Some(Some(value)) =
-                        self.attributes[i].get(claims::CLAIM_ATTRIBUTE).and_then(|h| h.seen(now, lag))
-                    {
-                        view.claims.extend(Claim::parse(&instance(i), &value));
-                    }
-                }
-                Ok(Answer::View { view, calls })
-            }
+            // Paged, a token a page, with the SDK's retries: `PagedRead`.
+            Request::ReadView { .. } => unreachable!("reads are paged (PagedRead)"),
             Request::PutAttribute { name, value } => {
                 if !self.cluster.take(now, 1) {
                     return Err(Self::throttled("PutAttributes"));
@@ -351,6 +329,57 @@ impl Ecs {
         }
     }
 }
+
+impl Ecs {
+    /// The calls a read of the cluster takes: a page per 100 entries of each list, counted on
+    /// the lists as they stand when it starts, and DescribeClusters when asked.
+    fn read_calls(&self, registered: bool) -> u32 {
+        let pages = |n: usize| n.div_ceil(100).max(1) as u32;
+        u32::from(registered) + pages(self.draining_now) + pages(self.claims_now)
+    }
+
+    /// One page of a read: a token, or `false` when AWS turns it away.
+    fn read_page(&mut self, now: Duration, holder: bool) -> bool {
+        self.others(now);
+        let taken = self.cluster.take(now, 1);
+        let entry = self.by_kind.entry(if holder { "settle read" } else { "read" }).or_default();
+        entry.0 += u64::from(taken);
+        taken
+    }
+
+    /// The view a read that finished at `now` shows (each instance's entries as seen after
+    /// their own lag).
+    fn view(&mut self, now: Duration, registered: bool, calls: u32) -> Answer {
+        self.reads += 1;
+        let read = self.reads;
+        let mut view = View { registered: if registered { self.registered } else { 0 }, ..View::default() };
+        for &i in &self.touched {
+            let lag = lag(self.seed, read, i);
+            if self.status[i].seen(now, lag) == Some(EcsStatus::Draining) {
+                view.draining.insert(instance(i));
+            }
+            if let Some(Some(value)) = self.attributes[i].get(claims::CLAIM_ATTRIBUTE).and_then(|h| h.seen(now, lag)) {
+                view.claims.extend(Claim::parse(&instance(i), &value));
+            }
+        }
+        Answer::View { view, calls }
+    }
+}
+
+/// A read of the cluster in flight, page by page as the daemon's executor makes it
+/// (`ecs_api::cluster_view`): each page one call, a throttled page retried by the AWS SDK's
+/// standard retry (3 attempts, full jitter under a ceiling of 1 s doubling per attempt); the
+/// read fails when a page fails its last attempt (the pages read before it spent their tokens).
+#[derive(Debug, Clone)]
+struct PagedRead {
+    request: Request,
+    registered: bool,
+    calls: u32,
+    left: u32,
+    attempt: u32,
+}
+
+const SDK_MAX_ATTEMPTS: u32 = 3;
 
 fn percent(text: &str) -> Percent {
     text.parse().expect("a valid percentage")
@@ -435,6 +464,7 @@ enum Event {
     GcDone(usize),
     Footprints(usize),
     StopDone(usize, String),
+    Page(usize),
 }
 
 pub fn run(config: &Config) -> Outcome {
@@ -536,6 +566,7 @@ pub fn run(config: &Config) -> Outcome {
         push(&mut queue, at, Event::Check(i));
     }
     let mut in_flight: Vec<Option<(Request, Result<Answer, ApiError>)>> = (0..n).map(|_| None).collect();
+    let mut reading: Vec<Option<PagedRead>> = vec![None; n];
     let mut stop_answers: BTreeMap<(usize, String), (StopRequest, StopAnswer)> = BTreeMap::new();
     let end = config.scenario.duration();
     let allowed = claims::allowed(n, config.max_fraction);
@@ -553,9 +584,39 @@ pub fn run(config: &Config) -> Outcome {
         let at = base + now;
         let wall = wall0 + now;
         let node_index = match &event {
-            Event::Check(i) | Event::Wake(i) | Event::CallDone(i) | Event::GcDone(i) | Event::Footprints(i) => *i,
+            Event::Check(i)
+            | Event::Wake(i)
+            | Event::CallDone(i)
+            | Event::GcDone(i)
+            | Event::Footprints(i)
+            | Event::Page(i) => *i,
             Event::StopDone(i, _) => *i,
         };
+        if let Event::Page(i) = event {
+            let read = reading[i].as_mut().expect("a read in flight");
+            if ecs.read_page(now, nodes[i].drained_at.is_some()) {
+                read.left -= 1;
+                read.attempt = 0;
+                if read.left > 0 {
+                    push(&mut queue, now + latency(&mut rng), Event::Page(i));
+                    continue;
+                }
+                let read = reading[i].take().expect("a read in flight");
+                in_flight[i] = Some((read.request, Ok(ecs.view(now, read.registered, read.calls))));
+            } else {
+                read.attempt += 1;
+                if read.attempt < SDK_MAX_ATTEMPTS {
+                    let ceiling = Duration::from_secs(1) * 2u32.pow(read.attempt - 1);
+                    push(&mut queue, now + latency(&mut rng) + ceiling.mul_f64(rng.unit()), Event::Page(i));
+                    continue;
+                }
+                let read = reading[i].take().expect("a read in flight");
+                ecs.by_kind.entry("read").or_default().1 += 1;
+                in_flight[i] = Some((read.request, Err(Ecs::throttled("ListContainerInstances"))));
+            }
+            push(&mut queue, now + latency(&mut rng), Event::CallDone(i));
+            continue;
+        }
         let node = &mut nodes[node_index];
         node.disk.advance(now);
         if node.disk.used >= node.disk.total && !node.full && node.drained_at.is_none() && !node.stopped {
@@ -629,6 +690,7 @@ pub fn run(config: &Config) -> Outcome {
                     vec![footprint("runaway", node.disk.written as u64, true), footprint("steady", 50 << 20, false)];
                 commands = node.step.on_footprints(Ok(footprints), &settings, at);
             }
+            Event::Page(_) => unreachable!("pages are handled above"),
             Event::StopDone(i, task) => {
                 let (request, answer) = stop_answers.remove(&(i, task)).expect("a stop in flight");
                 if answer == StopAnswer::Stopped && !node.stopped {
@@ -692,6 +754,15 @@ pub fn run(config: &Config) -> Outcome {
         }
         let outlook = node.outlook.clone();
         match node.machine.next(&inputs(&outlook, spot_due, at, wall, config.max_fraction)) {
+            Next::Call(request @ Request::ReadView { registered }) => {
+                if trace == Some(node_index) {
+                    eprintln!("{:8.3} node {node_index}: {request:?} (must {})", now.as_secs_f64(), outlook.must_drain);
+                }
+                let calls = ecs.read_calls(registered);
+                reading[node_index] = Some(PagedRead { request, registered, calls, left: calls, attempt: 0 });
+                node.busy = true;
+                push(&mut queue, now + latency(&mut rng), Event::Page(node_index));
+            }
             Next::Call(request) => {
                 let result = ecs.execute(node_index, now, &request);
                 if trace == Some(node_index) {
@@ -792,8 +863,9 @@ pub fn table_header() -> String {
 
 pub fn table_row(scenario: Scenario, o: &Outcome) -> String {
     let ms = |d: Option<Duration>| d.map_or("–".to_string(), |d| format!("{:.2} s", d.as_secs_f64()));
+    let least_free = if o.drained == 0 { "–".to_string() } else { format!("{:.1}%", o.least_free_at_drain * 100.0) };
     format!(
-        "| {} | {} | {} | {} / {} | {} / {} | {} | {} / {} | {:.1}% | {:.1} / {} | {} | {} |",
+        "| {} | {} | {} | {} / {} | {} / {} | {} | {} / {} | {} | {:.1} / {} | {} | {} |",
         scenario.name(),
         o.nodes,
         o.budget,
@@ -804,7 +876,7 @@ pub fn table_row(scenario: Scenario, o: &Outcome) -> String {
         o.full,
         o.drained,
         o.stopped,
-        o.least_free_at_drain * 100.0,
+        least_free,
         o.bucket_calls_per_second,
         o.bucket_peak_per_second,
         o.throttled,
