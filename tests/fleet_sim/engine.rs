@@ -328,9 +328,7 @@ impl Ecs {
             Request::Tag { .. } | Request::Untag => Ok(Answer::Done),
         }
     }
-}
 
-impl Ecs {
     /// The calls a read of the cluster takes: a page per 100 entries of each list, counted on
     /// the lists as they stand when it starts, and DescribeClusters when asked.
     fn read_calls(&self, registered: bool) -> u32 {
@@ -342,9 +340,13 @@ impl Ecs {
     fn read_page(&mut self, now: Duration, holder: bool) -> bool {
         self.others(now);
         let taken = self.cluster.take(now, 1);
-        let entry = self.by_kind.entry(if holder { "settle read" } else { "read" }).or_default();
-        entry.0 += u64::from(taken);
+        self.read_kind(holder).0 += u64::from(taken);
         taken
+    }
+
+    /// Tokens taken and reads turned away, a holder's (settle reads) apart from the others'.
+    fn read_kind(&mut self, holder: bool) -> &mut (u64, u64) {
+        self.by_kind.entry(if holder { "settle read" } else { "read" }).or_default()
     }
 
     /// The view a read that finished at `now` shows (each instance's entries as seen after
@@ -611,7 +613,7 @@ pub fn run(config: &Config) -> Outcome {
                     continue;
                 }
                 let read = reading[i].take().expect("a read in flight");
-                ecs.by_kind.entry("read").or_default().1 += 1;
+                ecs.read_kind(nodes[i].drained_at.is_some()).1 += 1;
                 in_flight[i] = Some((read.request, Err(Ecs::throttled("ListContainerInstances"))));
             }
             push(&mut queue, now + latency(&mut rng), Event::CallDone(i));
