@@ -12,7 +12,7 @@ use aws_sdk_ecs::types::{Attribute, ContainerInstance, ContainerInstanceStatus, 
 
 use super::claims::{self, Claim, View};
 use super::policy::EcsStatus;
-use super::protocol::{Answer, Request};
+use super::protocol::{Answer, Listed, Request};
 
 /// Describe calls take at most 100 container instances.
 const DESCRIBE_BATCH: usize = 100;
@@ -172,7 +172,12 @@ impl EcsApi {
     /// What a drain decision reads of the cluster, with how many calls it took: the registered
     /// count (when asked; one call), the DRAINING instances and the drain claims (a call per 100
     /// of each, at least one), however large the cluster.
-    pub async fn cluster_view(&self, cluster: &str, with_registered: bool) -> Result<(View, u32), ApiError> {
+    pub async fn cluster_view(
+        &self,
+        cluster: &str,
+        with_registered: bool,
+        listed: Listed,
+    ) -> Result<(View, u32), ApiError> {
         let mut calls = 0;
         let registered = if with_registered {
             calls += 1;
@@ -181,11 +186,18 @@ impl EcsApi {
             0
         };
         let mut draining = BTreeSet::new();
+        // The claimed ones alone by ECS's cluster query language. moto ignores `filter` and
+        // lists every DRAINING instance: a superset, which orders the holders the same.
+        let filter = match listed {
+            Listed::AllDraining => None,
+            Listed::ClaimedDraining => Some(format!("attribute:{} exists", claims::CLAIM_ATTRIBUTE)),
+        };
         let mut pages = self
             .ecs
             .list_container_instances()
             .cluster(cluster)
             .status(ContainerInstanceStatus::Draining)
+            .set_filter(filter)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
@@ -221,8 +233,8 @@ impl EcsApi {
                 let (status, attributes) = self.own_state(identity).await?;
                 Ok(Answer::SelfState { status, attributes })
             }
-            Request::ReadView { registered } => {
-                let (view, calls) = self.cluster_view(&identity.cluster, *registered).await?;
+            Request::ReadView { registered, draining } => {
+                let (view, calls) = self.cluster_view(&identity.cluster, *registered, *draining).await?;
                 Ok(Answer::View { view, calls })
             }
             Request::PutAttribute { name, value } => {

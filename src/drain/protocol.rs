@@ -49,6 +49,16 @@ pub const KEEP_WAITERS: usize = 10;
 const URGENCY_SLACK: Duration = Duration::from_secs(10);
 const URGENCY_REWRITE_EVERY: Duration = Duration::from_secs(5);
 
+/// Which DRAINING instances a read of the cluster lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    /// Every one: an admission counts the unclaimed drains (spot, termination, operators).
+    AllDraining,
+    /// Only those that carry a claim: a holder's settle check orders the holders alone, and a
+    /// spot wave's thousand drains would cost it ten pages more each time.
+    ClaimedDraining,
+}
+
 /// What the node wants and knows at this moment.
 #[derive(Debug, Clone)]
 pub struct Inputs<'a> {
@@ -76,6 +86,7 @@ pub enum Request {
     /// only when asked (DescribeClusters).
     ReadView {
         registered: bool,
+        draining: Listed,
     },
     PutAttribute {
         name: &'static str,
@@ -346,7 +357,8 @@ impl DrainMachine {
                 }
                 if self.settle.as_ref().is_some_and(|s| i.now >= s.base + claims::SETTLE_CHECKS[s.done]) {
                     self.pending = Some(Purpose::Settle);
-                    return self.call(Request::ReadView { registered: self.registered_stale(i.now) });
+                    let registered = self.registered_stale(i.now);
+                    return self.call(Request::ReadView { registered, draining: Listed::ClaimedDraining });
                 }
             }
         }
@@ -469,7 +481,10 @@ impl DrainMachine {
         if self.withheld.as_ref().is_some_and(|w| i.now < w.until) {
             return None;
         }
-        let admitted = self.admitted.take_if(|at| i.now.duration_since(*at) < ADMISSION_FRESH).is_some();
+        // An early claim's read that found room a moment ago admits as an admission read
+        // does: the same view of the cluster, one read fewer where AWS throttles hardest.
+        let fresh = |at: &mut Instant| i.now.duration_since(*at) < ADMISSION_FRESH;
+        let admitted = self.admitted.take_if(fresh).is_some() | self.early_room.take_if(fresh).is_some();
         match &self.claim {
             Some(own) if own.claim.drained.is_none() && !self.urgency_moved(i) => {}
             // Without a claim, a node looks before it claims: while the budget is spent that
@@ -490,7 +505,7 @@ impl DrainMachine {
             return Some(self.call(Request::SetStatus { draining: true }));
         }
         self.pending = Some(Purpose::Admission);
-        Some(self.call(Request::ReadView { registered: self.registered_stale(i.now) }))
+        Some(self.call(Request::ReadView { registered: self.registered_stale(i.now), draining: Listed::AllDraining }))
     }
 
     /// Whether the waiting claim's prediction moved enough to be written again.
@@ -549,7 +564,7 @@ impl DrainMachine {
                     Some(put(self.new_claim(i, None)))
                 } else if self.early_next.is_none_or(|at| i.now >= at) {
                     self.pending = Some(Purpose::Early);
-                    Some(Request::ReadView { registered: self.registered_stale(i.now) })
+                    Some(Request::ReadView { registered: self.registered_stale(i.now), draining: Listed::AllDraining })
                 } else {
                     None
                 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nodewarden::daemon::disk_step::{DiskCommand, DiskStep, StopAnswer, StopRequest};
 use nodewarden::disk::DiskSample;
 use nodewarden::drain::claims::{self, Claim, View};
-use nodewarden::drain::protocol::{Answer, Inputs, Next, Request};
+use nodewarden::drain::protocol::{Answer, Inputs, Listed, Next, Request};
 use nodewarden::drain::{ApiError, DrainMachine, DrainReason, EcsStatus, Identity, Wants};
 use nodewarden::gc::GcReport;
 use nodewarden::node::DiskOutlook;
@@ -233,6 +233,8 @@ struct Ecs {
     /// Claims and DRAINING instances as they stand: a list's pages, counted before any read.
     claims_now: usize,
     draining_now: usize,
+    /// DRAINING instances that carry a claim: what a settle read lists (`Listed::ClaimedDraining`).
+    claimed_draining_now: usize,
     /// Tokens taken and calls turned away, by kind of call.
     by_kind: BTreeMap<&'static str, (u64, u64)>,
 }
@@ -254,7 +256,13 @@ impl Ecs {
     fn execute(&mut self, node: usize, now: Duration, request: &Request) -> Result<Answer, ApiError> {
         self.others(now);
         let before = self.cluster.admitted;
+        let was_claimed_draining = self.claimed_draining(node);
         let result = self.execute_inner(node, now, request);
+        match (was_claimed_draining, self.claimed_draining(node)) {
+            (false, true) => self.claimed_draining_now += 1,
+            (true, false) => self.claimed_draining_now -= 1,
+            _ => {}
+        }
         let kind = match request {
             Request::DescribeSelf => "describe",
             Request::ReadView { .. } => "read",
@@ -329,11 +337,21 @@ impl Ecs {
         }
     }
 
+    /// Whether an instance is DRAINING with a claim on it, as things stand.
+    fn claimed_draining(&self, node: usize) -> bool {
+        self.status[node].last() == Some(EcsStatus::Draining)
+            && self.attributes[node].get(claims::CLAIM_ATTRIBUTE).and_then(History::last).flatten().is_some()
+    }
+
     /// The calls a read of the cluster takes: a page per 100 entries of each list, counted on
     /// the lists as they stand when it starts, and DescribeClusters when asked.
-    fn read_calls(&self, registered: bool) -> u32 {
+    fn read_calls(&self, registered: bool, listed: Listed) -> u32 {
         let pages = |n: usize| n.div_ceil(100).max(1) as u32;
-        u32::from(registered) + pages(self.draining_now) + pages(self.claims_now)
+        let draining = match listed {
+            Listed::AllDraining => self.draining_now,
+            Listed::ClaimedDraining => self.claimed_draining_now,
+        };
+        u32::from(registered) + pages(draining) + pages(self.claims_now)
     }
 
     /// One page of a read: a token, or `false` when AWS turns it away.
@@ -351,16 +369,18 @@ impl Ecs {
 
     /// The view a read that finished at `now` shows (each instance's entries as seen after
     /// their own lag).
-    fn view(&mut self, now: Duration, registered: bool, calls: u32) -> Answer {
+    fn view(&mut self, now: Duration, registered: bool, listed: Listed, calls: u32) -> Answer {
         self.reads += 1;
         let read = self.reads;
         let mut view = View { registered: if registered { self.registered } else { 0 }, ..View::default() };
         for &i in &self.touched {
             let lag = lag(self.seed, read, i);
-            if self.status[i].seen(now, lag) == Some(EcsStatus::Draining) {
+            let claim = self.attributes[i].get(claims::CLAIM_ATTRIBUTE).and_then(|h| h.seen(now, lag)).flatten();
+            let listed = listed == Listed::AllDraining || claim.is_some();
+            if listed && self.status[i].seen(now, lag) == Some(EcsStatus::Draining) {
                 view.draining.insert(instance(i));
             }
-            if let Some(Some(value)) = self.attributes[i].get(claims::CLAIM_ATTRIBUTE).and_then(|h| h.seen(now, lag)) {
+            if let Some(value) = claim {
                 view.claims.extend(Claim::parse(&instance(i), &value));
             }
         }
@@ -376,6 +396,7 @@ impl Ecs {
 struct PagedRead {
     request: Request,
     registered: bool,
+    listed: Listed,
     calls: u32,
     left: u32,
     attempt: u32,
@@ -554,6 +575,7 @@ pub fn run(config: &Config) -> Outcome {
         others_at: Duration::ZERO,
         claims_now: 0,
         draining_now: 0,
+        claimed_draining_now: 0,
         by_kind: BTreeMap::new(),
     };
     let mut queue: BinaryHeap<Reverse<(Duration, u64, Event)>> = BinaryHeap::new();
@@ -604,7 +626,7 @@ pub fn run(config: &Config) -> Outcome {
                     continue;
                 }
                 let read = reading[i].take().expect("a read in flight");
-                in_flight[i] = Some((read.request, Ok(ecs.view(now, read.registered, read.calls))));
+                in_flight[i] = Some((read.request, Ok(ecs.view(now, read.registered, read.listed, read.calls))));
             } else {
                 read.attempt += 1;
                 if read.attempt < SDK_MAX_ATTEMPTS {
@@ -756,12 +778,12 @@ pub fn run(config: &Config) -> Outcome {
         }
         let outlook = node.outlook.clone();
         match node.machine.next(&inputs(&outlook, spot_due, at, wall, config.max_fraction)) {
-            Next::Call(request @ Request::ReadView { registered }) => {
+            Next::Call(request @ Request::ReadView { registered, draining: listed }) => {
                 if trace == Some(node_index) {
                     eprintln!("{:8.3} node {node_index}: {request:?} (must {})", now.as_secs_f64(), outlook.must_drain);
                 }
-                let calls = ecs.read_calls(registered);
-                reading[node_index] = Some(PagedRead { request, registered, calls, left: calls, attempt: 0 });
+                let calls = ecs.read_calls(registered, listed);
+                reading[node_index] = Some(PagedRead { request, registered, listed, calls, left: calls, attempt: 0 });
                 node.busy = true;
                 push(&mut queue, now + latency(&mut rng), Event::Page(node_index));
             }
