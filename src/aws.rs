@@ -157,7 +157,7 @@ impl Clients {
 
     /// What the drain controller talks to.
     pub fn ecs_api(&self) -> crate::drain::EcsApi {
-        crate::drain::EcsApi { ecs: self.ecs.clone(), ec2: self.ec2.clone() }
+        crate::drain::EcsApi::new(self.ecs.clone(), self.ec2.clone())
     }
 }
 

@@ -5,14 +5,15 @@
 //! tagging the EC2 instance. `execute` carries out the calls the drain machine asks for.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_sdk_ecs::types::{Attribute, ContainerInstance, ContainerInstanceStatus, TargetType};
 
 use super::claims::{self, Claim, View};
 use super::policy::EcsStatus;
-use super::protocol::{Answer, Listed, Request};
+use super::protocol::{ADMISSION_FRESH, Answer, Listed, Request};
 
 /// Describe calls take at most 100 container instances.
 const DESCRIBE_BATCH: usize = 100;
@@ -67,6 +68,69 @@ pub struct Identity {
 pub struct EcsApi {
     pub ecs: aws_sdk_ecs::Client,
     pub ec2: aws_sdk_ec2::Client,
+    /// The last read of the cluster, if AWS cut it short (see `PartialView`).
+    partial: Arc<Mutex<Option<PartialView>>>,
+}
+
+/// A read of the cluster that failed part-way, kept for the next read to go on from where it
+/// stopped: under a fleet's throttling a read of many pages seldom gets every page in one go,
+/// and starting over would spend the cluster's read rate again on the pages already read.
+/// Resumed only within `ADMISSION_FRESH` of its first page: a longer-stitched view missed
+/// drains often enough, in the fleet simulation, to hold the budget over for minutes.
+#[derive(Debug, Clone)]
+struct PartialView {
+    started: Instant,
+    listed: Listed,
+    registered: Option<usize>,
+    draining: BTreeSet<String>,
+    draining_next: Cursor,
+    claims: Vec<Claim>,
+    claims_next: Cursor,
+    /// Pages read so far (and DescribeClusters).
+    calls: u32,
+}
+
+/// Where a paged list stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Cursor {
+    Start,
+    Next(String),
+    Done,
+}
+
+impl Cursor {
+    fn token(&self) -> Option<String> {
+        match self {
+            Cursor::Next(token) => Some(token.clone()),
+            Cursor::Start | Cursor::Done => None,
+        }
+    }
+
+    fn after(next_token: Option<&str>) -> Cursor {
+        next_token.map_or(Cursor::Done, |token| Cursor::Next(token.to_string()))
+    }
+}
+
+impl PartialView {
+    fn new(listed: Listed) -> PartialView {
+        PartialView {
+            started: Instant::now(),
+            listed,
+            registered: None,
+            draining: BTreeSet::new(),
+            draining_next: Cursor::Start,
+            claims: Vec::new(),
+            claims_next: Cursor::Start,
+            calls: 0,
+        }
+    }
+
+    /// Whether a read asked for now can go on from this one.
+    fn serves(&self, listed: Listed, with_registered: bool) -> bool {
+        self.listed == listed
+            && (self.registered.is_some() || !with_registered)
+            && self.started.elapsed() < ADMISSION_FRESH
+    }
 }
 
 /// What came of a request to stop a task.
@@ -86,6 +150,10 @@ pub struct Member {
 }
 
 impl EcsApi {
+    pub fn new(ecs: aws_sdk_ecs::Client, ec2: aws_sdk_ec2::Client) -> EcsApi {
+        EcsApi { ecs, ec2, partial: Arc::default() }
+    }
+
     /// Every container instance of `cluster` with its status. Matching is done here, not with
     /// ListContainerInstances' `filter` (moto ignores it; this works the same on real ECS).
     /// Costs a call per 100 instances: only for finding this instance when the agent cannot say.
@@ -170,60 +238,76 @@ impl EcsApi {
     }
 
     /// What a drain decision reads of the cluster, with how many calls it took: the registered
-    /// count (when asked; one call), the DRAINING instances and the drain claims (a call per 100
-    /// of each, at least one), however large the cluster.
+    /// count (when asked; one call), the DRAINING instances (all, or those with a claim) and the
+    /// drain claims (a call per 100 of each, at least one), however large the cluster. A read
+    /// that fails part-way is resumed by the next one (`PartialView`).
     pub async fn cluster_view(
         &self,
         cluster: &str,
         with_registered: bool,
         listed: Listed,
     ) -> Result<(View, u32), ApiError> {
-        let mut calls = 0;
-        let registered = if with_registered {
-            calls += 1;
-            self.registered_count(cluster).await?
-        } else {
-            0
-        };
-        let mut draining = BTreeSet::new();
+        let kept = self.partial.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let mut read = kept.filter(|p| p.serves(listed, with_registered)).unwrap_or_else(|| PartialView::new(listed));
+        match self.read_on(cluster, with_registered, &mut read).await {
+            Ok(()) => {
+                let view =
+                    View { registered: read.registered.unwrap_or(0), draining: read.draining, claims: read.claims };
+                Ok((view, read.calls.max(1)))
+            }
+            Err(error) => {
+                *self.partial.lock().unwrap_or_else(PoisonError::into_inner) = Some(read);
+                Err(error)
+            }
+        }
+    }
+
+    /// Reads what `read` still lacks, page by page, noting each page as it comes.
+    async fn read_on(&self, cluster: &str, with_registered: bool, read: &mut PartialView) -> Result<(), ApiError> {
+        if with_registered && read.registered.is_none() {
+            read.registered = Some(self.registered_count(cluster).await?);
+            read.calls += 1;
+        }
         // The claimed ones alone by ECS's cluster query language. moto ignores `filter` and
         // lists every DRAINING instance: a superset, which orders the holders the same.
-        let filter = match listed {
+        let filter = match read.listed {
             Listed::AllDraining => None,
             Listed::ClaimedDraining => Some(format!("attribute:{} exists", claims::CLAIM_ATTRIBUTE)),
         };
-        let mut pages = self
-            .ecs
-            .list_container_instances()
-            .cluster(cluster)
-            .status(ContainerInstanceStatus::Draining)
-            .set_filter(filter)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            calls += 1;
-            let page =
-                page.map_err(|e| ApiError::from_sdk(format!("listing DRAINING container instances of {cluster}"), e))?;
-            draining.extend(page.container_instance_arns().iter().map(|arn| instance_id(arn).to_string()));
+        while read.draining_next != Cursor::Done {
+            let page = self
+                .ecs
+                .list_container_instances()
+                .cluster(cluster)
+                .status(ContainerInstanceStatus::Draining)
+                .set_filter(filter.clone())
+                .set_next_token(read.draining_next.token())
+                .send()
+                .await
+                .map_err(|e| ApiError::from_sdk(format!("listing DRAINING container instances of {cluster}"), e))?;
+            read.calls += 1;
+            read.draining.extend(page.container_instance_arns().iter().map(|arn| instance_id(arn).to_string()));
+            read.draining_next = Cursor::after(page.next_token());
         }
-        let mut claims = Vec::new();
-        let mut pages = self
-            .ecs
-            .list_attributes()
-            .cluster(cluster)
-            .target_type(TargetType::ContainerInstance)
-            .attribute_name(claims::CLAIM_ATTRIBUTE)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            calls += 1;
-            let page = page.map_err(|e| ApiError::from_sdk(format!("listing drain claims in {cluster}"), e))?;
+        while read.claims_next != Cursor::Done {
+            let page = self
+                .ecs
+                .list_attributes()
+                .cluster(cluster)
+                .target_type(TargetType::ContainerInstance)
+                .attribute_name(claims::CLAIM_ATTRIBUTE)
+                .set_next_token(read.claims_next.token())
+                .send()
+                .await
+                .map_err(|e| ApiError::from_sdk(format!("listing drain claims in {cluster}"), e))?;
+            read.calls += 1;
             for attribute in page.attributes() {
                 let target = instance_id(attribute.target_id().unwrap_or_default());
-                claims.extend(Claim::parse(target, attribute.value().unwrap_or_default()));
+                read.claims.extend(Claim::parse(target, attribute.value().unwrap_or_default()));
             }
+            read.claims_next = Cursor::after(page.next_token());
         }
-        Ok((View { registered, draining, claims }, calls))
+        Ok(())
     }
 
     /// Makes one call the drain machine asked for (`protocol::Request`).
@@ -407,3 +491,62 @@ fn truncate(text: &str, max: usize) -> String {
 
 /// How long AWS calls may take before the daemon moves on (it retries at the next check).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::error::ErrorMetadata;
+    use aws_sdk_ecs::operation::list_attributes::ListAttributesOutput;
+    use aws_sdk_ecs::operation::list_container_instances::{ListContainerInstancesError, ListContainerInstancesOutput};
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    fn arn(id: &str) -> String {
+        format!("arn:aws:ecs:us-east-1:123456789012:container-instance/web/{id}")
+    }
+
+    /// A read throttled on its second page goes on from that page the next time, without
+    /// reading the first again.
+    #[tokio::test]
+    async fn a_read_cut_short_by_throttling_resumes_at_the_page_it_lacked() {
+        let first = mock!(aws_sdk_ecs::Client::list_container_instances)
+            .match_requests(|r| r.next_token().is_none())
+            .then_output(|| {
+                ListContainerInstancesOutput::builder().container_instance_arns(arn("a")).next_token("page-2").build()
+            });
+        let second = mock!(aws_sdk_ecs::Client::list_container_instances)
+            .match_requests(|r| r.next_token() == Some("page-2"))
+            .sequence()
+            .error(|| {
+                ListContainerInstancesError::generic(
+                    ErrorMetadata::builder().code("ThrottlingException").message("Rate exceeded").build(),
+                )
+            })
+            .output(|| ListContainerInstancesOutput::builder().container_instance_arns(arn("b")).build())
+            .repeatedly()
+            .build();
+        let claims =
+            mock!(aws_sdk_ecs::Client::list_attributes).then_output(|| ListAttributesOutput::builder().build());
+        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&first, &second, &claims], |c| {
+            c.retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())
+        });
+        let ec2 = aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::Config::builder()
+                .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+                .region(aws_sdk_ec2::config::Region::new("us-east-1"))
+                .build(),
+        );
+        let api = EcsApi::new(ecs, ec2);
+
+        let error = api.cluster_view("web", false, Listed::AllDraining).await.unwrap_err();
+        assert!(error.is_throttled(), "{error}");
+        let (view, calls) = api.cluster_view("web", false, Listed::AllDraining).await.unwrap();
+        assert_eq!(view.draining, ["a".to_string(), "b".to_string()].into());
+        assert_eq!(first.num_calls(), 1, "the first page is not read again");
+        assert_eq!(second.num_calls(), 2);
+        assert_eq!(calls, 3, "two DRAINING pages and one of claims");
+
+        // A finished read is not resumed: the next one starts at the first page.
+        api.cluster_view("web", false, Listed::AllDraining).await.unwrap();
+        assert_eq!(first.num_calls(), 2);
+    }
+}

@@ -34,8 +34,10 @@ const ACT_FRESH: Duration = Duration::from_secs(30);
 const LAG_ALLOWANCE: Duration = Duration::from_secs(10);
 /// The cluster's registered count is read again after this long.
 const REGISTERED_FRESH: Duration = Duration::from_secs(600);
-/// An admission read's verdict is acted on within this, or read again.
-const ADMISSION_FRESH: Duration = Duration::from_secs(5);
+/// An admission read's verdict is acted on within this, or read again; a read cut short is
+/// resumed within this of its first page (`EcsApi::cluster_view`), so no view is staler than
+/// ECS's own lag allowance by the time it is acted on.
+pub const ADMISSION_FRESH: Duration = Duration::from_secs(5);
 /// How long a waiting claim stays after trouble passed before it is withdrawn.
 const CLAIM_LINGER: Duration = Duration::from_secs(10);
 /// The shortest ceiling of a throttled retry's jitter, however close to full the disk is.
@@ -355,7 +357,11 @@ impl DrainMachine {
                 if self.step_back {
                     return self.call(Request::SetStatus { draining: false });
                 }
-                if self.settle.as_ref().is_some_and(|s| i.now >= s.base + claims::SETTLE_CHECKS[s.done]) {
+                // The mark first: until it shows, the other holders' settle checks cannot see
+                // this drain to order it (under throttling a settle read may take long).
+                let marked = self.claim.as_ref().is_some_and(|c| c.claim.drained.is_some());
+                let due = self.settle.as_ref().is_some_and(|s| i.now >= s.base + claims::SETTLE_CHECKS[s.done]);
+                if marked && due {
                     self.pending = Some(Purpose::Settle);
                     let registered = self.registered_stale(i.now);
                     return self.call(Request::ReadView { registered, draining: Listed::ClaimedDraining });

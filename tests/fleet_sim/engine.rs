@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nodewarden::daemon::disk_step::{DiskCommand, DiskStep, StopAnswer, StopRequest};
 use nodewarden::disk::DiskSample;
 use nodewarden::drain::claims::{self, Claim, View};
-use nodewarden::drain::protocol::{Answer, Inputs, Listed, Next, Request};
+use nodewarden::drain::protocol::{ADMISSION_FRESH, Answer, Inputs, Listed, Next, Request};
 use nodewarden::drain::{ApiError, DrainMachine, DrainReason, EcsStatus, Identity, Wants};
 use nodewarden::gc::GcReport;
 use nodewarden::node::DiskOutlook;
@@ -369,7 +369,7 @@ impl Ecs {
 
     /// The view a read that finished at `now` shows (each instance's entries as seen after
     /// their own lag).
-    fn view(&mut self, now: Duration, registered: bool, listed: Listed, calls: u32) -> Answer {
+    fn view(&mut self, now: Duration, draining_at: Duration, registered: bool, listed: Listed, calls: u32) -> Answer {
         self.reads += 1;
         let read = self.reads;
         let mut view = View { registered: if registered { self.registered } else { 0 }, ..View::default() };
@@ -377,7 +377,7 @@ impl Ecs {
             let lag = lag(self.seed, read, i);
             let claim = self.attributes[i].get(claims::CLAIM_ATTRIBUTE).and_then(|h| h.seen(now, lag)).flatten();
             let listed = listed == Listed::AllDraining || claim.is_some();
-            if listed && self.status[i].seen(now, lag) == Some(EcsStatus::Draining) {
+            if listed && self.status[i].seen(draining_at, lag) == Some(EcsStatus::Draining) {
                 view.draining.insert(instance(i));
             }
             if let Some(value) = claim {
@@ -391,12 +391,16 @@ impl Ecs {
 /// A read of the cluster in flight, page by page as the daemon's executor makes it
 /// (`ecs_api::cluster_view`): each page one call, a throttled page retried by the AWS SDK's
 /// standard retry (3 attempts, full jitter under a ceiling of 1 s doubling per attempt); the
-/// read fails when a page fails its last attempt (the pages read before it spent their tokens).
+/// read fails when a page fails its last attempt, and the node's next read within
+/// `ADMISSION_FRESH` of its first page goes on from there. The view it gives shows the DRAINING
+/// instances as of its first page (the staler end) and the claims as of its last.
 #[derive(Debug, Clone)]
 struct PagedRead {
     request: Request,
     registered: bool,
     listed: Listed,
+    /// When its first page was read: a resumed read's DRAINING pages are as old as that.
+    started: Duration,
     calls: u32,
     left: u32,
     attempt: u32,
@@ -591,6 +595,7 @@ pub fn run(config: &Config) -> Outcome {
     }
     let mut in_flight: Vec<Option<(Request, Result<Answer, ApiError>)>> = (0..n).map(|_| None).collect();
     let mut reading: Vec<Option<PagedRead>> = vec![None; n];
+    let mut parked: Vec<Option<PagedRead>> = vec![None; n];
     let mut stop_answers: BTreeMap<(usize, String), (StopRequest, StopAnswer)> = BTreeMap::new();
     let end = config.scenario.duration();
     let allowed = claims::allowed(n, config.max_fraction);
@@ -626,7 +631,8 @@ pub fn run(config: &Config) -> Outcome {
                     continue;
                 }
                 let read = reading[i].take().expect("a read in flight");
-                in_flight[i] = Some((read.request, Ok(ecs.view(now, read.registered, read.listed, read.calls))));
+                in_flight[i] =
+                    Some((read.request, Ok(ecs.view(now, read.started, read.registered, read.listed, read.calls))));
             } else {
                 read.attempt += 1;
                 if read.attempt < SDK_MAX_ATTEMPTS {
@@ -634,8 +640,10 @@ pub fn run(config: &Config) -> Outcome {
                     push(&mut queue, now + latency(&mut rng) + ceiling.mul_f64(rng.unit()), Event::Page(i));
                     continue;
                 }
-                let read = reading[i].take().expect("a read in flight");
+                let mut read = reading[i].take().expect("a read in flight");
                 ecs.read_kind(nodes[i].drained_at.is_some()).1 += 1;
+                read.attempt = 0;
+                parked[i] = Some(read.clone());
                 in_flight[i] = Some((read.request, Err(Ecs::throttled("ListContainerInstances"))));
             }
             push(&mut queue, now + latency(&mut rng), Event::CallDone(i));
@@ -782,8 +790,14 @@ pub fn run(config: &Config) -> Outcome {
                 if trace == Some(node_index) {
                     eprintln!("{:8.3} node {node_index}: {request:?} (must {})", now.as_secs_f64(), outlook.must_drain);
                 }
-                let calls = ecs.read_calls(registered, listed);
-                reading[node_index] = Some(PagedRead { request, registered, listed, calls, left: calls, attempt: 0 });
+                let resumed = parked[node_index].take().filter(|p| {
+                    p.listed == listed && (p.registered || !registered) && now - p.started < ADMISSION_FRESH
+                });
+                let read = resumed.unwrap_or_else(|| {
+                    let calls = ecs.read_calls(registered, listed);
+                    PagedRead { request, registered, listed, started: now, calls, left: calls, attempt: 0 }
+                });
+                reading[node_index] = Some(read);
                 node.busy = true;
                 push(&mut queue, now + latency(&mut rng), Event::Page(node_index));
             }

@@ -516,7 +516,7 @@ async fn termination_heartbeats_while_tasks_run_then_completes_the_lifecycle_act
         .then_output(|| CompleteLifecycleActionOutput::builder().build());
     let autoscaling = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&describe, &heartbeat, &complete]);
 
-    let api = EcsApi { ecs: moto.ecs().await, ec2: moto.ec2().await };
+    let api = EcsApi::new(moto.ecs().await, moto.ec2().await);
     let identity =
         Identity { cluster: CLUSTER.into(), container_instance_arn: arns[0].clone(), ec2_instance_id: self_id };
     let settings = LifecycleSettings {

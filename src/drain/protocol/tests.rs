@@ -387,6 +387,20 @@ fn throttling_backs_off_at_random_and_a_spot_notice_does_not_wait_for_it() {
 }
 
 #[test]
+fn a_holder_puts_its_mark_before_its_settle_checks_however_long_aws_throttles_it() {
+    let mut run = Run::new(Ecs::new(10));
+    run.run(MUST, 0.03);
+    assert_eq!(run.kinds(0.0), ["read", "drain"]);
+    // The mark is turned away for longer than the first settle check's 3 s.
+    run.ecs.throttle = 4;
+    run.run(MUST, 60.0);
+    let after: Vec<String> = run.kinds(0.04).into_iter().filter(|k| k != "tag").collect();
+    let first_read = after.iter().position(|k| k == "read").expect("settle checks follow");
+    assert_eq!(after[..first_read], ["mark"; 5], "{after:?}");
+    assert!(run.ecs.attributes[claims::CLAIM_ATTRIBUTE].contains("drained"));
+}
+
+#[test]
 fn a_spot_notice_drains_at_once_without_a_claim() {
     let mut run = Run::new(Ecs::new(10));
     run.run(Want { spot: true, ..CALM }, 1.0);
