@@ -357,11 +357,7 @@ impl DrainMachine {
                 if self.step_back {
                     return self.call(Request::SetStatus { draining: false });
                 }
-                // The mark first: until it shows, the other holders' settle checks cannot see
-                // this drain to order it (under throttling a settle read may take long).
-                let marked = self.claim.as_ref().is_some_and(|c| c.claim.drained.is_some());
-                let due = self.settle.as_ref().is_some_and(|s| i.now >= s.base + claims::SETTLE_CHECKS[s.done]);
-                if marked && due {
+                if self.next_settle_check().is_some_and(|at| i.now >= at) {
                     self.pending = Some(Purpose::Settle);
                     let registered = self.registered_stale(i.now);
                     return self.call(Request::ReadView { registered, draining: Listed::ClaimedDraining });
@@ -588,6 +584,14 @@ impl DrainMachine {
         }
     }
 
+    /// When the next settle check is due. The mark comes first: until it shows, the other
+    /// holders' settle checks cannot see this drain to order it (and under throttling a settle
+    /// read may take long).
+    fn next_settle_check(&self) -> Option<Instant> {
+        let marked = self.claim.as_ref().is_some_and(|c| c.claim.drained.is_some());
+        self.settle.as_ref().filter(|_| marked).map(|s| s.base + claims::SETTLE_CHECKS[s.done])
+    }
+
     fn drained_at(&self) -> SystemTime {
         self.settle
             .as_ref()
@@ -635,8 +639,8 @@ impl DrainMachine {
 
     fn wake_at(&self, i: &Inputs<'_>) -> Instant {
         let mut at = self.next_self_check.unwrap_or(i.now);
-        if let Some(settle) = &self.settle {
-            at = at.min(settle.base + claims::SETTLE_CHECKS[settle.done]);
+        if let Some(settle) = self.next_settle_check() {
+            at = at.min(settle);
         }
         if let Some(withheld) = &self.withheld {
             at = at.min(withheld.until);
