@@ -184,7 +184,18 @@ async fn a_runaway_container_is_reclaimed_then_drained_before_the_disk_is_full_a
     assert!(condition("DiskPressure")["message"].as_str().unwrap().contains("filling"), "{doc:#}");
     assert_eq!(condition("Draining")["status"], "True", "{doc:#}");
     assert_eq!(condition("Draining")["reason"], "DrainedForDiskPressure");
-    assert!(incident.moto.tags(&incident.self_id).await["nodewarden:drain-reason"].starts_with("disk-pressure: "));
+    // The tag follows the drain (after the claim's mark): ECS says DRAINING first.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reason = loop {
+        match incident.moto.tags(&incident.self_id).await.get("nodewarden:drain-reason") {
+            Some(reason) => break reason.clone(),
+            None => {
+                assert!(Instant::now() < deadline, "DRAINING, but never tagged; log:\n{}", incident.nodewarden.log());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(reason.starts_with("disk-pressure: "), "drain reason tag: {reason}");
 
     // All of that went to Docker's own disk; the root filesystem hardly moved.
     let written = used(&incident.data_root).used_bytes().saturating_sub(docker_before);
