@@ -199,6 +199,16 @@ pub fn summary(doc: &StatusDocument) -> String {
             top.summary().trim_start_matches("top writer: ")
         ));
     }
+    if let (Some(_), Some(cost)) = (&doc.offender.top, &doc.offender.last_sample) {
+        out.push_str(&format!(
+            "             sampled in {:.1} ms: {} of {} writable layers from project quotas, {} entries walked{}\n",
+            cost.wall_seconds * 1000.0,
+            cost.layers_from_quota,
+            cost.containers,
+            cost.entries_walked,
+            if cost.cut_short > 0 { format!(", {} cut short", cost.cut_short) } else { String::new() },
+        ));
+    }
     if let Some(stop) = &doc.offender.last_stop {
         out.push_str(&format!("             stopped task {} {}: {}\n", stop.task_arn, ago(stop.at), stop.reason));
     }

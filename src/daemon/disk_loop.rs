@@ -81,6 +81,9 @@ impl DiskLoop {
                             Vec::new()
                         }
                         Done::Footprints(back, result) => {
+                            if let Some(cost) = back.last_cost() {
+                                step.on_sample_cost(cost);
+                            }
                             sampler = Some(back);
                             step.on_footprints(result, &self.disk_settings(), now)
                         }

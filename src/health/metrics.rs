@@ -167,6 +167,15 @@ pub fn encode(doc: &StatusDocument) -> String {
         "ECS tasks nodewarden stopped for filling the disk (since start)",
         doc.offender.stops,
     );
+    if let Some(cost) = &doc.offender.last_sample {
+        gauge(
+            &mut registry,
+            "footprint_sample_seconds",
+            "Wall time of the last footprint sample (flat in the files where layers are read from project quotas)",
+            cost.wall_seconds,
+        );
+        gauge(&mut registry, "footprint_sample_cpu_seconds", "CPU time of the last footprint sample", cost.cpu_seconds);
+    }
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("encoding to a String cannot fail");
     text

@@ -68,6 +68,9 @@ pub struct OffenderStatus {
     pub left: Option<String>,
     /// Tasks stopped since start.
     pub stops: u64,
+    /// What the last footprint sample cost (samples are taken while past gc-start).
+    #[serde(default)]
+    pub last_sample: Option<crate::offender::SampleCost>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -54,6 +54,22 @@ impl Footprint {
     }
 }
 
+/// What one footprint sample cost: the figure that must stay flat however many files the
+/// containers hold (where writable layers are read from their project quotas).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SampleCost {
+    pub wall_seconds: f64,
+    /// CPU time of the thread that measured.
+    pub cpu_seconds: f64,
+    pub containers: usize,
+    /// Writable layers read from their XFS project quotas, not walked.
+    pub layers_from_quota: usize,
+    /// Directory entries walked (volumes, logs, and layers without a quota).
+    pub entries_walked: u64,
+    /// Containers whose walk its bound cut short.
+    pub cut_short: usize,
+}
+
 /// The fastest-growing container, as /status, /metrics and the drain tag show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Offender {

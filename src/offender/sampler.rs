@@ -10,11 +10,12 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::query_parameters::ListContainersOptionsBuilder;
 
-use super::{Footprint, LABEL_CONTAINER_NAME, LABEL_TASK_ARN, LABEL_TASK_FAMILY};
+use super::{Footprint, LABEL_CONTAINER_NAME, LABEL_TASK_ARN, LABEL_TASK_FAMILY, SampleCost};
 
 /// Directory entries walked per container and sample, at most.
 pub const WALK_BOUND: u64 = 50_000;
@@ -37,11 +38,17 @@ pub struct Sampler {
     known: HashMap<String, Known>,
     /// Said once in the journal: writable layers are read from their project quotas.
     said_quota: bool,
+    last_cost: Option<SampleCost>,
 }
 
 impl Sampler {
     pub fn new(docker: Docker, data_root: PathBuf) -> Self {
-        Sampler { docker, data_root, known: HashMap::new(), said_quota: false }
+        Sampler { docker, data_root, known: HashMap::new(), said_quota: false, last_cost: None }
+    }
+
+    /// What the last sample's measuring cost (the Docker calls before it not counted).
+    pub fn last_cost(&self) -> Option<SampleCost> {
+        self.last_cost
     }
 
     /// Every running container's footprint now. One list call, an inspect per container not
@@ -63,14 +70,26 @@ impl Sampler {
             }
         }
         let known: Vec<(String, Known)> = self.known.iter().map(|(id, k)| (id.clone(), k.clone())).collect();
-        let measured = tokio::task::spawn_blocking(move || {
-            known
+        let (measured, cost) = tokio::task::spawn_blocking(move || {
+            let (started, cpu_before) = (Instant::now(), thread_cpu());
+            let mut cost = SampleCost { containers: known.len(), ..SampleCost::default() };
+            let measured = known
                 .into_iter()
-                .map(|(id, k)| measure(id, k, WALK_BOUND, crate::storage::quota::writable_layer_bytes))
-                .collect::<Vec<Footprint>>()
+                .map(|(id, k)| {
+                    let (footprint, walked) = measure(id, k, WALK_BOUND, crate::storage::quota::writable_layer_bytes);
+                    cost.entries_walked += walked;
+                    cost.layers_from_quota += usize::from(footprint.writable_from_quota);
+                    cost.cut_short += usize::from(footprint.cut_short);
+                    footprint
+                })
+                .collect::<Vec<Footprint>>();
+            cost.wall_seconds = started.elapsed().as_secs_f64();
+            cost.cpu_seconds = thread_cpu().saturating_sub(cpu_before).as_secs_f64();
+            (measured, Some(cost))
         })
         .await
         .unwrap_or_default();
+        self.last_cost = cost.or(self.last_cost);
         if !self.said_quota && measured.iter().any(|f| f.writable_from_quota) {
             self.said_quota = true;
             tracing::info!("writable layers measured from their XFS project quotas (overlay2.size), not walked");
@@ -109,9 +128,21 @@ fn known_from(inspected: &bollard::models::ContainerInspectResponse, data_root: 
     }
 }
 
-/// One container's footprint: its writable layer from `layer_quota` where that answers,
-/// everything else walked, at most `bound` entries for the container.
-fn measure(container_id: String, known: Known, bound: u64, layer_quota: impl Fn(&Path) -> Option<u64>) -> Footprint {
+/// The CPU time of the calling thread: the measuring runs on one blocking thread, so this is
+/// its cost alone, whatever else the daemon does meanwhile.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec.try_into().unwrap_or(0), t.tv_nsec.try_into().unwrap_or(0))
+}
+
+/// One container's footprint, and the directory entries walked for it: its writable layer
+/// from `layer_quota` where that answers, everything else walked, at most `bound` entries.
+fn measure(
+    container_id: String,
+    known: Known,
+    bound: u64,
+    layer_quota: impl Fn(&Path) -> Option<u64>,
+) -> (Footprint, u64) {
     let mut budget = bound;
     let mut cut_short = false;
     let mut walk = |path: &Path| {
@@ -124,7 +155,7 @@ fn measure(container_id: String, known: Known, bound: u64, layer_quota: impl Fn(
     let writable_bytes = quota.unwrap_or_else(|| known.upper_dir.as_deref().map_or(0, &mut walk));
     let volume_bytes = known.volumes.iter().map(|dir| walk(dir)).sum();
     let log_bytes = known.log_path.as_deref().map_or(0, &mut walk);
-    Footprint {
+    let footprint = Footprint {
         container_id,
         name: known.name,
         image: known.image,
@@ -136,7 +167,8 @@ fn measure(container_id: String, known: Known, bound: u64, layer_quota: impl Fn(
         log_bytes,
         cut_short,
         writable_from_quota,
-    }
+    };
+    (footprint, bound - budget)
 }
 
 /// Bytes allocated under `path` (a file or a directory tree, not following links), walking at
@@ -215,15 +247,18 @@ mod tests {
         // Measured one after the other with a bound of 10 each: the first's many files do not
         // leave the second uncounted.
         let no_quota = |_: &Path| None;
-        let first = measure("many".into(), known(&many), 10, no_quota);
-        let second = measure("few".into(), known(&few), 10, no_quota);
+        let (first, walked) = measure("many".into(), known(&many), 10, no_quota);
+        assert_eq!(walked, 10, "the whole bound walked");
+        let (second, walked) = measure("few".into(), known(&few), 10, no_quota);
+        assert_eq!(walked, 2, "the directory and its one file");
         assert!(first.cut_short && !first.writable_from_quota, "{first:?}");
         assert!(!second.cut_short && second.writable_bytes >= 4096, "{second:?}");
-        let whole = measure("many".into(), known(&many), 100, no_quota);
+        let (whole, _) = measure("many".into(), known(&many), 100, no_quota);
         assert!(!whole.cut_short && whole.writable_bytes >= 20 * 4096, "{whole:?}");
         // Where the layer's project quota answers, its figure is taken and nothing is walked:
         // not cut short even with no bound left for the walk.
-        let quota = measure("many".into(), known(&many), 0, |_: &Path| Some(7 << 20));
+        let (quota, walked) = measure("many".into(), known(&many), 0, |_: &Path| Some(7 << 20));
+        assert_eq!(walked, 0, "nothing walked for a layer its quota measured");
         assert!(quota.writable_from_quota && !quota.cut_short && quota.writable_bytes == 7 << 20, "{quota:?}");
     }
 }

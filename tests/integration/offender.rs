@@ -109,7 +109,15 @@ async fn the_fastest_of_three_writers_is_named_with_its_task_everywhere() {
             && l.contains("task_family=\"writers\"")),
         "{metrics}"
     );
+    // What measuring cost, for an operator to see that it stays small: the three writers,
+    // walked here (this kernel has no XFS quota; the boot test's VM reads quotas).
+    let cost = status.offender.last_sample.unwrap_or_else(|| panic!("no sample cost in /status: {body}"));
+    assert!(cost.containers >= 3 && cost.entries_walked >= 3 && cost.layers_from_quota == 0, "{cost:?}");
+    assert!(cost.wall_seconds > 0.0 && cost.wall_seconds < 10.0, "{cost:?}");
+    assert!(metrics.lines().any(|l| l.starts_with("nodewarden_footprint_sample_seconds ")), "{metrics}");
+    assert!(metrics.lines().any(|l| l.starts_with("nodewarden_footprint_sample_cpu_seconds ")), "{metrics}");
     let summary = String::from_utf8_lossy(&summary.stdout);
     assert!(summary.contains("Offender     container fast (task family writers"), "{summary}");
+    assert!(summary.contains("writable layers from project quotas"), "{summary}");
     assert!(nodewarden.log().contains("top writer: container fast"), "the journal names it");
 }
