@@ -651,7 +651,8 @@ async fn api_cost(report: &mut Report) {
     // 1,000 nodes: idle at the measured per-node rate; a withheld node's look costs what the
     // hold measured per look. The decision storm at 1,000 and 10,000 nodes is the simulation's
     // (benches/fleet_sim.rs): a real cluster cannot be stood up here.
-    let looks_in_hold = hold_ops.get("DescribeClusters").copied().unwrap_or(0).max(1) as f64;
+    // Every look (a cluster read) lists the claims once; DescribeClusters only now and then.
+    let looks_in_hold = hold_ops.get("ListAttributes").copied().unwrap_or(0).max(1) as f64;
     let per_look = hold_total as f64 / looks_in_hold;
     let idle_at_1000 = idle_per_node_hour * 1000.0 / 3600.0;
     println!(
