@@ -42,6 +42,22 @@ const VOLUME_MB: u64 = 1024;
 /// One boot, its checks included, under TCG on a shared 2-core machine (2–4 minutes seen; a
 /// guest check waits 10 minutes at most), so that a hung guest cannot eat CI's time.
 const BOOT_LIMIT: Duration = Duration::from_secs(720);
+/// Empty files the first boot puts in ten containers' writable layers before the runaway,
+/// to show a footprint sample reads each layer's project quota instead of walking it.
+/// NODEWARDEN_BOOT_FILES=1000000 NODEWARDEN_BOOT_ONLY=first measures the scaling at a million
+/// (a bigger volume for the inodes, a longer limit for making them under TCG).
+const FILES: u64 = 10_000;
+
+/// (files, volume MiB, boot limit) for this run.
+fn scaling() -> (u64, u64, Duration) {
+    let files = std::env::var("NODEWARDEN_BOOT_FILES").ok().map_or(FILES, |v| {
+        v.parse().unwrap_or_else(|_| panic!("NODEWARDEN_BOOT_FILES={v:?} is not a number of files"))
+    });
+    // An xfs inode is 512 bytes, and xfs gives inodes a quarter of a small disk at most.
+    let volume_mb = VOLUME_MB.max(files / 1000 * 4);
+    // Under TCG a guest makes a few thousand files a second.
+    (files, volume_mb, BOOT_LIMIT + Duration::from_secs(files / 500))
+}
 
 /// Every check, in order, with when it was decided.
 #[derive(Default)]
@@ -163,7 +179,9 @@ async fn scenario(report: &mut Report) {
 
     let ports = (imds.addr.port(), artifacts_port, moto.port);
     let volume = work.path().join("volume.img");
-    std::fs::File::create(&volume).and_then(|f| f.set_len(VOLUME_MB << 20)).expect("creating the volume");
+    let (files, volume_mb, _) = scaling();
+    std::fs::File::create(&volume).and_then(|f| f.set_len(volume_mb << 20)).expect("creating the volume");
+    report.host(true, "the volume", &format!("{volume_mb} MiB; {files} files in ten writable layers at first boot"));
     let instance = Instance::create(&image, work.path(), &instance_id);
 
     // 1. First boot.
@@ -243,6 +261,8 @@ async fn boot(
     std::fs::copy(scaffolding.agent_tarball, share.join("ecs-agent.tar")).expect("sharing the agent tarball");
     std::fs::write(share.join("standin-arn"), scaffolding.container_instance_arn).expect("sharing the ARN");
     std::fs::write(share.join("phase"), phase).expect("writing the phase");
+    let (files, _, limit) = scaling();
+    std::fs::write(share.join("files"), files.to_string()).expect("writing the number of files");
     if let Ok(uuid) = std::fs::read(out.join("share-first/uuid")) {
         std::fs::write(share.join("uuid"), uuid).expect("passing the first boot's UUID on");
     }
@@ -258,7 +278,7 @@ async fn boot(
         imds_port,
         artifacts_port,
         moto_port,
-        limit: BOOT_LIMIT,
+        limit,
     };
     println!("\n== boot: {phase} ({}, volume {})", instance.instance_id, volume.display());
     let started = Instant::now();
