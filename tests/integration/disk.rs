@@ -13,8 +13,10 @@ use crate::harness::loopdisk::LoopDisk;
 use crate::harness::system::{self, require_tool, run};
 
 struct Rig {
-    root: tempfile::TempDir,
+    // Fields drop in this order: the disk (unmounted, detached) before the directory it is
+    // mounted in, which could not be removed while it was.
     disk: LoopDisk,
+    root: tempfile::TempDir,
     settings: PathBuf,
 }
 
@@ -28,7 +30,7 @@ fn rig(size_mb: u64, docker_settings: &str) -> Rig {
         format!("[ecs]\ncluster = \"c\"\n[docker]\ndata-device = \"{}\"\n{docker_settings}", disk.device.display()),
     )
     .unwrap();
-    Rig { root, disk, settings }
+    Rig { disk, root, settings }
 }
 
 impl Rig {
