@@ -272,12 +272,12 @@ impl DiskStep {
         })
     }
 
-    /// The footprints of every running container, sampled at `now`.
     /// What the sample that just came back cost, for /status and /metrics.
     pub fn on_sample_cost(&mut self, cost: crate::offender::SampleCost) {
         self.offender.last_sample = Some(cost);
     }
 
+    /// The footprints of every running container, sampled at `now`.
     pub fn on_footprints(
         &mut self,
         result: Result<Vec<Footprint>, String>,
