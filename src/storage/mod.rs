@@ -232,7 +232,8 @@ pub fn prepare(
     let mounted = mounted()?;
     let quota_unavailable = overlay_size_unavailable(&mounted, &mount_point);
     let grown_bytes = grow(&device, &mount_point, &fs_type)?;
-    let warnings = write_units(paths, &uuid, &fs_type, unit_options(&fs_type, &mounted.super_options))?;
+    let mut warnings = write_units(paths, &uuid, &fs_type, unit_options(&fs_type, &mounted.super_options))?;
+    warnings.extend(preallocation_note(&mounted, "the mount unit setup wrote adds it at the next boot"));
     Ok(Some(Prepared { device, formatted, fs_type, uuid, mount_point, quota_unavailable, grown_bytes, warnings }))
 }
 
@@ -312,6 +313,20 @@ fn has_project_quota(super_options: &str) -> bool {
 /// mounted before (by an older nodewarden or by hand) gets them at its next mount, the boot.
 fn unit_options(fs_type: &str, super_options: &str) -> &'static str {
     mount_options(fs_type, fs_type == "xfs" && has_project_quota(super_options))
+}
+
+/// Docker's xfs mounted without a fixed `allocsize` (by an older nodewarden, by hand, or the
+/// root disk Docker stayed on): what that does to drains, and `remedy`. See [`XFS_OPTIONS`].
+pub fn preallocation_note(mounted: &mountinfo::Mount, remedy: &str) -> Option<String> {
+    if mounted.fs_type != "xfs" || mounted.super_options.split(',').any(|o| o.starts_with("allocsize=")) {
+        return None;
+    }
+    Some(format!(
+        "{} (xfs on {}) is mounted without allocsize: xfs then preallocates beyond growing files and counts it as \
+         used, so the disk's use can jump in steps and a drain can come late; {remedy}",
+        mounted.mount_point.display(),
+        mounted.source
+    ))
 }
 
 /// An xfs quota mount that an older nodewarden (or an operator) mounted `nodev` is remounted
@@ -462,5 +477,29 @@ mod tests {
             assert_eq!(unit_options(fs_type, super_options), want, "{fs_type} {super_options}");
         }
         assert_eq!(mount_options("xfs", false), XFS_OPTIONS);
+    }
+
+    #[test]
+    fn only_an_xfs_without_a_fixed_allocsize_gets_the_preallocation_note() {
+        let mount = |fs_type: &str, super_options: &str| mountinfo::Mount {
+            device_number: "259:1".into(),
+            mount_point: "/var/lib/docker".into(),
+            mount_options: "rw,noatime".into(),
+            fs_type: fs_type.into(),
+            source: "/dev/nvme1n1".into(),
+            super_options: super_options.into(),
+        };
+        let table = [
+            ("xfs", "rw,attr2,inode64,logbufs=8,logbsize=32k,prjquota", true),
+            ("xfs", "rw,attr2,inode64,allocsize=16384k,logbufs=8,prjquota", false),
+            ("ext4", "rw", false),
+        ];
+        for (fs_type, super_options, noted) in table {
+            let note = preallocation_note(&mount(fs_type, super_options), "reboot");
+            assert_eq!(note.is_some(), noted, "{fs_type} {super_options}: {note:?}");
+            if let Some(note) = note {
+                assert!(note.contains("/var/lib/docker") && note.contains("/dev/nvme1n1") && note.ends_with("reboot"));
+            }
+        }
     }
 }

@@ -28,18 +28,26 @@ fn used(path: &std::path::Path) -> disk::DiskSample {
 
 /// One node of a cluster of `size` on moto: Docker's own 1 GiB disk prepared by `nodewarden
 /// setup` from userdata, dockerd on it, three old images GC may remove, a service container.
+/// Dropped in field order, after `Drop` stopped nodewarden: dockerd, then the volume (whose drop
+/// unmounts what setup mounted in nodewarden's root), then that root, which can then be removed.
 struct Incident {
-    nodewarden: Nodewarden,
     docker: TestDocker,
+    _volume: LoopDisk,
+    nodewarden: Nodewarden,
     moto: Moto,
     _imds: ImdsServer,
     self_id: String,
     own_arn: String,
     data_root: std::path::PathBuf,
-    _volume: LoopDisk,
     _backing: Tmpfs,
     _root: tempfile::TempDir,
     _alone: Vec<slots::Slot>,
+}
+
+impl Drop for Incident {
+    fn drop(&mut self) {
+        self.nodewarden.stop();
+    }
 }
 
 impl Incident {
