@@ -121,8 +121,24 @@ fn a_blank_device_is_formatted_mounted_ordered_and_reused_after_a_reboot() {
     assert!(!text(&output).contains("formatted"), "{}", text(&output));
     assert_eq!(blkid(&rig.disk.device, "UUID"), uuid);
     assert_eq!(std::fs::read(rig.mount_point().join("before-reboot")).unwrap(), b"kept");
-    // And once more while mounted: nothing changes.
-    assert_eq!(rig.setup().status.code(), Some(0));
+    // And once more while mounted: nothing changes, and nothing to warn about.
+    let output = rig.setup();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(!text(&output).contains("allocsize"), "{}", text(&output));
+
+    // Mounted as an older nodewarden did, without allocsize: setup keeps the mount (Docker may
+    // be running on it), says what that costs, and the unit mounts it right at the next boot.
+    rig.unmount();
+    run(Command::new("mount")
+        .args(["-t", "xfs", "-o", "noatime,nodev,nosuid"])
+        .arg(&rig.disk.device)
+        .arg(rig.mount_point()));
+    let output = rig.setup();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(text(&output).contains("is mounted without allocsize"), "{}", text(&output));
+    assert!(text(&output).contains("adds it at the next boot"), "{}", text(&output));
+    let unit = std::fs::read_to_string(units.join("var-lib-docker.mount")).unwrap();
+    assert!(unit.contains("allocsize=16m"), "{unit}");
 }
 
 /// LVM2's label checksum: CRC-32 (reflected, 0xEDB88320) from 0xf597a6cf, without final xor.
