@@ -124,7 +124,7 @@ fn apply(
             eprintln!("WARNING: {note}");
             let data_root = paths.docker_data_root();
             let holding = storage::mountinfo::current().ok().and_then(|m| storage::mountinfo::holding(&m, &data_root));
-            let remedy = "on an xfs root disk, boot with rootflags=allocsize=16m";
+            let remedy = "on an xfs root disk, boot with rootflags=allocsize=4m";
             if let Some(note) = holding.and_then(|m| storage::preallocation_note(&m, remedy)) {
                 tracing::warn!("{note}");
                 eprintln!("warning: {note}");

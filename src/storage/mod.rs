@@ -31,17 +31,17 @@ const BASE_OPTIONS: &str = "noatime,nodev,nosuid";
 /// xfs gets a fixed `allocsize`: by default it preallocates beyond the end of a file that keeps
 /// growing, more the larger the file (hundreds of MiB for a runaway's log), and statfs counts
 /// that space as used. Usage then jumps in steps no trend can foresee (measured in the boot
-/// test's VM: 71 % to 97 % used in one step), and the drain comes late. With 16 MiB, usage stays
-/// within 16 MiB per growing file of what was written, so pressure and time-to-full follow the
-/// writes; large writes still get 16 MiB extents. This is xfs without project quota (a kernel
-/// without XFS quota).
-const XFS_OPTIONS: &str = "noatime,nodev,nosuid,allocsize=16m";
+/// test's VM: 71 % to 97 % used in one step), and the drain comes late. With 4 MiB, usage stays
+/// within 4 MiB per growing file (a runaway's, each container's log) of what was written, so
+/// pressure and time-to-full follow the writes, while streaming writes still get extents of
+/// 4 MiB and more. This is xfs without project quota (a kernel without XFS quota).
+const XFS_OPTIONS: &str = "noatime,nodev,nosuid,allocsize=4m";
 /// xfs with project quota, for the per-container writable-layer cap, and the `allocsize` of
 /// [`XFS_OPTIONS`]. Without `nodev`: dockerd checks quota through a device node it makes in its
 /// data root, which the kernel refuses on a `nodev` mount, and dockerd then does not start at
 /// all with `overlay2.size`. Containers do not lose by it: their device nodes are governed by
 /// the overlay mounts and the device cgroup.
-const QUOTA_OPTIONS: &str = "noatime,nosuid,prjquota,allocsize=16m";
+const QUOTA_OPTIONS: &str = "noatime,nosuid,prjquota,allocsize=4m";
 
 /// Why preparing Docker's disk or writing daemon.json failed, naming the device or path.
 #[derive(Debug, thiserror::Error)]
@@ -467,8 +467,8 @@ mod tests {
     #[test]
     fn the_mount_options_follow_the_filesystem_and_whether_quota_took_effect() {
         let table = [
-            ("xfs", "rw,attr2,inode64,prjquota", "noatime,nosuid,prjquota,allocsize=16m"),
-            ("xfs", "rw,attr2,inode64,logbufs=8,noquota", "noatime,nodev,nosuid,allocsize=16m"),
+            ("xfs", "rw,attr2,inode64,prjquota", "noatime,nosuid,prjquota,allocsize=4m"),
+            ("xfs", "rw,attr2,inode64,logbufs=8,noquota", "noatime,nodev,nosuid,allocsize=4m"),
             ("ext4", "rw", "noatime,nodev,nosuid"),
             // ext4 has no allocsize and no prjquota mount option of nodewarden's.
             ("ext4", "rw,prjquota", "noatime,nodev,nosuid"),
@@ -491,7 +491,7 @@ mod tests {
         };
         let table = [
             ("xfs", "rw,attr2,inode64,logbufs=8,logbsize=32k,prjquota", true),
-            ("xfs", "rw,attr2,inode64,allocsize=16384k,logbufs=8,prjquota", false),
+            ("xfs", "rw,attr2,inode64,allocsize=4096k,logbufs=8,prjquota", false),
             ("ext4", "rw", false),
         ];
         for (fs_type, super_options, noted) in table {

@@ -84,7 +84,7 @@ fn a_blank_device_is_formatted_mounted_ordered_and_reused_after_a_reboot() {
         assert!(mount.mount_options.split(',').any(|o| o == option), "{option} missing: {}", mount.mount_options);
     }
     // A fixed preallocation, so usage follows a runaway's writes (xfs reports it in KiB).
-    assert!(mount.super_options.split(',').any(|o| o == "allocsize=16384k"), "{}", mount.super_options);
+    assert!(mount.super_options.split(',').any(|o| o == "allocsize=4096k"), "{}", mount.super_options);
     // This kernel has no XFS quota: the cap stays off, with the reason.
     assert!(text(&output).contains("writable-layer cap (10GiB) is off"), "{}", text(&output));
     // Docker may start in this boot (the package's docker.service drop-in asserts this).
@@ -138,7 +138,7 @@ fn a_blank_device_is_formatted_mounted_ordered_and_reused_after_a_reboot() {
     assert!(text(&output).contains("is mounted without allocsize"), "{}", text(&output));
     assert!(text(&output).contains("adds it at the next boot"), "{}", text(&output));
     let unit = std::fs::read_to_string(units.join("var-lib-docker.mount")).unwrap();
-    assert!(unit.contains("allocsize=16m"), "{unit}");
+    assert!(unit.contains("allocsize=4m"), "{unit}");
 }
 
 /// LVM2's label checksum: CRC-32 (reflected, 0xEDB88320) from 0xf597a6cf, without final xor.

@@ -57,7 +57,7 @@ impl TestDocker {
         let mut disk = LoopDisk::create(dir.path(), "docker", options.disk_mb);
         disk.format_xfs();
         // As `nodewarden setup` mounts Docker's xfs (`allocsize`, see src/storage/mod.rs).
-        disk.mount(&data_root, "noatime,allocsize=16m");
+        disk.mount(&data_root, "noatime,allocsize=4m");
         let config_file = dir.path().join("daemon.json");
         std::fs::write(&config_file, options.config.to_string()).expect("writing daemon.json");
         let socket = dir.path().join("docker.sock");
