@@ -285,8 +285,9 @@ fn mount(device: &Path, mount_point: &Path, fs_type: &str) -> Result<String, Sto
         run(Command::new("mount").args(["-t", fs_type, "-o", options]).arg(device).arg(mount_point), "mount")
     };
     if fs_type == "xfs" {
-        match attempt(QUOTA_OPTIONS) {
-            Ok(_) => return Ok(QUOTA_OPTIONS.to_string()),
+        let options = mount_options(fs_type, true);
+        match attempt(options) {
+            Ok(_) => return Ok(options.to_string()),
             Err(error) => {
                 tracing::warn!(%error, "mounting with prjquota failed (no XFS quota in this kernel?); mounting without")
             }
